@@ -1,0 +1,29 @@
+"""The `grdr` command line.
+
+Each area owns its commands in its own module; this file only wires them together.
+Commands that need Celery or the query layer (ingest, search, serve, bench) import
+them lazily inside the command so `grdr train` and `grdr cluster` never load them.
+"""
+from __future__ import annotations
+
+import typer
+
+from grdr_plugin.cluster.commands import app as cluster_app
+from grdr_plugin.index_commands import app as index_app
+
+app = typer.Typer(help="grdr: generative recall with dense reranking for text-to-video search on OpenSearch",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(index_app, name="index")
+
+from grdr_plugin.model_commands import register as register_model_commands  # noqa: E402
+from grdr_plugin.ingest_commands import register as register_ingest_commands  # noqa: E402
+from grdr_plugin.query_commands import register as register_query_commands  # noqa: E402
+
+register_model_commands(app)
+register_ingest_commands(app)
+register_query_commands(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,15 @@
+"""`grdr cluster`: a local single-node OpenSearch (with k-NN) and a Redis, on loopback, without Docker.
+
+Modules:
+  paths          where everything lives under ``settings.home``
+  errors         ``ClusterError``: a message, a hint and a log tail instead of a stack trace
+  java           choose a JDK >= 21
+  maven          fetch artifacts with ``mvn`` into a project-local Maven repository
+  artifacts      assemble the OpenSearch home (integ-test zip + lang-painless + k-NN)
+  node_config    render opensearch.yml / jvm.options
+  procs          pid files, process checks, the start lock, the unprivileged user under root
+  http           a stdlib JSON GET for loopback health checks
+  opensearch_node  start / stop / health of the node
+  redis_server   start / stop / ping of Redis
+  commands       the Typer app
+"""

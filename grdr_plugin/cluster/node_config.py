@@ -1,0 +1,73 @@
+"""Render the node's configuration: opensearch.yml, jvm.options and the process environment."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping
+
+from grdr_plugin.cluster.paths import ClusterPaths
+from grdr_plugin.settings import Settings
+
+CLUSTER_NAME = "grdr-local"
+NODE_NAME = "grdr-node-1"
+
+
+def render_opensearch_yml(settings: Settings, paths: ClusterPaths) -> str:
+    """A loopback-only single node; rewritten on every start so a changed port applies."""
+    lines = {
+        "cluster.name": CLUSTER_NAME,
+        "node.name": NODE_NAME,
+        # one node, no discovery, no bootstrap checks (they apply only when binding beyond loopback)
+        "discovery.type": "single-node",
+        "network.host": "127.0.0.1",
+        "http.port": str(settings.opensearch_port),
+        "path.data": str(paths.data),
+        "path.logs": str(paths.logs),
+        # a dev disk that fills past 85/90/95 % would otherwise turn indices read-only mid-test
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+        # one node cannot host replicas: keep auto-created indices green
+        "cluster.default_number_of_replicas": "0",
+    }
+    header = "# written by `grdr cluster start` on every start; edit grdr_plugin/cluster/node_config.py instead\n"
+    return header + "".join(f"{k}: {_yaml_scalar(v)}\n" for k, v in lines.items())
+
+
+def _yaml_scalar(value: str) -> str:
+    # quote anything that is not a plain word/number/bool so paths with spaces or ':' survive
+    return value if re.fullmatch(r"[A-Za-z0-9_.\-/]+", value) else '"' + value.replace('"', '\\"') + '"'
+
+
+def rewrite_jvm_options(text: str, paths: ClusterPaths) -> str:
+    """The distribution's jvm.options with heap lines dropped (OPENSEARCH_JAVA_OPTS sets it from settings)
+    and the relative ``logs/`` / ``data`` paths (relative to the OpenSearch home) pointed into .grdr/."""
+    out = []
+    for line in text.splitlines():
+        if re.fullmatch(r"\s*(\d+(-\d*)?:)?-Xm[sx]\S+\s*", line):
+            continue
+        line = line.replace("file=logs/", f"file={paths.logs}/")
+        line = line.replace("-XX:ErrorFile=logs/", f"-XX:ErrorFile={paths.logs}/")
+        line = line.replace("-Xloggc:logs/", f"-Xloggc:{paths.logs}/")
+        line = re.sub(r"-XX:HeapDumpPath=data\b", f"-XX:HeapDumpPath={paths.data}", line)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def heap_opts(heap: str) -> str:
+    """``1g`` -> ``-Xms1g -Xmx1g`` (equal min/max, as OpenSearch's bootstrap expects)."""
+    if not re.fullmatch(r"\d+[kKmMgG]?", heap):
+        raise ValueError(f"GRDR_OPENSEARCH_HEAP must look like 512m or 1g, not {heap!r}")
+    return f"-Xms{heap} -Xmx{heap}"
+
+
+def node_env(base: Mapping[str, str], java_home: Path, heap: str, conf_dir: Path, run_home: Path) -> dict[str, str]:
+    """The environment of bin/opensearch: the JDK, the heap, the config dir; no caller JVM options leak in."""
+    env = {k: v for k, v in base.items() if k not in ("JAVA_TOOL_OPTIONS", "JAVA_OPTS", "_JAVA_OPTIONS")}
+    env.update({
+        "JAVA_HOME": str(java_home),
+        "OPENSEARCH_JAVA_HOME": str(java_home),
+        "OPENSEARCH_JAVA_OPTS": heap_opts(heap),
+        "OPENSEARCH_PATH_CONF": str(conf_dir),
+        # the node user may have no home of its own (nologin system user)
+        "HOME": str(run_home),
+    })
+    return env

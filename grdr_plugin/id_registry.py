@@ -1,0 +1,109 @@
+"""Publishing new semantic IDs from ingest to every query process, through OpenSearch only.
+
+Two small structures per catalog alias, kept in one registry index:
+* one document per semantic ID ever published (``_id`` = "<alias>|<id>"), written with
+  ``op_type=create`` so an ID is registered once whoever publishes it;
+* one counter document per alias (``_id`` = "<alias>|__generation__") bumped after each publish.
+
+A query process does a cheap real-time GET of the counter; only when it moved does it search the
+ID documents newer than what it has seen (by ``_seq_no``, re-reading an overlap so that publishes
+that became visible out of order are not missed). Query processes on any machine agree because
+they all read the same index; none talks to another.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from opensearchpy import helpers
+
+REGISTRY_INDEX = "grdr-id-registry"
+_COUNTER = "__generation__"
+# How many sequence numbers behind the newest seen we re-read on each change (out-of-order visibility).
+SEQ_OVERLAP = 4096
+
+REGISTRY_BODY = {
+    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}},
+    "mappings": {"dynamic": "strict", "properties": {
+        "alias": {"type": "keyword"}, "semantic_id": {"type": "keyword"}, "generation": {"type": "long"},
+        "count": {"type": "long"}}},
+}
+
+
+def ensure_registry(client) -> None:
+    if not client.indices.exists(index=REGISTRY_INDEX):
+        client.indices.create(index=REGISTRY_INDEX, body=REGISTRY_BODY, ignore=400)  # 400: created concurrently
+
+
+def _doc_id(alias: str, semantic_id: str) -> str:
+    return f"{alias}|{semantic_id}"
+
+
+def publish_ids(client, alias: str, semantic_ids: Iterable[str]) -> int:
+    """Register IDs (idempotent), make them visible, then bump the generation. Returns the new generation."""
+    ensure_registry(client)
+    unique = sorted(set(semantic_ids))
+    actions = ({"_op_type": "create", "_index": REGISTRY_INDEX, "_id": _doc_id(alias, s),
+                "_source": {"alias": alias, "semantic_id": s}} for s in unique)
+    # 409 = already registered: expected and harmless, so conflicts are not errors here.
+    # refresh=True (not wait_for): the registry is tiny, and publishing must not wait a refresh interval.
+    helpers.bulk(client, actions, chunk_size=2000, raise_on_error=False, refresh=True)
+    resp = client.update(index=REGISTRY_INDEX, id=_doc_id(alias, _COUNTER), retry_on_conflict=10,
+                         body={"script": {"source": "ctx._source.generation += 1", "lang": "painless"},
+                               "upsert": {"alias": alias, "generation": 1}, "_source": True},
+                         refresh=True)
+    return int(resp["get"]["_source"]["generation"])
+
+
+def current_generation(client, alias: str) -> int:
+    resp = client.get(index=REGISTRY_INDEX, id=_doc_id(alias, _COUNTER), ignore=404, realtime=True)
+    return int(resp["_source"]["generation"]) if resp.get("found") else 0
+
+
+def _max_seq_no(client, alias: str) -> int:
+    resp = client.search(index=REGISTRY_INDEX, body={"size": 1, "query": {"term": {"alias": alias}},
+                                                     "sort": [{"_seq_no": "desc"}], "seq_no_primary_term": True,
+                                                     "_source": False})
+    hits = resp["hits"]["hits"]
+    return int(hits[0]["_seq_no"]) if hits else -1
+
+
+@dataclass
+class RegistryReader:
+    """Follows one alias's published IDs; each query process keeps its own reader.
+
+    It returns candidate IDs (possibly already known: the overlap re-reads some); the caller dedups.
+    """
+
+    alias: str
+    generation: int = -1
+    max_seq_no: int = -1
+
+    def start_at_head(self, client) -> None:
+        """Skip what is already published (call just before building a base from the catalog index)."""
+        ensure_registry(client)
+        self.generation = current_generation(client, self.alias)
+        self.max_seq_no = _max_seq_no(client, self.alias)
+
+    def poll(self, client) -> list[str]:
+        """IDs published since the last poll, plus a re-read overlap; [] when the generation has not moved."""
+        if not client.indices.exists(index=REGISTRY_INDEX):
+            return []
+        gen = current_generation(client, self.alias)
+        if gen == self.generation:
+            return []
+        query = {"bool": {"filter": [{"term": {"alias": self.alias}}, {"exists": {"field": "semantic_id"}},
+                                     {"range": {"_seq_no": {"gt": self.max_seq_no - SEQ_OVERLAP}}}]}}
+        body = {"size": 5000, "query": query, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": True,
+                "_source": ["semantic_id"]}
+        found: list[str] = []
+        while True:
+            hits = client.search(index=REGISTRY_INDEX, body=body)["hits"]["hits"]
+            found.extend(h["_source"]["semantic_id"] for h in hits)
+            if hits:
+                self.max_seq_no = max(self.max_seq_no, max(int(h["_seq_no"]) for h in hits))
+            if len(hits) < body["size"]:
+                break
+            body["search_after"] = hits[-1]["sort"]
+        self.generation = gen
+        return found

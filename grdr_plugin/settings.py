@@ -1,0 +1,79 @@
+"""All run-time settings in one place.
+
+Precedence: CLI flags (applied by the caller with ``Settings(**overrides)``), then
+``GRDR_*`` environment variables, then the defaults below.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRDR_", extra="ignore")
+
+    # OpenSearch connection
+    opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch endpoint (http or https)")
+    opensearch_user: Optional[str] = Field(None, description="basic-auth user")
+    opensearch_password: Optional[SecretStr] = Field(None, description="basic-auth password (never logged)")
+    opensearch_ca_file: Optional[Path] = Field(None, description="CA bundle for TLS verification")
+    verify_certs: bool = Field(True, description="verify TLS certificates (turning off prints a warning)")
+    opensearch_timeout_s: float = Field(30.0, gt=0)
+
+    # Celery
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker URL")
+    result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend URL")
+
+    # Local cluster (`grdr cluster ...`)
+    home: Path = Field(Path(".grdr"), description="project-local folder for the cluster's data, logs and cache")
+    opensearch_version: str = Field("3.5.0", description="OpenSearch core version; k-NN is <version>.0")
+    opensearch_port: int = Field(9200, ge=1, le=65535)
+    opensearch_heap: str = Field("1g", description="JVM heap for the local node (-Xms/-Xmx)")
+    redis_port: int = Field(6379, ge=1, le=65535)
+    java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
+
+    # Batching
+    bulk_chunk_size: int = Field(1000, ge=1, description="documents per bulk request")
+    ingest_batch_size: int = Field(2000, ge=1, description="videos per Celery task")
+
+    @field_validator("opensearch_url")
+    @classmethod
+    def _url_has_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("GRDR_OPENSEARCH_URL must start with http:// or https://, e.g. http://127.0.0.1:9200")
+        return v.rstrip("/")
+
+    def knn_version(self) -> str:
+        return f"{self.opensearch_version}.0"
+
+    def opensearch_client(self):
+        """An opensearch-py client built from these settings."""
+        from opensearchpy import OpenSearch
+
+        if self.opensearch_url.startswith("https://") and not self.verify_certs:
+            warnings.warn("GRDR_VERIFY_CERTS is off: TLS certificates of OpenSearch are not checked", stacklevel=2)
+        auth = None
+        if self.opensearch_user:
+            pw = self.opensearch_password.get_secret_value() if self.opensearch_password else ""
+            auth = (self.opensearch_user, pw)
+        kwargs = dict(
+            hosts=[self.opensearch_url],
+            http_auth=auth,
+            verify_certs=self.verify_certs,
+            ssl_show_warn=self.verify_certs,
+            timeout=self.opensearch_timeout_s,
+            http_compress=False,
+        )
+        if self.opensearch_ca_file:
+            kwargs["ca_certs"] = str(self.opensearch_ca_file)
+        return OpenSearch(**kwargs)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,61 @@
+"""Test-query recall measured through OpenSearch (the path users run), beside per-stage timings.
+
+For the same model and index, GRDR's R@1/5/10 here must equal the in-process `grdr eval`
+numbers: same IDs, same vectors, same pool rule (grdr_plugin.pool).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from grdr_plugin.data import Dataset
+from query.hybrid import bm25_request
+from query.searcher import Searcher
+
+RECALL_AT = (1, 5, 10)
+
+
+def recall_at(ranks: np.ndarray) -> dict[str, float]:
+    """ranks: 1-based, 0 = not in the returned list."""
+    found = ranks > 0
+    return {f"R@{k}": round(100 * float((found & (ranks <= k)).mean()), 2) for k in RECALL_AT}
+
+
+def _rank_of(hit_ids: list[str], truth: str) -> int:
+    return hit_ids.index(truth) + 1 if truth in hit_ids else 0
+
+
+def latency_summary(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
+            "mean_ms": round(float(a.mean()), 2)}
+
+
+def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple[str, ...] = ("grdr",),
+                                k: int = 10, limit: Optional[int] = None,
+                                progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """One query at a time, as users send them, so latencies are end to end per query."""
+    rows = ds.test_queries()[:limit] if limit else ds.test_queries()
+    truth = [ds.video_ids[ds.query_video[r]] for r in rows]
+    out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
+    for mode in modes:
+        ranks = np.zeros(len(rows), dtype=np.int64)
+        stages: dict[str, list[float]] = {"encode": [], "decode": [], "opensearch": [], "total": []}
+        for i, r in enumerate(rows):
+            text = ds.query_text[r]
+            if mode == "bm25":
+                hits = searcher.client.search(index=searcher.index, body=bm25_request(text, size=k, filters=[]))
+                ids = [h["_id"] for h in hits["hits"]["hits"]]
+            else:
+                res = searcher.search(text, k=k, hybrid=(mode == "hybrid"))
+                ids = [h.video_id for h in res.hits]
+                for stage, ms in res.timings_ms.items():
+                    stages[stage].append(ms)
+            ranks[i] = _rank_of(ids, truth[i])
+            if progress:
+                progress(1)
+        out[mode] = recall_at(ranks)
+        if stages["total"]:
+            out[mode]["stages_ms"] = {s: latency_summary(v) for s, v in stages.items()}
+    return out

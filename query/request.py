@@ -1,0 +1,48 @@
+"""The one OpenSearch request per query: a terms filter on semantic IDs, reranked by exact knn_score.
+
+Query text and vectors travel only as values/params, never inside script source or field names.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from grdr_plugin.index import ID_FIELD, VECTOR_FIELD
+
+
+def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]:
+    """Exact cosine rerank with the k-NN plugin's score script (score = (1 + cosine) / 2 on 3.x)."""
+    vec = np.asarray(query_vec, dtype=np.float32).ravel()
+    if not np.all(np.isfinite(vec)):
+        raise ValueError("query_vec: contains NaN or Inf")
+    return {
+        "lang": "knn",
+        "source": "knn_score",
+        "params": {"field": VECTOR_FIELD, "query_value": vec.tolist(), "space_type": "cosinesimil"},
+    }
+
+
+def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
+                 extra_filters: Optional[list[dict[str, Any]]] = None, field: str = ID_FIELD) -> dict[str, Any]:
+    """Recall = `terms` on the ID field (plus user filters), rerank = knn_score, top-k back with matched IDs."""
+    if k < 1:
+        raise ValueError("k: must be at least 1")
+    ids = [str(s) for s in semantic_ids]
+    filters: list[dict[str, Any]] = [{"terms": {field: ids}}, *(extra_filters or [])]
+    return {
+        "size": k,
+        "_source": {"excludes": [VECTOR_FIELD]},
+        "query": {"script_score": {"query": {"bool": {"filter": filters}}, "script": knn_rerank_script(query_vec)}},
+        # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
+        "docvalue_fields": [ID_FIELD],
+    }
+
+
+def exact_dense_request(query_vec: np.ndarray | Sequence[float], *, k: int = 10) -> dict[str, Any]:
+    """The full-corpus exact dense baseline: knn_score over every document."""
+    return {
+        "size": k,
+        "_source": False,
+        "query": {"script_score": {"query": {"match_all": {}}, "script": knn_rerank_script(query_vec)}},
+    }

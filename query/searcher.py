@@ -1,0 +1,193 @@
+"""`Searcher`: text -> encode (onnxruntime) -> constrained decode (numpy) -> one OpenSearch request.
+
+    from query.searcher import Searcher
+    hits = Searcher("models/msrvtt", index="msrvtt").search("a man is cooking", k=10).hits
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from grdr_plugin.decoding import constrained_beam_search
+from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, alias_target, fingerprint_of
+from grdr_plugin.model.ids import format_id
+from grdr_plugin.pool import ids_to_keep
+from grdr_plugin.runtime import ModelRuntime
+from grdr_plugin.settings import Settings, get_settings
+from query.filters import SearchFilters, filter_clauses, keyword_fields_of
+from query.hybrid import bm25_request, rrf
+from query.request import grdr_request
+from query.trie_store import TrieStore
+
+MAX_QUERY_CHARS = 2000
+MAX_K = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+class FingerprintMismatch(ValueError):
+    pass
+
+
+class Hit(BaseModel):
+    video_id: str
+    score: float
+    matched_id: Optional[str] = None
+    title: Optional[str] = None
+
+
+class SearchResult(BaseModel):
+    hits: list[Hit]
+    timings_ms: dict[str, float]
+    recalled_ids: int = 0
+    pool_estimate: int = 0
+
+
+def clean_query(text: str) -> str:
+    """Control characters become spaces; empty or over-long text is refused with the field named."""
+    if not isinstance(text, str):
+        raise ValueError("text: must be a string")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(f"text: {len(text)} characters; at most {MAX_QUERY_CHARS}")
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    if not text:
+        raise ValueError("text: empty (or only whitespace/control characters)")
+    return text
+
+
+class Searcher:
+    def __init__(self, model_dir: Path | str, index: str, *, settings: Optional[Settings] = None, client=None,
+                 beam_size: int = 50, max_pool: int = 300, threads: int = 1, poll_interval_s: float = 0.5,
+                 rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0)):
+        if not 1 <= beam_size <= 1000:
+            raise ValueError("beam_size: must be between 1 and 1000")
+        self.settings = settings or get_settings()
+        self.client = client or self.settings.opensearch_client()
+        self.index = index
+        self.runtime = ModelRuntime(model_dir, threads=threads)
+        self.beam_size, self.max_pool = beam_size, max_pool
+        self.rrf_rank_constant, self.hybrid_weights = rrf_rank_constant, hybrid_weights
+        target = alias_target(self.client, index)
+        if target is None:
+            raise LookupError(f"--index: no alias {index!r}; create it with `grdr index create` or `grdr ingest`")
+        mapping = self.client.indices.get_mapping(index=target)
+        found = fingerprint_of(mapping)
+        if found != self.runtime.fingerprint:
+            raise FingerprintMismatch(
+                f"--index: {index} was built by model {str(found)[:12]}, not by {self.runtime.fingerprint[:12]} "
+                f"(--model); its semantic IDs mean nothing to this model. Re-ingest with --reindex.")
+        self.keyword_fields = keyword_fields_of(mapping[target]["mappings"].get("properties", {}))
+        card = self.runtime.card
+        self.store = TrieStore(self.client, index, levels=card.levels, codebook_size=card.codebook_size,
+                               poll_interval_s=poll_interval_s).build()
+
+    # ---- pure-ish planning ----
+
+    def decode(self, token_states: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        card = self.runtime.card
+        return constrained_beam_search(self.runtime.step_fn(token_states, mask), token_states.shape[0],
+                                       card.levels, card.codebook_size, self.store.tables, self.beam_size)
+
+    def plan(self, codes: np.ndarray, scores: np.ndarray, k: int) -> tuple[list[str], list[str], int]:
+        """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams."""
+        beams = [format_id(c) for c, s in zip(codes, scores) if np.isfinite(s)]
+        counts = np.array([self.store.video_count(b) for b in beams], dtype=np.int64)
+        keep = ids_to_keep(counts, self.max_pool)
+        ids, estimate = beams[:keep], int(counts[:keep].sum())
+        prefixes: list[str] = []
+        # Too few videos to fill k: widen by shorter prefixes of the best beams, longest first.
+        for cut in range(self.runtime.card.levels - 1, 0, -1):
+            for b in beams:
+                if estimate >= k:
+                    break
+                p = "-".join(b.split("-")[:cut])
+                if p not in prefixes and not any(p.startswith(q + "-") for q in prefixes):
+                    prefixes.append(p)
+                    estimate += self.store.prefix_count(p)
+        return ids, prefixes, estimate
+
+    def _request(self, ids: list[str], prefixes: list[str], qvec: np.ndarray, k: int,
+                 filters: list[dict[str, Any]]) -> dict[str, Any]:
+        body = grdr_request(ids, qvec, k=k, extra_filters=filters)
+        if prefixes:  # recall = any chosen ID or any widening prefix
+            recall = {"bool": {"should": [{"terms": {ID_FIELD: ids}}, {"terms": {PREFIX_FIELD: prefixes}}],
+                               "minimum_should_match": 1}}
+            body["query"]["script_score"]["query"]["bool"]["filter"][0] = recall
+        return body
+
+    # ---- searching ----
+
+    def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
+               hybrid: bool = False) -> SearchResult:
+        return self.search_many([text], k=k, filters=filters, hybrid=hybrid)[0]
+
+    def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
+                    hybrid: bool = False) -> list[SearchResult]:
+        """Batched: one encode and one decode for all texts, one _msearch round trip."""
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k: must be between 1 and {MAX_K}")
+        if isinstance(filters, dict):
+            filters = SearchFilters(**filters)
+        texts = [clean_query(t) for t in texts]
+        clauses = filter_clauses(filters, self.keyword_fields)
+        t0 = time.perf_counter()
+        self.store.refresh()
+        states, mask, qvecs = self.runtime.encode_text(texts)
+        t1 = time.perf_counter()
+        codes, scores = self.decode(states, mask)
+        t2 = time.perf_counter()
+        plans = [self.plan(codes[i], scores[i], k) for i in range(len(texts))]
+        lines: list[dict[str, Any]] = []
+        size = max(k, 50) if hybrid else k
+        for text, (ids, prefixes, _), qvec in zip(texts, plans, qvecs):
+            lines += [{"index": self.index}, self._request(ids, prefixes, qvec, size, clauses)]
+            if hybrid:
+                lines += [{"index": self.index}, bm25_request(text, size=size, filters=clauses)]
+        responses = self.client.msearch(body=lines)["responses"]
+        t3 = time.perf_counter()
+        per = 2 if hybrid else 1
+        results = []
+        for i, (ids, prefixes, estimate) in enumerate(plans):
+            grdr_resp = responses[i * per]
+            if "error" in grdr_resp:
+                raise RuntimeError(f"OpenSearch refused the query: {grdr_resp['error']}")
+            hits = [self._hit(h, ids, prefixes) for h in grdr_resp["hits"]["hits"]]
+            if hybrid:
+                hits = self._fuse(hits, responses[i * per + 1], k)
+            results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_estimate=estimate,
+                                        timings_ms={}))
+        t4 = time.perf_counter()
+        n = len(texts)
+        timings = {"encode": (t1 - t0) * 1e3 / n, "decode": (t2 - t1) * 1e3 / n,
+                   "opensearch": (t3 - t2) * 1e3 / n, "total": (t4 - t0) * 1e3 / n}
+        for r in results:
+            r.timings_ms = {key: round(v, 3) for key, v in timings.items()}
+        return results
+
+    @staticmethod
+    def _hit(h: dict[str, Any], ids: list[str], prefixes: list[str]) -> Hit:
+        own = h.get("fields", {}).get(ID_FIELD, [])
+        matched = next((s for s in ids if s in own), None)
+        if matched is None:
+            matched = next((p for p in prefixes if any(o.startswith(p + "-") for o in own)), None)
+        src = h.get("_source") or {}
+        return Hit(video_id=h["_id"], score=float(h["_score"]), matched_id=matched, title=src.get("title"))
+
+    def _fuse(self, grdr_hits: list[Hit], bm25_resp: dict[str, Any], k: int) -> list[Hit]:
+        if "error" in bm25_resp:
+            raise RuntimeError(f"OpenSearch refused the keyword query: {bm25_resp['error']}")
+        bm25 = bm25_resp["hits"]["hits"]
+        by_id = {h.video_id: h for h in grdr_hits}
+        titles = {h["_id"]: (h.get("_source") or {}).get("title") for h in bm25}
+        fused = rrf([[h.video_id for h in grdr_hits], [h["_id"] for h in bm25]], self.hybrid_weights,
+                    self.rrf_rank_constant)
+        out = []
+        for vid, score in fused[:k]:
+            base = by_id.get(vid)
+            out.append(Hit(video_id=vid, score=score, matched_id=base.matched_id if base else None,
+                           title=base.title if base else titles.get(vid)))
+        return out

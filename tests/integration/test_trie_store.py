@@ -1,0 +1,61 @@
+"""Valid-ID store against the real node: base from the index, delta from the ID registry."""
+import time
+
+import numpy as np
+from opensearchpy import helpers
+
+from grdr_plugin import id_registry
+from grdr_plugin import index as gi
+from query.trie_store import TrieStore
+
+
+def fill(client, alias, ids_per_doc):
+    gi.create_index(client, alias, gi.IndexSpec(rerank_dim=4, fingerprint="trie-test-fingerprint"))
+    helpers.bulk(client, ({"_index": alias, "_id": f"v{i}",
+                           "_source": {"video_id": f"v{i}", "grdr_ids": ids, "grdr_vec": [1.0, 0, 0, 0]}}
+                          for i, ids in enumerate(ids_per_doc)), refresh="wait_for")
+
+
+def test_base_is_built_from_the_index_with_video_counts(client, alias, tmp_path):
+    fill(client, alias, [["1-2-3", "4-5-6"], ["1-2-3"], ["7-0-1"]])
+    store = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path).build()
+    assert len(store) == 3 and "1-2-3" in store and "1-2-4" not in store
+    assert store.video_count("1-2-3") == 2 and store.video_count("7-0-1") == 1
+    assert store.prefix_count("1") == 2 and store.prefix_count("4-5") == 1
+    level1, level2, level3 = store.tables
+    np.testing.assert_array_equal(level1, [1, 4, 7])
+    assert (1 * 8 + 2) * 8 + 3 in level3
+    assert store.memory_bytes() > 0
+
+
+def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_path):
+    fill(client, alias, [["1-1-1"]])
+    store = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path, poll_interval_s=0.2).build()
+    assert store.refresh(force=True) == 0  # nothing new yet
+    t0 = time.perf_counter()
+    id_registry.publish_ids(client, alias, ["2-2-2", "3-3-3", "1-1-1"])
+    published = time.perf_counter()
+    while "2-2-2" not in store:
+        store.refresh()
+        assert time.perf_counter() - published < 2.0, "a published ID must be visible within 2 s"
+        time.sleep(0.05)
+    visible = time.perf_counter() - published
+    assert "3-3-3" in store and len(store) == 3
+    assert 2 * 64 + 2 * 8 + 2 in store.tables[2]
+    # Re-publishing known IDs adds nothing; folding keeps every ID and empties the delta.
+    id_registry.publish_ids(client, alias, ["2-2-2"])
+    assert store.refresh(force=True) == 0
+    store.fold()
+    assert not store.delta and len(store) == 3 and store.video_count("1-1-1") == 1
+    print(f"publish took {published - t0:.3f}s; visible to the other store {visible:.3f}s later")
+
+
+def test_two_readers_agree_without_talking(client, alias, tmp_path):
+    fill(client, alias, [["5-5-5"]])
+    a = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path / "a").build()
+    b = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path / "b").build()
+    id_registry.publish_ids(client, alias, [f"{i}-{j}-0" for i in range(4) for j in range(4)])
+    a.refresh(force=True)
+    b.refresh(force=True)
+    assert set(a.base.keys()) | set(a.delta) == set(b.base.keys()) | set(b.delta)
+    assert len(a) == 17

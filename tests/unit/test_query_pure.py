@@ -1,0 +1,81 @@
+"""Query-layer pieces that need no server: text cleaning, filters, request bodies, RRF, ID parsing."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from query.filters import SearchFilters, filter_clauses, keyword_fields_of
+from query.hybrid import rrf
+from query.request import grdr_request
+from query.searcher import MAX_QUERY_CHARS, clean_query
+from query.trie_store import parse_ids
+
+
+def test_query_path_does_not_import_torch():
+    code = ("import sys, query.searcher, query.api, query.trie_store, grdr_plugin.runtime, grdr_plugin.cli;"
+            "print(json.dumps(sorted(m for m in ('torch','transformers') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\x00\x01\t\n", "x" * (MAX_QUERY_CHARS + 1)])
+def test_bad_queries_name_the_field(bad):
+    with pytest.raises(ValueError, match="text"):
+        clean_query(bad)
+
+
+def test_control_characters_become_spaces():
+    assert clean_query("a\x00man\tis\x1b cooking\n") == "a man is cooking"
+
+
+def test_query_text_and_vector_travel_only_as_values():
+    evil = '"}}, "script": {"source": "System.exit(0)"'
+    body = grdr_request([evil, "1-2-3"], np.ones(4), k=5)
+    script = body["query"]["script_score"]["script"]
+    assert script["source"] == "knn_score" and script["lang"] == "knn"
+    assert body["query"]["script_score"]["query"]["bool"]["filter"][0] == {"terms": {"grdr_ids": [evil, "1-2-3"]}}
+    assert script["params"]["query_value"] == [1.0] * 4
+
+
+def test_nan_query_vector_is_refused():
+    with pytest.raises(ValueError, match="query_vec"):
+        grdr_request(["1-2-3"], np.array([1.0, np.nan]))
+
+
+def test_filters_become_clauses_and_unknown_fields_are_named():
+    f = SearchFilters(tags=["cooking"], duration_min=1, duration_max=30, fields={"source": ["msrvtt"]})
+    clauses = filter_clauses(f, {"source", "tags"})
+    assert {"terms": {"tags": ["cooking"]}} in clauses
+    assert {"range": {"duration_s": {"gte": 1, "lte": 30}}} in clauses
+    assert {"terms": {"source": ["msrvtt"]}} in clauses
+    with pytest.raises(ValueError, match="filters.fields.secret"):
+        filter_clauses(SearchFilters(fields={"secret": ["x"]}), {"source"})
+
+
+@pytest.mark.parametrize("payload", [{"duration_min": "long"}, {"tags": "notalist"}, {"unknown": 1},
+                                     {"duration_min": 5, "duration_max": 1}, {"duration_min": -1}])
+def test_filters_with_wrong_types_are_refused(payload):
+    with pytest.raises(ValidationError):
+        SearchFilters(**payload)
+
+
+def test_keyword_fields_exclude_internal_ones():
+    props = {"grdr_ids": {"type": "keyword"}, "tags": {"type": "keyword"}, "title": {"type": "text"}}
+    assert keyword_fields_of(props) == {"tags"}
+
+
+def test_rrf_rewards_agreement():
+    fused = rrf([["a", "b", "c"], ["b", "d"]], [1.0, 1.0], rank_constant=60)
+    assert fused[0][0] == "b"
+    assert {d for d, _ in fused} == {"a", "b", "c", "d"}
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_parse_ids():
+    np.testing.assert_array_equal(parse_ids(["1-2-3", "10-0-7"], 3), [[1, 2, 3], [10, 0, 7]])
+    assert parse_ids([], 3).shape == (0, 3)
+    with pytest.raises(ValueError, match="levels"):
+        parse_ids(["1-2"], 3)
