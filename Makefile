@@ -36,7 +36,7 @@ test: cluster
 	$(PY) -m pytest -q
 
 demo: cluster
-	$(PY) -m grdr_plugin.demo --dataset $(DATASET) --model $(MODEL) --index $(INDEX)
+	$(PY) -m query.demo --dataset $(DATASET) --model $(MODEL) --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -126,7 +126,21 @@ def fingerprint_of(mapping_response: dict[str, Any]) -> Optional[str]:
     return None
 
 
+class FingerprintMismatch(ValueError):
+    """The index was filled by another model: its semantic IDs mean nothing to this one."""
+
+
 # ---- adapters: the only functions here that talk to OpenSearch ----
+
+def check_fingerprint(client, index: str, fingerprint: str, *, alias: str, model_dir: str | Path) -> None:
+    """Refuse an index whose _meta fingerprint is not the model's (ingest and query both call this)."""
+    found = fingerprint_of(client.indices.get_mapping(index=index))
+    if found != fingerprint:
+        raise FingerprintMismatch(
+            f"--index: {alias} ({index}) holds semantic IDs of model {str(found)[:12]}, but --model {model_dir} "
+            f"is {fingerprint[:12]}; IDs of another model are meaningless there. "
+            f"Run `grdr ingest --reindex` to build a new index for this model and switch the alias when it is done")
+
 
 def concrete_indices(client, alias: str) -> list[str]:
     """Versioned indices that belong to alias (whether or not the alias points at them)."""

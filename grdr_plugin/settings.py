@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
 
     # Batching
-    bulk_chunk_size: int = Field(1000, ge=1, description="documents per bulk request")
-    ingest_batch_size: int = Field(2000, ge=1, description="videos per Celery task")
+    bulk_chunk_size: int = Field(2500, ge=1, description="documents per bulk request")
+    ingest_batch_size: int = Field(5000, ge=1, description="videos per Celery task")
 
     @field_validator("opensearch_url")
     @classmethod

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from grdr_plugin.decoding import constrained_beam_search
-from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, alias_target, fingerprint_of
+from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
 from grdr_plugin.pool import ids_to_keep
 from grdr_plugin.runtime import ModelRuntime
@@ -27,10 +27,6 @@ from query.trie_store import TrieStore
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-
-
-class FingerprintMismatch(ValueError):
-    pass
 
 
 class Hit(BaseModel):
@@ -74,12 +70,8 @@ class Searcher:
         target = alias_target(self.client, index)
         if target is None:
             raise LookupError(f"--index: no alias {index!r}; create it with `grdr index create` or `grdr ingest`")
+        check_fingerprint(self.client, target, self.runtime.fingerprint, alias=index, model_dir=model_dir)
         mapping = self.client.indices.get_mapping(index=target)
-        found = fingerprint_of(mapping)
-        if found != self.runtime.fingerprint:
-            raise FingerprintMismatch(
-                f"--index: {index} was built by model {str(found)[:12]}, not by {self.runtime.fingerprint[:12]} "
-                f"(--model); its semantic IDs mean nothing to this model. Re-ingest with --reindex.")
         self.keyword_fields = keyword_fields_of(mapping[target]["mappings"].get("properties", {}))
         card = self.runtime.card
         self.store = TrieStore(self.client, index, levels=card.levels, codebook_size=card.codebook_size,

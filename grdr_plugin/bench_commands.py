@@ -1,0 +1,49 @@
+"""`grdr bench` (loads the query layer and ingest lazily)."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from grdr_plugin.console import console, print_json, user_errors
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: a comma-separated list of integers, e.g. 10,20,50") from None
+
+
+def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (its test queries are the query set)"),
+          model: Path = typer.Option(..., "--model", help="trained model folder"),
+          scale: str = typer.Option("100000", "--scale", help="corpus sizes, comma-separated (e.g. 10000,100000)"),
+          queries: int = typer.Option(500, "--queries", help="test queries per system and setting"),
+          clients: str = typer.Option("1,4", "--clients", help="concurrent clients for the throughput runs"),
+          beams: str = typer.Option("10,20,50,100", "--beams", help="GRDR beam sizes for the recall/latency curve"),
+          ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
+          report: Optional[Path] = typer.Option(Path("docs"), "--report", help="folder for BENCHMARKS.md + plots"),
+          as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
+    """GRDR vs exact dense vs HNSW on the local cluster: quality, latency, throughput, storage, RAM."""
+    with user_errors():
+        from query.bench import BenchConfig, run_bench
+        from query.bench_report import write_report
+
+        cfg = BenchConfig(dataset=dataset, model=model, scales=_ints(scale, "--scale"), queries=queries,
+                          clients=_ints(clients, "--clients"), beams=_ints(beams, "--beams"),
+                          ef_search=_ints(ef_search, "--ef-search"))
+        if cfg.default_beam not in cfg.beams or cfg.default_ef_search not in cfg.ef_search:
+            raise ValueError(f"--beams must include {cfg.default_beam} and --ef-search {cfg.default_ef_search}")
+        result = run_bench(cfg, log=lambda msg: console.print(f"[dim]•[/dim] {msg}", highlight=False))
+        if report is not None:
+            command = "grdr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            console.print(f"report: {write_report(result, report, command)}")
+    if as_json:
+        print_json(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)

@@ -1,0 +1,132 @@
+"""Trie-constrained beam search over semantic IDs (pure numpy, batched over queries x beams).
+
+The set of valid IDs is given as `valid_prefixes`: for each level l (0-based) a sorted int64
+array of the base-C encodings of every valid prefix of length l+1 (see
+`grdr_plugin.model.ids.encode_prefix`).  Masking a candidate is then one vectorised
+`np.searchsorted` membership test, so the same code serves in-process evaluation (torch or
+onnxruntime step functions) and the query layer (onnxruntime + a trie store that can export
+its prefixes).
+
+Guarantee: an emitted beam is always a full valid ID.  When fewer valid continuations than
+`beam_size` exist, the missing beams are padding: codes -1 and score -inf.  Callers must drop
+beams with a non-finite score (`np.isfinite(scores)`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from grdr_plugin.model.ids import encode_prefix
+from grdr_plugin.pool import ids_to_keep
+
+# step_fn(query_rows int64 [R], prefixes int64 [R, t]) -> log-probabilities float [R, C]
+StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
+    """Sorted unique encoded prefixes per level for a set of IDs `ids` int [M, L]."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1, np.asarray(ids).shape[-1])
+    levels = ids.shape[1]
+    if ids.size and (ids.min() < 0 or ids.max() >= codebook_size):
+        raise ValueError("codes must lie in [0, codebook_size)")
+    return [np.unique(encode_prefix(ids[:, : l + 1], codebook_size)) for l in range(levels)]
+
+
+def _is_member(sorted_table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    if sorted_table.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    pos = np.searchsorted(sorted_table, keys)
+    pos = np.minimum(pos, sorted_table.size - 1)
+    return sorted_table[pos] == keys
+
+
+def constrained_beam_search(
+    step_fn: StepFn,
+    n_queries: int,
+    levels: int,
+    codebook_size: int,
+    valid_prefixes: list[np.ndarray],
+    beam_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (codes int64 [Q, beam, L], scores float32 [Q, beam]), best beam first.
+
+    Scores are summed log-probabilities.  Invalid codes are masked before the top-k, so a
+    step function that puts all its mass on invalid codes still yields valid IDs (ordered by
+    its remaining, possibly -inf-clipped, preferences).  Padding beams: codes -1, score -inf.
+    """
+    C, Q, B = codebook_size, n_queries, beam_size
+    if len(valid_prefixes) != levels:
+        raise ValueError(f"valid_prefixes has {len(valid_prefixes)} levels, expected {levels}")
+    # Live beams: prefix codes [Q, b, t] and scores [Q, b]; start with one empty beam per query.
+    codes = np.zeros((Q, 1, 0), dtype=np.int64)
+    scores = np.zeros((Q, 1), dtype=np.float64)
+    enc = np.zeros((Q, 1), dtype=np.int64)  # encoded prefix of each beam
+    for level in range(levels):
+        b = codes.shape[1]
+        live = np.isfinite(scores)  # [Q, b]; only live beams are sent to the model
+        qi, bi = np.nonzero(live)
+        logp = np.full((Q, b, C), -np.inf, dtype=np.float64)
+        if qi.size:
+            out = np.asarray(step_fn(qi.astype(np.int64), codes[qi, bi]), dtype=np.float64)
+            if out.shape != (qi.size, C):
+                raise ValueError(f"step_fn returned shape {out.shape}, expected {(qi.size, C)}")
+            # A model may emit -inf/NaN for codes it deems impossible; they stay selectable
+            # (at the bottom) when valid, so validity never depends on the model's opinion.
+            out = np.nan_to_num(out, nan=-1e30, neginf=-1e30, posinf=1e30)
+            logp[qi, bi] = out
+        cand_enc = enc[:, :, None] * C + np.arange(C, dtype=np.int64)[None, None, :]  # [Q, b, C]
+        valid = _is_member(valid_prefixes[level], cand_enc) & live[:, :, None]
+        total = np.where(valid, scores[:, :, None] + logp, -np.inf).reshape(Q, b * C)
+        k = min(B, b * C)
+        top = np.argpartition(-total, k - 1, axis=1)[:, :k] if k < b * C else np.tile(np.arange(b * C), (Q, 1))
+        top_scores = np.take_along_axis(total, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        scores = np.take_along_axis(top_scores, order, axis=1)
+        parent, code = top // C, top % C
+        codes = np.concatenate([np.take_along_axis(codes, parent[:, :, None], axis=1), code[:, :, None]], axis=2)
+        enc = np.take_along_axis(enc, parent, axis=1) * C + code
+    # Pad to beam_size and mark dead beams explicitly.
+    if codes.shape[1] < B:
+        pad = B - codes.shape[1]
+        codes = np.concatenate([codes, np.full((Q, pad, levels), -1, dtype=np.int64)], axis=1)
+        scores = np.concatenate([scores, np.full((Q, pad), -np.inf)], axis=1)
+    dead = ~np.isfinite(scores)
+    codes[dead] = -1
+    return codes, scores.astype(np.float32)
+
+
+class InvertedIndex:
+    """Full ID -> videos, as sorted numpy arrays (the in-process stand-in for the `terms` query)."""
+
+    def __init__(self, video_codes: np.ndarray, codebook_size: int):
+        """video_codes int [N, K, L]: every video's K IDs."""
+        n, k, levels = video_codes.shape
+        self.codebook_size = codebook_size
+        self.levels = levels
+        keys = encode_prefix(video_codes.reshape(n * k, levels), codebook_size)
+        vids = np.repeat(np.arange(n, dtype=np.int64), k)
+        order = np.lexsort((vids, keys))
+        keys, vids = keys[order], vids[order]
+        # A video whose views share an ID is one document under that ID (as in OpenSearch's doc counts).
+        first = np.r_[True, (keys[1:] != keys[:-1]) | (vids[1:] != vids[:-1])]
+        self.keys, self.vids = keys[first], vids[first]
+        self.prefixes = prefix_tables(video_codes.reshape(n * k, levels), codebook_size)
+
+    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
+        """Videos of the leading whole IDs of `ids` [B, L] (best first, -inf skipped) chosen by
+        `grdr_plugin.pool.ids_to_keep`, de-duplicated in beam order: the query layer's rule."""
+        ids = ids[np.isfinite(scores)]
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        keys = encode_prefix(ids, self.codebook_size)
+        lo = np.searchsorted(self.keys, keys, side="left")
+        hi = np.searchsorted(self.keys, keys, side="right")
+        keep = ids_to_keep(hi - lo, max_pool)
+        lo, hi = lo[:keep], hi[:keep]
+        lengths = hi - lo
+        idx = np.repeat(lo - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+        cand = self.vids[idx]
+        _, first = np.unique(cand, return_index=True)  # de-duplicate, keeping beam order
+        return cand[np.sort(first)]

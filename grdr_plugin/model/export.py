@@ -1,0 +1,96 @@
+"""ONNX export of a trained model folder (MODEL_DIR/onnx/), the contract with the query layer:
+
+text_encoder.onnx   input_ids int64 [B,T], attention_mask int64 [B,T]
+                    -> token_states float32 [B,T,H], query_vec float32 [B,D] (unit norm)
+decoder_step.onnx   token_states float32 [B,T,H], attention_mask int64 [B,T], prefix int64 [B,t]
+                    (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
+                    -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
+video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
+                    -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
+
+The decoder step recomputes the query's pooled vector from token_states (masked mean, as the
+encoder's sentence pooling does), so the query layer carries only token_states between steps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grdr_plugin.model.artifacts import ONNX_DIR
+from grdr_plugin.model.nets import GRDR, masked_mean
+
+OPSET = 17
+
+
+class TextEncoderGraph(nn.Module):
+    def __init__(self, encoder: nn.Module, model: GRDR):
+        super().__init__()
+        self.encoder, self.model = encoder, model
+
+    def forward(self, input_ids, attention_mask):
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = F.normalize(masked_mean(states, attention_mask), dim=-1)
+        return states, self.model.reranker.text(pooled)
+
+
+class DecoderStepGraph(nn.Module):
+    def __init__(self, model: GRDR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_states, attention_mask, prefix):
+        pooled = F.normalize(masked_mean(token_states, attention_mask), dim=-1)
+        return self.model.step_logprobs(token_states, attention_mask, pooled, prefix)
+
+
+class VideoEncoderGraph(nn.Module):
+    def __init__(self, model: GRDR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, pooled):
+        views = self.model.views(frames, pooled)
+        codes, _, _ = self.model.rq.quantize(views)
+        return codes.to(torch.int64), self.model.reranker.video_vec(frames, pooled)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes: dict) -> None:
+    torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                      opset_version=OPSET, do_constant_folding=True, dynamo=False)
+
+
+def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Module | None = None) -> Path:
+    """Write MODEL_DIR/onnx/*.onnx from the saved folder (or from given in-memory modules)."""
+    from grdr_plugin.model.artifacts import load_model
+
+    model_dir = Path(model_dir)
+    if model is None or encoder is None:
+        model, encoder, _, _ = load_model(model_dir)
+    model, encoder = model.eval().cpu(), encoder.eval().cpu()
+    cfg = model.cfg
+    out = model_dir / ONNX_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    b, t = 2, 7
+    ids = torch.randint(1000, 2000, (b, t), dtype=torch.int64)
+    mask = torch.ones(b, t, dtype=torch.int64)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        _export(TextEncoderGraph(encoder, model), (ids, mask), out / "text_encoder.onnx",
+                ["input_ids", "attention_mask"], ["token_states", "query_vec"],
+                {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                 "token_states": {0: "batch", 1: "tokens"}, "query_vec": {0: "batch"}})
+        states = torch.randn(b, t, cfg.text_dim)
+        prefix = torch.zeros(b, min(1, cfg.levels - 1), dtype=torch.int64)
+        _export(DecoderStepGraph(model), (states, mask, prefix), out / "decoder_step.onnx",
+                ["token_states", "attention_mask", "prefix"], ["logprobs"],
+                {"token_states": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                 "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
+        frames = torch.randn(3, cfg.frames, cfg.feature_dim)
+        pooled = torch.randn(3, cfg.feature_dim)
+        _export(VideoEncoderGraph(model), (frames, pooled), out / "video_encoder.onnx",
+                ["frames", "pooled"], ["codes", "video_vec"],
+                {"frames": {0: "videos"}, "pooled": {0: "videos"}, "codes": {0: "videos"}, "video_vec": {0: "videos"}})
+    return out

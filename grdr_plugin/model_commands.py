@@ -1,0 +1,110 @@
+"""`grdr train` and `grdr eval` (torch is imported only when they run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def train(
+    dataset: Path = typer.Option(..., "--dataset", help="dataset folder (catalog.jsonl, features.npy, [frames.npy], queries.jsonl)"),
+    out: Path = typer.Option(..., "--out", help="model folder to write"),
+    views: int = typer.Option(4, "--views", help="K: semantic IDs per video"),
+    levels: int = typer.Option(3, "--levels", help="L: codes per ID"),
+    codebook_size: Optional[int] = typer.Option(None, "--codebook-size", help="C; default from corpus size (see MODEL.md)"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the fit phase (others keep their defaults)"),
+    epochs_per_level: Optional[int] = typer.Option(None, "--epochs-per-level"),
+    seed: int = typer.Option(0, "--seed"),
+    routing: str = typer.Option("kmeans", "--routing", help="maxsim or kmeans"),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint"),
+    no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the ONNX export"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
+) -> None:
+    """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
+    from grdr_plugin.data import DatasetError, load_dataset
+    from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_size
+
+    try:
+        ds = load_dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+    if device not in ("cpu", "cuda"):
+        _fail("--device must be cpu or cuda")
+    n_seen = int(ds.video_split.sum())
+    c = codebook_size or choose_codebook_size(n_seen, views, levels)
+    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
+    upd = {"seed": seed, "device": device, "routing": routing, "threads": threads}
+    if epochs is not None:
+        upd["epochs_fit"] = epochs
+    if epochs_per_level is not None:
+        upd["epochs_per_level"] = epochs_per_level
+    tc = TrainConfig(**upd)
+    from grdr_plugin.model.train import run_training
+
+    typer.echo(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; K={views} L={levels} C={c}")
+    summary = run_training(ds, out, cfg, tc, resume=resume, log=typer.echo, export_onnx=not no_onnx)
+    st = summary["stats"]
+    typer.echo(f"done in {summary['seconds_total']:.0f}s; {st['ids_distinct']} distinct IDs, "
+               f"{st['videos_per_id_mean']:.2f} videos/ID (max {st['videos_per_id_max']}); per level "
+               + ", ".join(f"L{x['level']} util {x['utilisation']:.2f} ppl {x['perplexity']:.1f}" for x in st["levels"]))
+    typer.echo(f"model folder: {out} (fingerprint {summary['fingerprint'][:12]})")
+    if json_out:
+        typer.echo(json.dumps(summary))
+
+
+def eval_cmd(
+    dataset: Path = typer.Option(..., "--dataset"),
+    model: Path = typer.Option(..., "--model"),
+    mode: str = typer.Option("all", "--mode", help="grdr, dense or all"),
+    beam: int = typer.Option(200, "--beam", help="B: IDs kept by the beam search"),
+    max_pool: int = typer.Option(300, "--max-pool", help="cap on the recalled pool"),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnx"),
+    threads: int = typer.Option(2, "--threads"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N test queries (quick checks)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Evaluate on the dataset's test queries over the full corpus."""
+    from tqdm import tqdm
+
+    from grdr_plugin.data import DatasetError, load_dataset
+    from grdr_plugin.evaluation import evaluate
+
+    try:
+        ds = load_dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+    if mode not in ("grdr", "dense", "all"):
+        _fail("--mode must be grdr, dense or all")
+    modes = ("grdr", "dense") if mode == "all" else (mode,)
+    if backend == "onnx":
+        from grdr_plugin.model.runtime import OnnxBackend
+
+        be = OnnxBackend(model, threads=threads)
+    else:
+        from grdr_plugin.model.runtime import TorchBackend
+
+        be = TorchBackend(model, threads=threads)
+    rows = ds.test_queries()[:limit] if limit else ds.test_queries()
+    with tqdm(total=len(rows), desc="eval", unit="q", disable=None) as bar:
+        res = evaluate(ds, be, modes, beam=beam, max_pool=max_pool, progress=bar.update, query_rows=rows)
+    for m in modes:
+        typer.echo(f"{m:6s} " + " ".join(f"{k}={v}" for k, v in res[m].items()))
+    if "grdr" in modes:
+        for s in ("seen", "unseen"):
+            typer.echo(f"  {s:6s} R@10 grdr={res['by_split'][s]['grdr']['R@10']}" + (f" dense={res['by_split'][s]['dense']['R@10']}" if "dense" in modes else ""))
+    if json_out:
+        typer.echo(json.dumps(res))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(eval_cmd)

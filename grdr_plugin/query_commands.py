@@ -1,0 +1,55 @@
+"""`grdr search` and `grdr serve` (they load the query layer lazily)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from grdr_plugin.console import console, print_json, user_errors
+
+
+def search(text: str = typer.Argument(..., help="the query"),
+           model: Path = typer.Option(..., "--model", help="trained model folder"),
+           index: str = typer.Option(..., "--index", help="catalog alias"),
+           k: int = typer.Option(10, "-k", help="number of hits"),
+           hybrid: bool = typer.Option(False, "--hybrid", help="fuse BM25 over title/description/tags (RRF)"),
+           beam: int = typer.Option(50, "--beam", help="beam size of the constrained decoder"),
+           max_pool: int = typer.Option(300, "--max-pool", help="cap on recalled videos"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
+    """Search a catalog: generative recall + kNN rerank in one OpenSearch request."""
+    with user_errors():
+        from query.searcher import Searcher
+
+        result = Searcher(model, index, beam_size=beam, max_pool=max_pool).search(text, k=k, hybrid=hybrid)
+    if as_json:
+        print_json(result.model_dump(include={"hits", "timings_ms"}))
+        return
+    table = Table(title=f"{text!r}  ({result.timings_ms['total']:.1f} ms)")
+    for col in ("#", "video_id", "score", "matched_id", "title"):
+        table.add_column(col)
+    for i, h in enumerate(result.hits, 1):
+        table.add_row(str(i), h.video_id, f"{h.score:.4f}", h.matched_id or "", (h.title or "")[:60])
+    console.print(table)
+    console.print(" ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items()))
+
+
+def serve(model: Path = typer.Option(..., "--model", help="trained model folder"),
+          index: str = typer.Option(..., "--index", help="catalog alias"),
+          host: str = typer.Option("127.0.0.1", help="bind address"),
+          port: int = typer.Option(8080, help="port"),
+          beam: int = typer.Option(50, "--beam"), max_pool: int = typer.Option(300, "--max-pool")) -> None:
+    """The HTTP query API: POST /search, GET /health, OpenAPI at /docs. Refuses an index of another model."""
+    with user_errors():
+        import uvicorn
+
+        from query.api import create_app
+        from query.searcher import Searcher
+
+        app = create_app(Searcher(model, index, beam_size=beam, max_pool=max_pool))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(search)
+    app.command()(serve)

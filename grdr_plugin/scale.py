@@ -1,0 +1,60 @@
+"""Grow a dataset to N videos for speed/memory benchmarks (quality is measured on the real ones).
+
+Rows 0..N0-1 are the source videos unchanged (their queries keep their ground truth); every
+further row copies a source video's frames plus Gaussian noise of expected norm `noise` per frame
+(the proxy's own construction uses 0.35), re-normalised, under a fresh video_id
+"<source id>~<row>". Copies are near neighbours of their source: hard distractors, which is why
+scaled corpora also report overlap@10 with exact dense search.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9, None)
+
+
+def grow_dataset(src: Path | str, n: int, out: Path | str, *, noise: float = 0.35, seed: int = 0,
+                 keep_originals: bool = True, chunk: int = 50_000) -> Path:
+    """Write a dataset folder of n videos (catalog.jsonl, features.npy, frames.npy?, queries.jsonl)."""
+    src, out = Path(src), Path(out)
+    lines = [json.loads(line) for line in (src / "catalog.jsonl").read_text().splitlines() if line.strip()]
+    n0 = len(lines)
+    if n < 1:
+        raise ValueError("--scale: must be at least 1")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n) % n0
+    perturb = np.arange(n) >= (n0 if keep_originals else 0)
+    out.mkdir(parents=True, exist_ok=True)
+    feats = np.load(src / "features.npy").astype(np.float32)
+    has_frames = (src / "frames.npy").is_file()
+    frames = np.load(src / "frames.npy").astype(np.float32) if has_frames else feats[:, None, :]
+    d = frames.shape[-1]
+    out_frames = np.lib.format.open_memmap(out / "frames.npy", mode="w+", dtype=np.float16,
+                                           shape=(n, frames.shape[1], d)) if has_frames else None
+    out_feats = np.lib.format.open_memmap(out / "features.npy", mode="w+", dtype=np.float16, shape=(n, d))
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        fr = frames[rows[sl]].copy()
+        p = perturb[sl]
+        fr[p] = _normalise(fr[p] + noise / np.sqrt(d) * rng.standard_normal(fr[p].shape).astype(np.float32))
+        pooled = np.where(p[:, None], _normalise(fr.mean(axis=1)), feats[rows[sl]])
+        out_feats[sl] = pooled.astype(np.float16)
+        if out_frames is not None:
+            out_frames[sl] = fr.astype(np.float16)
+    out_feats.flush()
+    if out_frames is not None:
+        out_frames.flush()
+    with (out / "catalog.jsonl").open("w") as fh:
+        for i, r in enumerate(rows):
+            row = dict(lines[r])
+            if perturb[i]:
+                row["video_id"] = f"{row['video_id']}~{i}"
+            fh.write(json.dumps(row) + "\n")
+    if (src / "queries.jsonl").is_file():
+        (out / "queries.jsonl").write_text((src / "queries.jsonl").read_text())
+    return out

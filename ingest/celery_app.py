@@ -1,0 +1,43 @@
+"""The Celery app: `celery -A ingest worker` (broker and result backend from GRDR_BROKER_URL / GRDR_RESULT_BACKEND).
+
+Reliability settings apply to every ingest task: a batch is acknowledged only after it ran
+(acks_late) and is redelivered if its worker died mid-batch (reject_on_worker_lost). Both are
+safe because a batch is idempotent: video_id is the document _id.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from celery import Celery
+
+from grdr_plugin.settings import Settings
+from ingest.config import IngestSettings, get_ingest_settings
+
+
+def make_app(settings: Optional[Settings] = None, ingest: Optional[IngestSettings] = None) -> Celery:
+    s = settings or Settings()
+    i = ingest or get_ingest_settings()
+    app = Celery("grdr-ingest", broker=s.broker_url, backend=s.result_backend, include=["ingest.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=i.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # With acks_late a prefetched batch waits behind the running one; take one at a time so idle
+        # workers get the work.
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=7 * 24 * 3600,
+        result_extended=True,
+        broker_connection_retry_on_startup=True,
+        # Redis redelivers an unacknowledged batch after this long; must exceed the slowest batch.
+        broker_transport_options={"visibility_timeout": 3600},
+        result_backend_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,51 @@
+"""The configurable image encoder of video-file ingest: an ONNX graph run with onnxruntime.
+
+Contract (what `ingest.clip_export` writes): input ``pixel_values`` float32 [B, 3, S, S],
+first output [B, D]; sidecar ``<file>.json`` with image_size, mean, std. Frame embeddings
+are L2-normalised, as CLIP features (and the dataset's features) are.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ingest.clip_export import CLIP_MEAN, CLIP_STD
+from ingest.features import l2_normalise
+
+
+class ImageEncoder:
+    def __init__(self, onnx_path: str | Path, threads: int = 1, batch_size: int = 64):
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"--image-encoder: {self.path} not found (export one with `python -m ingest.clip_export`)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        side = self.path.with_suffix(".json")
+        prep = json.loads(side.read_text()) if side.is_file() else {}
+        static = inp.shape[-1] if isinstance(inp.shape[-1], int) else 224
+        self.image_size = int(prep.get("image_size", static))
+        self.mean = np.asarray(prep.get("mean", CLIP_MEAN), dtype=np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(prep.get("std", CLIP_STD), dtype=np.float32).reshape(1, 3, 1, 1)
+        out_dim = self.session.get_outputs()[0].shape[-1]
+        self.dim = int(prep.get("dim", out_dim if isinstance(out_dim, int) else 0))
+        self.batch_size = batch_size
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 [n, S, S, 3] RGB -> normalised float32 [n, 3, S, S]."""
+        x = frames.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        return (x - self.mean) / self.std
+
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 [n, S, S, 3] -> L2-normalised float32 [n, D]."""
+        pixels = self.preprocess(frames)
+        parts = [self.session.run(None, {self.input_name: pixels[i:i + self.batch_size]})[0]
+                 for i in range(0, len(pixels), self.batch_size)]
+        return l2_normalise(np.concatenate(parts).astype(np.float32))

@@ -1,0 +1,107 @@
+"""Bulk-index one batch of documents with opensearch-py's streaming_bulk.
+
+* `_id` = video_id, op "index": re-ingest overwrites; the per-item `result` tells created from updated.
+* Items answered 429/5xx, and requests that failed to connect or time out, are retried with
+  exponential backoff + full jitter; after `max_retries` the remaining items raise
+  TransientOpenSearchError so that Celery retries the (idempotent) batch later.
+* Any other per-item rejection (e.g. a mapping error) becomes a per-record failure with
+  OpenSearch's reason; the good documents of the batch are indexed regardless.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from opensearchpy import helpers
+
+from ingest.retry import TransientOpenSearchError, backoff_s, is_retryable, is_retryable_status
+from ingest.schemas import RecordError
+
+
+@dataclass
+class BulkOutcome:
+    created: list[int] = field(default_factory=list)  # positions in the input
+    updated: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 5
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+def _reason(item: dict) -> str:
+    err = item.get("error") or {}
+    if isinstance(err, dict):
+        return f"rejected by OpenSearch ({item.get('status')}): {err.get('type', 'error')}: {err.get('reason', '')}".strip()
+    return f"rejected by OpenSearch ({item.get('status')}): {err}"
+
+
+def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *, chunk_size: int = 1000,
+               policy: RetryPolicy | None = None) -> BulkOutcome:
+    """Index sources[i] (a JSON string) under _id ids[i]; see the module doc for the retry rules."""
+    policy = policy or RetryPolicy()
+    out = BulkOutcome()
+    pending = list(range(len(ids)))
+    attempt = 0
+    while pending:
+        retry: list[int] = []
+        answered = 0
+        actions = ({"_index": index, "_id": ids[i], "_source": sources[i]} for i in pending)
+        try:
+            # max_retries=0: we retry ourselves, so that 5xx items and jitter are covered too.
+            for ok, result in helpers.streaming_bulk(client, actions, chunk_size=chunk_size, max_retries=0,
+                                                     raise_on_error=False, raise_on_exception=True, yield_ok=True):
+                pos = pending[answered]
+                answered += 1
+                item = result.get("index", {})
+                if ok:
+                    (out.created if item.get("result") == "created" else out.updated).append(pos)
+                elif is_retryable_status(item.get("status")):
+                    retry.append(pos)
+                else:
+                    out.failed.append((pos, _reason(item)))
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not is_retryable(exc):
+                raise
+            retry.extend(pending[answered:])  # the chunk in flight got no answer
+            last_error = exc
+        else:
+            last_error = None
+        if not retry:
+            break
+        if attempt >= policy.max_retries:
+            raise TransientOpenSearchError(f"{len(retry)} documents not indexed after {attempt + 1} attempts "
+                                           f"({last_error!r})" if last_error else
+                                           f"{len(retry)} documents still rejected with 429/5xx after {attempt + 1} attempts")
+        policy.sleep(backoff_s(attempt, policy.initial_s, policy.max_s))
+        attempt += 1
+        pending = retry
+    return out
+
+
+# ---- the errors index: every per-record failure, for runs nobody waited on ----
+
+ERRORS_BODY = {
+    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+    "mappings": {"properties": {"alias": {"type": "keyword"}, "index": {"type": "keyword"},
+                                "video_id": {"type": "keyword"}, "reason": {"type": "text",
+                                                                            "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}},
+                                "task_id": {"type": "keyword"}, "at": {"type": "date"}}},
+}
+
+
+def record_errors(client, errors_index: str, alias: str, index: str, task_id: str, errors: Sequence[RecordError]) -> None:
+    """Append failures to the errors index (created on first use). Best effort: the summary has them too."""
+    if not errors:
+        return
+    if not client.indices.exists(index=errors_index):
+        client.indices.create(index=errors_index, body=ERRORS_BODY, ignore=400)  # 400: created concurrently
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    helpers.bulk(client, ({"_index": errors_index, "_source": {"alias": alias, "index": index, "video_id": e.video_id,
+                                                              "reason": e.reason, "task_id": task_id, "at": at}}
+                          for e in errors), raise_on_error=False)

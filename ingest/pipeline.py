@@ -1,0 +1,209 @@
+"""One batch, end to end: records -> features -> semantic IDs + vectors -> bulk index -> publish.
+
+Pure orchestration over injected resources (client, model runtime, image encoder), so the Celery
+task is a thin wrapper and tests can run a batch in-process. No torch anywhere on this path.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from grdr_plugin.id_registry import publish_ids
+from grdr_plugin.runtime import ModelRuntime
+from ingest import docs, features, indexer
+from ingest.config import IngestSettings
+from ingest.image_encoder import ImageEncoder
+from ingest.schemas import DatasetSlice, IngestBatch, RecordError, Summary
+from ingest.sources import Record, read_records
+from ingest.video import VideoError, read_frames
+
+
+class PublishedIds:
+    """IDs this process already published, per registry key, so a batch publishes only new ones.
+
+    Publishing is idempotent, so forgetting (the bound, a restart) only costs a redundant publish;
+    skipping it when nothing is new saves the registry's refresh wait on most batches.
+    """
+
+    def __init__(self, limit: int = 2_000_000):
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+
+    def new(self, key: str, ids: set[str]) -> set[str]:
+        return ids - self._seen.get(key, set())
+
+    def add(self, key: str, ids: set[str]) -> None:
+        seen = self._seen.setdefault(key, set())
+        if len(seen) + len(ids) > self.limit:
+            seen.clear()
+        seen.update(ids)
+
+
+@dataclass
+class Resources:
+    client: object
+    runtime: ModelRuntime
+    settings: IngestSettings = field(default_factory=IngestSettings)
+    bulk_chunk_size: int = 1000
+    image_encoder: Optional[Callable[[str], ImageEncoder]] = None  # path -> (cached) encoder
+    video_backend: str = "auto"
+    published: PublishedIds = field(default_factory=PublishedIds)
+
+
+class Stopwatch:
+    """Accumulates seconds per stage into a summary's timings_s."""
+
+    def __init__(self, summary: Summary):
+        self.summary = summary
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.timings_s[stage] = self.summary.timings_s.get(stage, 0.0) + time.perf_counter() - t0
+
+
+@dataclass
+class Encodable:
+    """Records that survived validation with their model inputs, row-aligned."""
+
+    records: list[Record]
+    frames: np.ndarray  # [n, F, D]
+    pooled: np.ndarray  # [n, D]
+
+
+def _keep_valid(records: list[Record], frames: np.ndarray, pooled: np.ndarray, feature_dim: int,
+                summary: Summary) -> Encodable:
+    problems = features.row_problems(pooled, frames, feature_dim)
+    keep = [i for i, p in enumerate(problems) if p is None]
+    for i, p in enumerate(problems):
+        if p is not None:
+            summary.fail(records[i].video_id, p)
+    return Encodable([records[i] for i in keep], frames[keep], pooled[keep])
+
+
+def dataset_inputs(source: DatasetSlice, records: list[Record], runtime: ModelRuntime, summary: Summary,
+                   watch: Stopwatch) -> Encodable:
+    card = runtime.card
+    with watch("features"):
+        rows = np.asarray([r.row for r in records], dtype=np.int64)
+        pooled, frames = features.dataset_rows(Path(source.root), rows)
+        frames, pooled = features.to_model_inputs(pooled, frames, card.frames)
+        return _keep_valid(records, frames, pooled, card.feature_dim, summary)
+
+
+def _one_video(rec: Record, res: Resources, encoder_path: Optional[str], watch: Stopwatch):
+    """-> (pooled [1,D] | None, frames [1,F,D] | None) for a file record; raises with the per-record reason."""
+    if rec.features_path is not None:
+        with watch("features"):
+            try:
+                return features.feature_file(rec.features_path)
+            except (OSError, ValueError) as exc:
+                raise VideoError(f"unreadable features file {rec.features_path}: {exc}") from None
+    if encoder_path is None or res.image_encoder is None:
+        raise VideoError("a video file needs an image encoder (grdr ingest --image-encoder FILE.onnx)")
+    encoder = res.image_encoder(encoder_path)
+    if encoder.dim and encoder.dim != res.runtime.card.feature_dim:
+        raise VideoError(f"wrong feature dimension: the image encoder gives {encoder.dim}, "
+                         f"the model expects {res.runtime.card.feature_dim}")
+    with watch("decode"):
+        pixels = read_frames(rec.path, res.runtime.card.frames, encoder.image_size, res.video_backend)
+    with watch("embed"):
+        return None, encoder.embed(pixels)[None]
+
+
+def file_inputs(records: list[Record], res: Resources, encoder_path: Optional[str], summary: Summary,
+                watch: Stopwatch) -> Encodable:
+    card = res.runtime.card
+    kept: list[Record] = []
+    frames_l, pooled_l = [], []
+    for rec in records:
+        try:
+            pooled, frames = _one_video(rec, res, encoder_path, watch)
+        except VideoError as exc:
+            summary.fail(rec.video_id, str(exc))
+            continue
+        if (frames if frames is not None else pooled).shape[-1] != card.feature_dim:
+            got = (frames if frames is not None else pooled).shape[-1]
+            summary.fail(rec.video_id, f"wrong feature dimension: got {got}, the model expects {card.feature_dim}")
+            continue
+        f, p = features.to_model_inputs(pooled, frames, card.frames)
+        kept.append(rec)
+        frames_l.append(f)
+        pooled_l.append(p)
+    if not kept:
+        return Encodable([], np.zeros((0, card.frames, card.feature_dim), np.float32),
+                         np.zeros((0, card.feature_dim), np.float32))
+    return _keep_valid(kept, np.concatenate(frames_l), np.concatenate(pooled_l), card.feature_dim, summary)
+
+
+def run_batch(batch: IngestBatch, res: Resources, task_id: str = "") -> Summary:
+    """Validate, encode, index and publish one batch; bad records become failures, never exceptions.
+
+    Exceptions escape only for the batch as a whole (OpenSearch unreachable after retries, wrong
+    index): the caller (Celery) retries or fails the batch.
+    """
+    summary = Summary()
+    watch = Stopwatch(summary)
+    target = batch.target
+    with watch("read"):
+        records: list[Record] = []
+        for item in read_records(batch.source):
+            if isinstance(item, RecordError):
+                summary.fail(item.video_id, item.reason)
+            else:
+                records.append(item)
+    if records:
+        if isinstance(batch.source, DatasetSlice):
+            enc = dataset_inputs(batch.source, records, res.runtime, summary, watch)
+        else:
+            enc = file_inputs(records, res, batch.image_encoder, summary, watch)
+        if enc.records:
+            _encode_and_index(enc, res, target.index, target.publish_as, summary, watch)
+    if summary.errors:
+        with watch("errors_index"):
+            indexer.record_errors(res.client, res.settings.errors_index, target.alias, target.index, task_id,
+                                  summary.errors)
+    summary.errors = summary.errors[:res.settings.max_errors_reported]
+    return summary
+
+
+def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: str, summary: Summary,
+                      watch: Stopwatch) -> None:
+    with watch("encode"):
+        codes, vecs = res.runtime.encode_videos(enc.frames, enc.pooled)
+        finite = np.isfinite(vecs).all(axis=1)
+    records = enc.records
+    if not finite.all():
+        for i in np.flatnonzero(~finite):
+            summary.fail(records[i].video_id, "the model produced a NaN/Inf vector")
+        records, codes, vecs = [records[i] for i in np.flatnonzero(finite)], codes[finite], vecs[finite]
+    with watch("documents"):
+        metas = [{**r.meta, "video_id": r.video_id} for r in records]
+        sources, ids = docs.build_sources(metas, codes, vecs, res.settings.vector_digits)
+    with watch("index"):
+        policy = indexer.RetryPolicy(res.settings.bulk_max_retries, res.settings.bulk_initial_backoff_s,
+                                     res.settings.bulk_max_backoff_s)
+        outcome = indexer.bulk_index(res.client, index, [r.video_id for r in records], sources,
+                                     chunk_size=res.bulk_chunk_size, policy=policy)
+    summary.indexed += len(outcome.created)
+    summary.updated += len(outcome.updated)
+    for pos, reason in outcome.failed:
+        summary.fail(records[pos].video_id, reason)
+    good = sorted(outcome.created + outcome.updated)
+    if good:
+        # Refresh before publishing: once a query process sees an ID, the videos behind it are searchable.
+        with watch("refresh"):
+            res.client.indices.refresh(index=index)
+        new = res.published.new(publish_as, {sid for pos in good for sid in ids[pos]})
+        if new:
+            with watch("publish"):
+                publish_ids(res.client, publish_as, new)
+            res.published.add(publish_as, new)

@@ -1,0 +1,251 @@
+"""Inputs: plan batches on the submitting side, read a batch's records on the worker side.
+
+Three kinds (schemas.Source): a dataset folder (features given), a JSONL catalog whose lines
+point at video files or per-video feature files, and video files named by a glob or list.
+Planning cuts a catalog into byte ranges so a task reads only its own lines; reading turns each
+line into a Record or a RecordError with a reason a user can act on. Blank lines are skipped and
+do not consume a feature row, as in grdr_plugin.data.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
+from ingest.schemas import CatalogSlice, DatasetSlice, FileList, RecordError, Source
+
+# Fields the indexer writes itself; a catalog may not set them.
+RESERVED_FIELDS = frozenset({ID_FIELD, PREFIX_FIELD, VECTOR_FIELD, "ingested_at"})
+MAX_ID_BYTES = 512  # OpenSearch's limit on a document _id
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+
+
+class SourceError(ValueError):
+    """The input as a whole is unusable (missing file, rows != lines); raised before anything is queued."""
+
+
+class CatalogEntry(BaseModel):
+    """One catalog line. Unknown keys are kept as metadata (indexed as keywords)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    video_id: str
+    title: Optional[str] = None
+    description: Optional[str] = None
+    tags: Optional[list[str]] = None
+    duration_s: Optional[float] = None
+    split: Optional[str] = None
+    source: Optional[str] = None
+    path: Optional[str] = None
+    features_path: Optional[str] = None
+
+    @field_validator("video_id")
+    @classmethod
+    def _id_ok(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must be a non-empty string")
+        if len(v.encode()) > MAX_ID_BYTES:
+            raise ValueError(f"is longer than {MAX_ID_BYTES} bytes")
+        return v
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _one_tag_is_a_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("duration_s")
+    @classmethod
+    def _duration_ok(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise ValueError("must be a finite number >= 0")
+        return v
+
+    def metadata(self) -> dict[str, Any]:
+        """What goes into the document besides IDs and vector (features_path is an input, not metadata)."""
+        return self.model_dump(exclude={"features_path"}, exclude_none=True)
+
+
+@dataclass
+class Record:
+    """One video of a batch that passed line-level validation."""
+
+    video_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    row: Optional[int] = None  # dataset row (features.npy)
+    path: Optional[Path] = None  # video file
+    features_path: Optional[Path] = None  # per-video .npy
+
+
+Parsed = Union[Record, RecordError]
+
+
+# ---- reading one line ----
+
+def _line_error(where: str, row: Any, reason: str) -> RecordError:
+    vid = row.get("video_id") if isinstance(row, dict) else None
+    usable = isinstance(vid, str) and vid.strip() and len(vid.encode()) <= MAX_ID_BYTES
+    return RecordError(video_id=vid.strip() if usable else where, reason=reason)
+
+
+def parse_line(raw: bytes, where: str) -> Union[CatalogEntry, RecordError]:
+    """A catalog line -> its entry, or a RecordError ('bad line: ...') naming file and line."""
+    try:
+        row = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return RecordError(video_id=where, reason=f"bad line: invalid JSON ({getattr(exc, 'msg', exc)})")
+    if not isinstance(row, dict):
+        return RecordError(video_id=where, reason=f"bad line: expected a JSON object, got {type(row).__name__}")
+    reserved = sorted(RESERVED_FIELDS & row.keys())
+    if reserved:
+        return _line_error(where, row, f"bad line: field '{reserved[0]}' is reserved for the indexer")
+    try:
+        return CatalogEntry.model_validate(row)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        what = "missing field" if err["type"] == "missing" else "bad field"
+        return _line_error(where, row, f"{what} '{loc}'" + ("" if err["type"] == "missing" else f": {err['msg']}"))
+
+
+def _lines(path: Path, byte_start: int, byte_stop: int, first_line: int) -> Iterator[tuple[int, bytes]]:
+    """(physical line number, line) for the non-blank lines in a byte range."""
+    with path.open("rb") as fh:
+        fh.seek(byte_start)
+        data = fh.read(byte_stop - byte_start)
+    for offset, raw in enumerate(data.split(b"\n")):
+        if raw.strip():
+            yield first_line + offset, raw
+
+
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(os.path.expanduser(p))
+    return path if path.is_absolute() else base / path
+
+
+def read_records(source: Source) -> list[Parsed]:
+    """The records of one batch, in order; lines that fail validation come back as RecordError."""
+    if isinstance(source, FileList):
+        return [Record(video_id=Path(p).name, meta={"path": p}, path=Path(p)) for p in source.paths]
+    if isinstance(source, DatasetSlice):
+        path, base, split = Path(source.root) / "catalog.jsonl", Path(source.root), source.split
+    else:
+        path, base, split = Path(source.path), Path(source.path).parent, None
+    out: list[Parsed] = []
+    for row_offset, (lineno, raw) in enumerate(_lines(path, source.byte_start, source.byte_stop, source.first_line)):
+        entry = parse_line(raw, f"{path.name} line {lineno}")
+        if isinstance(entry, RecordError):
+            out.append(entry)
+            continue
+        if split is not None and entry.split != split:
+            continue
+        if isinstance(source, DatasetSlice):
+            out.append(Record(entry.video_id, entry.metadata(), row=source.first_row + row_offset))
+        elif entry.path is None and entry.features_path is None:
+            out.append(RecordError(video_id=entry.video_id, reason="missing field 'path' (or 'features_path')"))
+        else:
+            out.append(Record(entry.video_id, entry.metadata(),
+                              path=_resolve(base, entry.path) if entry.path else None,
+                              features_path=_resolve(base, entry.features_path) if entry.features_path else None))
+    return out
+
+
+# ---- planning (submitting side) ----
+
+@dataclass
+class Cut:
+    """A batch of a JSONL file: its byte range, first physical line, first row, and records in it."""
+
+    byte_start: int
+    byte_stop: int
+    first_line: int
+    first_row: int
+    size: int
+
+
+def cut_jsonl(path: Path, batch_size: int, split: Optional[str] = None) -> tuple[list[Cut], int]:
+    """Cut a JSONL file into batches of batch_size records; -> (cuts, non-blank lines).
+
+    With a split filter only matching lines count towards a batch (a bad line counts: it
+    must be reported). One sequential pass; no line is parsed unless a filter needs it.
+    """
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    cuts: list[Cut] = []
+    start = pos = 0
+    first_line = lineno = 1
+    first_row = rows = size = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            pos += len(raw)
+            lineno += 1
+            if not raw.strip():
+                continue
+            rows += 1
+            if split is not None:
+                entry = parse_line(raw, "")
+                if isinstance(entry, CatalogEntry) and entry.split != split:
+                    continue
+            size += 1
+            if size == batch_size:
+                cuts.append(Cut(start, pos, first_line, first_row, size))
+                start, first_line, first_row, size = pos, lineno, rows, 0
+    if size:
+        cuts.append(Cut(start, pos, first_line, first_row, size))
+    return cuts, rows
+
+
+def _npy_rows(path: Path) -> tuple[int, tuple[int, ...]]:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise SourceError(f"{path}: cannot read as a plain numpy array ({exc})") from None
+    return arr.shape[0], arr.shape
+
+
+def plan_dataset(root: str | Path, batch_size: int, split: Optional[str] = None) -> list[tuple[DatasetSlice, int]]:
+    """Batches of a dataset folder; checks that catalog lines and feature rows line up."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise SourceError(f"--dataset: {root} is not a directory")
+    feats = root / "features.npy"
+    if not feats.is_file():
+        raise SourceError(f"--dataset: {feats} not found (the dataset layout needs catalog.jsonl + features.npy)")
+    cuts, lines = cut_jsonl(root / "catalog.jsonl", batch_size, split)
+    n, shape = _npy_rows(feats)
+    if n != lines:
+        raise SourceError(f"--dataset: features.npy has {n} rows but catalog.jsonl has {lines} lines")
+    if (root / "frames.npy").is_file():
+        nf, fshape = _npy_rows(root / "frames.npy")
+        if nf != lines or len(fshape) != 3:
+            raise SourceError(f"--dataset: frames.npy has shape {fshape}; expected [{lines}, F, D]")
+    return [(DatasetSlice(root=str(root), first_row=c.first_row, first_line=c.first_line,
+                          byte_start=c.byte_start, byte_stop=c.byte_stop, split=split), c.size) for c in cuts]
+
+
+def plan_videos(spec: str, batch_size: int) -> list[tuple[Union[CatalogSlice, FileList], int]]:
+    """`--videos`: a .jsonl catalog, one video file, or a glob (quote it) of video files."""
+    path = Path(os.path.expanduser(spec))
+    if path.suffix == ".jsonl":
+        cuts, _ = cut_jsonl(path.resolve(), batch_size)
+        return [(CatalogSlice(path=str(path.resolve()), first_line=c.first_line, byte_start=c.byte_start,
+                              byte_stop=c.byte_stop), c.size) for c in cuts]
+    files = [path] if path.is_file() else [Path(p) for p in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
+    files = [f.resolve() for f in files if f.is_file() and (f == path or f.suffix.lower() in VIDEO_EXTENSIONS)]
+    if not files:
+        raise SourceError(f"--videos: nothing matches {spec!r} (a video file, a quoted glob, or a .jsonl catalog)")
+    names: dict[str, Path] = {}
+    for f in files:
+        if f.name in names:
+            raise SourceError(f"--videos: {names[f.name]} and {f} would both get video_id {f.name!r}; "
+                              "use a .jsonl catalog with explicit video_id values")
+        names[f.name] = f
+    return [(FileList(paths=[str(f) for f in files[i:i + batch_size]]), len(files[i:i + batch_size]))
+            for i in range(0, len(files), batch_size)]

@@ -1,0 +1,275 @@
+"""`grdr bench`: GRDR vs exact dense (`knn_score` over every video) vs HNSW (lucene), side by side.
+
+One corpus per scale (grown from a real dataset by grdr_plugin.scale, ingested through the real
+Celery path), one query set (the dataset's test queries), three systems with the same rerank
+vectors. Reports quality, latency per stage, throughput with 1 and N clients, storage per index
+and per Lucene structure, and the RAM of each recall structure.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from opensearchpy import helpers
+from pydantic import BaseModel, Field
+
+from grdr_plugin.data import load_dataset
+from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index, hnsw_index_body
+from grdr_plugin.scale import grow_dataset
+from grdr_plugin.settings import Settings
+from query.evaluate import latency_summary
+from query.request import exact_dense_request
+from query.searcher import Searcher
+
+_SEGMENT_FILE = re.compile(r"^(_[0-9a-z]+)[._]")
+# Lucene file extensions -> the structure they hold (for the storage breakdown).
+LUCENE_PARTS = {
+    "terms dictionary + index (keyword/text fields, incl. grdr_ids)": (".tim", ".tip", ".tmd"),
+    "postings": (".doc", ".pos", ".pay", ".psm"),
+    "flat vectors": (".vec", ".vemf", ".veq", ".vemq"),
+    "HNSW graph": (".vex", ".vem"),
+    "stored fields (_source)": (".fdt", ".fdx", ".fdm"),
+    "doc values": (".dvd", ".dvm"),
+    "points / norms / other": (),
+}
+
+
+class BenchConfig(BaseModel):
+    dataset: Path
+    model: Path
+    scales: list[int] = Field(default_factory=lambda: [100_000])
+    queries: int = Field(500, ge=10, description="test queries per system and setting")
+    clients: list[int] = Field(default_factory=lambda: [1, 4])
+    throughput_queries: int = Field(200, ge=10)
+    beams: list[int] = Field(default_factory=lambda: [10, 20, 50, 100])
+    default_beam: int = 50
+    max_pool: int = 300
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 128
+    ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
+    default_ef_search: int = 100
+    noise: float = 0.35
+    batch_size: Optional[int] = None
+    keep_indices: bool = False
+    work_dir: Optional[Path] = None
+
+
+def machine() -> dict[str, Any]:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpus": os.cpu_count(), "ram_gib": round(mem / 2**30, 1), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+# ---- building the corpus ----
+
+def ingest_corpus(client, data: Path, model: Path, alias: str, batch_size: int) -> dict[str, Any]:
+    """Through the real path: a Celery worker process, batches, bulk, registry. Returns throughput."""
+    from ingest.submit import enqueue, make_plan, wait
+    from ingest.target import prepare_target
+    from ingest.worker_process import celery_worker
+
+    drop_index(client, alias)
+    target = prepare_target(client, alias, model)
+    plan = make_plan(dataset=data, batch_size=batch_size)
+    with celery_worker() as queue:
+        t0 = time.perf_counter()
+        summary, _ = wait(enqueue(plan, target, queue=queue))
+        wall = time.perf_counter() - t0
+    if summary.failed:
+        raise RuntimeError(f"ingest failed for {summary.failed} videos: {summary.errors[:3]}")
+    n = summary.indexed + summary.updated
+    return {"videos": n, "seconds": round(wall, 2), "videos_per_s": round(n / wall, 1), "batch_size": batch_size}
+
+
+def build_hnsw(client, source_alias: str, name: str, dim: int, m: int, ef_construction: int) -> dict[str, Any]:
+    """The HNSW baseline: the very vectors of the GRDR index, in a lucene-engine graph."""
+    if client.indices.exists(index=name):
+        client.indices.delete(index=name)
+    client.indices.create(index=name, body=hnsw_index_body(dim, m=m, ef_construction=ef_construction))
+    docs = helpers.scan(client, index=source_alias, query={"_source": ["video_id", VECTOR_FIELD]}, size=2000)
+    actions = ({"_index": name, "_id": d["_id"], "_source": {"video_id": d["_id"], VECTOR_FIELD: d["_source"][VECTOR_FIELD]}}
+               for d in docs)
+    t0 = time.perf_counter()
+    ok, _ = helpers.bulk(client, actions, chunk_size=1000, request_timeout=600)
+    client.indices.refresh(index=name)
+    client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=3600)
+    return {"videos": ok, "build_seconds": round(time.perf_counter() - t0, 1)}
+
+
+# ---- storage ----
+
+def index_uuid(client, index: str) -> str:
+    return client.indices.get_settings(index=index)[index]["settings"]["index"]["uuid"]
+
+
+def live_segments(client, index: str) -> set[str]:
+    shards = client.indices.segments(index=index)["indices"][index]["shards"]
+    return {name for copies in shards.values() for copy in copies for name in copy["segments"]}
+
+
+def lucene_breakdown(data_root: Path, uuid: str, segments: set[str]) -> Optional[dict[str, int]]:
+    """Bytes per Lucene structure of the live segments, read from the local node's files
+    (None for a remote cluster). Files of merged-away segments are ignored until deleted."""
+    folders = list(data_root.glob(f"nodes/*/indices/{uuid}/*/index"))
+    if not folders:
+        return None
+    sizes = {part: 0 for part in LUCENE_PARTS}
+    for folder in folders:
+        for f in folder.iterdir():
+            seg = _SEGMENT_FILE.match(f.name)
+            if seg and seg.group(1) not in segments:
+                continue
+            part = next((p for p, exts in LUCENE_PARTS.items() if f.suffix in exts), "points / norms / other")
+            sizes[part] += f.stat().st_size
+    return sizes
+
+
+def storage(client, index: str, data_root: Path) -> dict[str, Any]:
+    client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
+    client.indices.refresh(index=index)
+    stats = client.indices.stats(index=index, metric="store,docs")["indices"][index]["primaries"]
+    n = stats["docs"]["count"]
+    size = stats["store"]["size_in_bytes"]
+    return {"index_bytes": size, "bytes_per_video": round(size / max(n, 1), 1),
+            "parts": lucene_breakdown(data_root, index_uuid(client, index), live_segments(client, index))}
+
+
+# ---- running queries ----
+
+QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
+
+
+def grdr_fn(searcher: Searcher, beam: int) -> QueryFn:
+    def run(text: str):
+        searcher.beam_size = beam
+        res = searcher.search(text, k=10)
+        return [h.video_id for h in res.hits], res.timings_ms
+    return run
+
+
+def vector_fn(searcher: Searcher, index: str, body_of: Callable[[np.ndarray], dict]) -> QueryFn:
+    """Dense baselines: the same text encoder, then one OpenSearch request."""
+    def run(text: str):
+        t0 = time.perf_counter()
+        _, _, qvec = searcher.runtime.encode_text([text])
+        t1 = time.perf_counter()
+        hits = searcher.client.search(index=index, body=body_of(qvec[0]))["hits"]["hits"]
+        t2 = time.perf_counter()
+        return [h["_id"] for h in hits], {"encode": (t1 - t0) * 1e3, "opensearch": (t2 - t1) * 1e3,
+                                          "total": (t2 - t0) * 1e3}
+    return run
+
+
+def hnsw_body(ef: int) -> Callable[[np.ndarray], dict]:
+    def body(q: np.ndarray) -> dict:
+        return {"size": 10, "_source": False, "query": {"knn": {VECTOR_FIELD: {
+            "vector": q.tolist(), "k": 10, "method_parameters": {"ef_search": ef}}}}}
+    return body
+
+
+def measure(fn: QueryFn, texts: list[str], truth: list[str], reference: Optional[list[list[str]]] = None) -> tuple[dict, list]:
+    fn(texts[0])  # warm-up (sessions, caches)
+    results, stages = [], {}
+    for text in texts:
+        ids, timing = fn(text)
+        results.append(ids)
+        for k, v in timing.items():
+            stages.setdefault(k, []).append(v)
+    ranks = np.array([r.index(t) + 1 if t in r else 0 for r, t in zip(results, truth)])
+    out = {f"R@{k}": round(100 * float(((ranks > 0) & (ranks <= k)).mean()), 2) for k in (1, 5, 10)}
+    if reference is not None:
+        out["overlap@10"] = round(100 * float(np.mean([len(set(a[:10]) & set(b[:10])) / 10
+                                                       for a, b in zip(results, reference)])), 2)
+    tot = np.asarray(stages["total"])
+    out.update(latency_summary(stages["total"]), p95_ms=round(float(np.percentile(tot, 95)), 2))
+    out["stages_ms"] = {k: latency_summary(v) for k, v in stages.items()}
+    return out, results
+
+
+def throughput(fn: QueryFn, texts: list[str], clients: int) -> float:
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(fn, texts[:clients]))  # warm each thread
+        t0 = time.perf_counter()
+        list(pool.map(fn, texts))
+        return round(len(texts) / (time.perf_counter() - t0), 1)
+
+
+# ---- one scale ----
+
+def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+    client = settings.opensearch_client()
+    src = load_dataset(cfg.dataset)
+    work = Path(cfg.work_dir or tempfile.mkdtemp(prefix="grdr-bench-"))
+    data = cfg.dataset if scale <= src.n_videos else grow_dataset(cfg.dataset, scale, work / f"data-{scale}",
+                                                                   noise=cfg.noise)
+    n = max(scale, src.n_videos)
+    alias, hnsw_name = f"bench-{src.name}-{n}", f"bench-{src.name}-{n}-hnsw"
+    log(f"[{n:,}] ingesting through Celery")
+    ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or settings.ingest_batch_size)
+    log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
+    searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
+                        max_pool=cfg.max_pool)
+    hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.card.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
+    target = alias_target(client, alias)
+    data_root = settings.home / "opensearch" / "data"
+    store = {"grdr": storage(client, target, data_root), "hnsw": storage(client, hnsw_name, data_root)}
+
+    rows = src.test_queries()[: cfg.queries]
+    texts = [src.query_text[r] for r in rows]
+    truth = [src.video_ids[src.query_video[r]] for r in rows]
+    log(f"[{n:,}] {len(texts)} queries: exact dense")
+    dense_fn = vector_fn(searcher, alias, lambda q: exact_dense_request(q, k=10))
+    dense, dense_results = measure(dense_fn, texts, truth)
+    curves: dict[str, list[dict]] = {"grdr": [], "hnsw": []}
+    for beam in cfg.beams:
+        log(f"[{n:,}] GRDR beam {beam}")
+        m, _ = measure(grdr_fn(searcher, beam), texts, truth, dense_results)
+        curves["grdr"].append({"beam": beam, **m})
+    for ef in cfg.ef_search:
+        log(f"[{n:,}] HNSW ef_search {ef}")
+        m, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef)), texts, truth, dense_results)
+        curves["hnsw"].append({"ef_search": ef, **m})
+    grdr = next(c for c in curves["grdr"] if c["beam"] == cfg.default_beam)
+    hnsw_default = next(c for c in curves["hnsw"] if c["ef_search"] == cfg.default_ef_search)
+
+    log(f"[{n:,}] throughput with {cfg.clients} clients")
+    tq = texts[: cfg.throughput_queries]
+    fns = {"grdr": grdr_fn(searcher, cfg.default_beam), "dense_exact": dense_fn,
+           "hnsw": vector_fn(searcher, hnsw_name, hnsw_body(cfg.default_ef_search))}
+    qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in fns.items()}
+
+    parts_h = store["hnsw"]["parts"] or {}
+    hnsw_ram = parts_h.get("HNSW graph", 0) + parts_h.get("flat vectors", 0)
+    systems = {
+        "grdr": {**grdr, "qps": qps["grdr"], "index_bytes": store["grdr"]["index_bytes"],
+                 "recall_ram_bytes": searcher.store.memory_bytes(), "trie_build_s": round(searcher.store.build_seconds, 3),
+                 "ids": len(searcher.store)},
+        "dense_exact": {**dense, "qps": qps["dense_exact"], "index_bytes": store["grdr"]["index_bytes"],
+                        # index.knn false keeps vectors in doc values: what every exact query scans.
+                        "recall_ram_bytes": (store["grdr"]["parts"] or {}).get("doc values", 0)},
+        "hnsw": {**hnsw_default, "qps": qps["hnsw"], "index_bytes": store["hnsw"]["index_bytes"],
+                 "recall_ram_bytes": hnsw_ram, "build": hnsw, "m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction},
+    }
+    if not cfg.keep_indices:
+        drop_index(client, alias)
+        client.indices.delete(index=hnsw_name, ignore=[404])
+    return {"videos": n, "queries": len(texts), "systems": systems, "curves": curves, "storage": store,
+            "ingest": ingest, "ingest_videos_per_s": ingest["videos_per_s"]}
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print, settings: Optional[Settings] = None) -> dict[str, Any]:
+    settings = settings or Settings()
+    t0 = time.perf_counter()
+    per_scale = [bench_scale(cfg, s, settings, log) for s in cfg.scales]
+    largest = max(per_scale, key=lambda r: r["videos"])
+    return {"videos": largest["videos"], "systems": largest["systems"],
+            "ingest_videos_per_s": largest["ingest_videos_per_s"], "dataset": str(cfg.dataset),
+            "machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
+            "scales": {str(r["videos"]): r for r in per_scale}}

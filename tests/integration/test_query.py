@@ -1,0 +1,124 @@
+"""The query layer against the real node, with a catalog ingested by a real Celery worker.
+
+Searcher: decode -> terms filter -> knn_score rerank in one request; parity with in-process eval;
+widening; new IDs picked up; fingerprint guard; filters; hybrid; the HTTP API.
+"""
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from grdr_plugin import index as gi
+from grdr_plugin.data import load_dataset
+from grdr_plugin.evaluation import evaluate
+from grdr_plugin.model.runtime import OnnxBackend
+from grdr_plugin.scale import grow_dataset
+from ingest.submit import enqueue, make_plan, wait
+from ingest.target import prepare_target
+from ingest.worker_process import celery_worker
+from query.api import MAX_BODY_BYTES, create_app
+from query.evaluate import evaluate_through_opensearch
+from query.searcher import Searcher
+from tests.conftest import shared_dataset
+
+BEAM, POOL = 8, 40
+
+
+@pytest.fixture(scope="module")
+def catalog(client, tiny_model_dir, tmp_path_factory):
+    """msrvtt (1,000 videos) ingested through a worker; yields (alias, dataset, worker queue)."""
+    from grdr_plugin.id_registry import REGISTRY_INDEX
+
+    ds_dir = shared_dataset("msrvtt")
+    alias = f"test-query-{int(time.time() * 1000) % 10**9}"
+    with celery_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log") as queue:
+        target = prepare_target(client, alias, tiny_model_dir)
+        summary, _ = wait(enqueue(make_plan(dataset=ds_dir, batch_size=500), target, queue=queue))
+        assert summary.indexed == 1000 and summary.failed == 0
+        yield alias, ds_dir, queue
+    gi.drop_index(client, alias)
+    client.delete_by_query(index=REGISTRY_INDEX, body={"query": {"term": {"alias": alias}}}, ignore=[404], refresh=True)
+
+
+@pytest.fixture(scope="module")
+def searcher(catalog, tiny_model_dir, client):
+    return Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL, poll_interval_s=0.1)
+
+
+def test_search_reranks_the_recalled_pool_in_one_request(searcher):
+    res = searcher.search("a man is cooking in a kitchen", k=10)
+    assert len(res.hits) == 10
+    scores = [h.score for h in res.hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h.matched_id for h in res.hits)
+    assert set(res.timings_ms) == {"encode", "decode", "opensearch", "total"}
+    assert 0 < res.recalled_ids <= BEAM
+
+
+def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tiny_model_dir):
+    ds = load_dataset(catalog[1])
+    rows = ds.test_queries()[:60]
+    inproc = evaluate(ds, OnnxBackend(tiny_model_dir, threads=1), ("grdr",), beam=BEAM, max_pool=POOL,
+                      query_rows=rows)["grdr"]
+    through = evaluate_through_opensearch(ds, searcher, limit=60)["grdr"]
+    assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}
+
+
+def test_a_small_pool_is_widened_by_prefixes_to_fill_k(tiny_model_dir, catalog, client):
+    narrow = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=1, max_pool=1)
+    res = narrow.search("two dogs run on the beach", k=50)
+    assert len(res.hits) == 50
+
+
+def test_new_ids_reach_a_running_searcher_within_2s(searcher, catalog, client, tiny_model_dir, tmp_path):
+    alias, ds_dir, queue = catalog
+    grown = grow_dataset(ds_dir, 1300, tmp_path / "grown", noise=1.5, seed=7)  # 300 new, strongly perturbed videos
+    known_before = len(searcher.store)
+    target = prepare_target(client, alias, tiny_model_dir)
+    plan = make_plan(dataset=grown, batch_size=1300)
+    summary, _ = wait(enqueue(plan, target, queue=queue))
+    done = time.perf_counter()
+    new_docs = client.search(index=alias, body={"size": 300, "query": {"wildcard": {"video_id": "*~*"}},
+                                                "_source": ["grdr_ids"]})["hits"]["hits"]
+    new_ids = {s for d in new_docs for s in d["_source"]["grdr_ids"]}
+    while not all(s in searcher.store for s in new_ids):
+        assert time.perf_counter() - done < 2.0, "published IDs must reach the query process within 2 s"
+        searcher.store.refresh()
+        time.sleep(0.02)
+    assert len(searcher.store) >= known_before
+    assert summary.updated == 1000 and summary.indexed == 300
+
+
+def test_an_index_of_another_model_is_refused(client, alias, tiny_model_dir):
+    gi.create_index(client, alias, gi.IndexSpec(rerank_dim=32, fingerprint="another-models-fingerprint"))
+    with pytest.raises(gi.FingerprintMismatch, match="--reindex"):
+        Searcher(tiny_model_dir, alias, client=client)
+
+
+def test_filters_restrict_hits(searcher, client, catalog):
+    res = searcher.search("people talking", k=10, filters={"fields": {"split": ["unseen"]}})
+    assert res.hits
+    splits = {client.get(index=catalog[0], id=h.video_id)["_source"]["split"] for h in res.hits}
+    assert splits == {"unseen"}
+    with pytest.raises(ValueError, match="filters.fields.nope"):
+        searcher.search("people talking", filters={"fields": {"nope": ["x"]}})
+
+
+def test_hybrid_fuses_keyword_and_semantic_hits(searcher):
+    res = searcher.search("a man is cooking", k=10, hybrid=True)
+    assert len(res.hits) == 10
+    assert [h.score for h in res.hits] == sorted((h.score for h in res.hits), reverse=True)
+
+
+def test_http_api(searcher):
+    api = TestClient(create_app(searcher))
+    assert api.get("/health").json()["fingerprint"] == searcher.runtime.fingerprint
+    ok = api.post("/search", json={"text": "a cat plays with a ball", "k": 3})
+    assert ok.status_code == 200 and len(ok.json()["hits"]) == 3
+    bad_k = api.post("/search", json={"text": "x", "k": 0})
+    assert bad_k.status_code == 422 and bad_k.json()["details"][0]["field"] == "k"
+    assert api.post("/search", json={"text": "   "}).status_code == 400
+    assert api.post("/search", json={"text": "x" * (MAX_BODY_BYTES + 10)}).status_code == 413
+    assert api.post("/search", json={"text": "x", "filters": {"fields": {"nope": ["y"]}}}).status_code == 400
+    assert "/search" in api.get("/openapi.json").json()["paths"]

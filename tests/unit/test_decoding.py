@@ -1,0 +1,94 @@
+"""Constrained beam search never emits an ID outside the valid set."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from grdr_plugin.decoding import InvertedIndex, constrained_beam_search, prefix_tables
+from grdr_plugin.model.ids import encode_prefix, format_id, parse_id
+
+
+def _valid_set(ids: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(int(c) for c in row) for row in ids}
+
+
+def test_id_format_roundtrip():
+    assert format_id([12, 201, 7]) == "12-201-7"
+    assert parse_id("12-201-7") == [12, 201, 7]
+    with pytest.raises(ValueError):
+        parse_id("12-x-7")
+    assert encode_prefix(np.array([[1, 2, 3]]), 10).tolist() == [123]
+
+
+@pytest.mark.parametrize("adversary", ["invalid_mass", "neg_inf", "random"])
+def test_never_emits_invalid_ids(adversary):
+    rng = np.random.default_rng(0)
+    C, L, Q = 8, 3, 5
+    ids = np.unique(rng.integers(0, C, size=(20, L)), axis=0)
+    tables = prefix_tables(ids, C)
+    valid = _valid_set(ids)
+
+    def step(q, prefix):
+        t = prefix.shape[1]
+        out = np.full((len(q), C), -50.0)
+        if adversary == "random":
+            return rng.standard_normal((len(q), C))
+        # put all mass on codes that are NOT valid continuations
+        for r in range(len(q)):
+            for c in range(C):
+                key = int(encode_prefix(np.r_[prefix[r], c][None], C)[0])
+                if key not in set(tables[t].tolist()):
+                    out[r, c] = 0.0
+                elif adversary == "neg_inf":
+                    out[r, c] = -np.inf
+        return out
+
+    codes, scores = constrained_beam_search(step, Q, L, C, tables, beam_size=6)
+    assert codes.shape == (Q, 6, L) and scores.shape == (Q, 6)
+    for q in range(Q):
+        for b in range(6):
+            if np.isfinite(scores[q, b]):
+                assert tuple(codes[q, b]) in valid
+            else:
+                assert (codes[q, b] == -1).all()
+        finite = scores[q][np.isfinite(scores[q])]
+        assert np.all(np.diff(finite) <= 1e-6)  # best first
+
+
+def test_fewer_valid_ids_than_beams_is_padded():
+    C, L = 4, 3
+    ids = np.array([[0, 1, 2], [3, 3, 3]])
+    tables = prefix_tables(ids, C)
+    codes, scores = constrained_beam_search(lambda q, p: np.zeros((len(q), C)), 2, L, C, tables, beam_size=5)
+    assert np.isfinite(scores).sum(axis=1).tolist() == [2, 2]
+    got = {tuple(c) for c in codes[0][np.isfinite(scores[0])]}
+    assert got == {(0, 1, 2), (3, 3, 3)}
+    assert (codes[0][~np.isfinite(scores[0])] == -1).all()
+
+
+def test_exhaustive_beam_finds_best_valid_id():
+    """With a beam as wide as the ID set, the result is the exact arg-max over valid IDs."""
+    rng = np.random.default_rng(1)
+    C, L = 5, 3
+    ids = np.unique(rng.integers(0, C, size=(30, L)), axis=0)
+    tables = prefix_tables(ids, C)
+    table = rng.standard_normal((L, C))  # position-dependent, prefix-independent scores
+
+    def step(q, prefix):
+        return np.tile(table[prefix.shape[1]], (len(q), 1))
+
+    codes, scores = constrained_beam_search(step, 1, L, C, tables, beam_size=len(ids))
+    best = max(itertools.chain(ids.tolist()), key=lambda i: sum(table[l, c] for l, c in enumerate(i)))
+    assert codes[0, 0].tolist() == best
+
+
+def test_inverted_index_pool_order_and_cap():
+    video_codes = np.array([[[0, 0, 0], [1, 1, 1]], [[1, 1, 1], [2, 2, 2]], [[2, 2, 2], [0, 0, 1]]])
+    inv = InvertedIndex(video_codes, 4)
+    ids = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0]])
+    pool = inv.lookup_pool(ids, np.zeros(3), max_pool=10)
+    assert pool.tolist() == [1, 2, 0]
+    assert inv.lookup_pool(ids, np.zeros(3), max_pool=2).tolist() == [1, 2]
+    assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), max_pool=10).tolist() == [1, 2]

@@ -1,0 +1,121 @@
+"""Training on a tiny synthetic dataset: artifacts, repeatability, resume, no test-query leak."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from grdr_plugin.data import load_dataset  # noqa: E402
+from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_size  # noqa: E402
+from tests.unit.test_data import make_dataset  # noqa: E402
+
+
+def tiny(views: int = 2) -> tuple[ModelConfig, TrainConfig]:
+    cfg = ModelConfig(views=views, levels=3, codebook_size=4, feature_dim=16, frames=3, code_dim=16, rerank_dim=8,
+                      decoder_dim=16, decoder_layers=1, decoder_heads=2, hidden_dim=32)
+    tc = TrainConfig(batch_size=8, threads=1, epochs_rerank=1, epochs_warmup=1, epochs_per_level=1, epochs_fit=1)
+    return cfg, tc
+
+
+def test_codebook_size_rule():
+    assert choose_codebook_size(1576, 4, 3) == 64
+    assert choose_codebook_size(800, 4, 3) == 64
+    assert choose_codebook_size(10, 1, 3) == 16
+    assert choose_codebook_size(10**7, 4, 3) == 256
+
+
+def test_no_test_query_reaches_training(tmp_path, monkeypatch):
+    import grdr_plugin.model.text as text_mod
+    from grdr_plugin.model.train import Trainer
+
+    ds = load_dataset(make_dataset(tmp_path / "d"))
+    seen_texts: list[str] = []
+    real = text_mod.encode_texts
+
+    def spy(tok, model, texts, *a, **k):
+        seen_texts.extend(texts)
+        return real(tok, model, texts, *a, **k)
+
+    monkeypatch.setattr(text_mod, "encode_texts", spy)
+    cfg, tc = tiny()
+    tr = Trainer(ds, tmp_path / "out", cfg, tc)
+    tok, enc = text_mod.load_encoder(cfg.encoder)
+    tr.encode_captions(enc, tok)
+    test_texts = {ds.query_text[i] for i in ds.test_queries()}
+    assert seen_texts and not (set(seen_texts) & test_texts)
+    assert not any("heldout" in t for t in seen_texts)
+    assert ds.video_split[tr.q_video].all()  # no unseen video is a training target
+    assert set(tr.train_q.tolist()).isdisjoint(ds.test_queries().tolist())
+
+
+def test_train_writes_model_folder_and_is_repeatable(tmp_path):
+    from grdr_plugin.model.train import run_training
+
+    ds = load_dataset(make_dataset(tmp_path / "d"))
+    cfg, tc = tiny()
+    s1 = run_training(ds, tmp_path / "m1", cfg, tc, log=lambda *_: None, export_onnx=False)
+    for f in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "training_curves.png", "stats.json", "history.json"):
+        assert (tmp_path / "m1" / f).is_file(), f
+    assert not list((tmp_path / "m1").rglob("*.pt")) and not list((tmp_path / "m1").rglob("*.pkl"))
+    stats = json.loads((tmp_path / "m1" / "stats.json").read_text())
+    assert len(stats["all"]["levels"]) == 3 and stats["all"]["videos"] == 12
+    s2 = run_training(ds, tmp_path / "m2", cfg, tc, log=lambda *_: None, export_onnx=False)
+    assert s1["fingerprint"] == s2["fingerprint"]  # same seed -> same weights
+
+
+def test_resume_continues_to_same_weights(tmp_path):
+    from grdr_plugin.model.train import run_training
+
+    ds = load_dataset(make_dataset(tmp_path / "d"))
+    cfg, tc = tiny()
+    # a run stopped after 3 epochs (mid-way through the progressive levels), then resumed
+    part = tmp_path / "part"
+    tc2 = tc.model_copy(update={"epochs_per_level": 2})
+    full = run_training(ds, tmp_path / "full2", cfg, tc2, log=lambda *_: None, export_onnx=False)
+    stopped = run_training(ds, part, cfg, tc2, log=lambda *_: None, export_onnx=False, stop_after=4)
+    assert stopped == {"stopped": True, "epochs_done": 4}
+    state = json.loads((part / "checkpoint" / "state.json").read_text())
+    assert (state["phase_idx"], state["epoch"]) == (2, 1)  # level1, its 2nd epoch done
+    resumed = run_training(ds, part, cfg, tc2, resume=True, log=lambda *_: None, export_onnx=False)
+    assert resumed["fingerprint"] == full["fingerprint"]
+
+
+def test_views_and_codes_shapes(tmp_path):
+    from grdr_plugin.model.nets import GRDR
+
+    cfg, _ = tiny(views=3)
+    m = GRDR(cfg)
+    frames, pooled = torch.randn(5, 3, 16), torch.randn(5, 16)
+    codes = m.video_codes(frames, pooled)
+    assert codes.shape == (5, 3, 3) and codes.dtype == torch.int64 and int(codes.max()) < 4
+    v = m.reranker.video_vec(frames, pooled)
+    assert torch.allclose(v.norm(dim=-1), torch.ones(5), atol=1e-5)
+    assert float(m.decoder.scale().detach()) <= 100.0
+
+
+def test_losses_behave():
+    from grdr_plugin.model import losses
+
+    t = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    views = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
+    q_vid = torch.tensor([0, 0, 1, 1, 2, 2])
+    route = torch.tensor([0, 1, 0, 1, 0, 1])
+    good = views[q_vid, route]
+    l_rand = losses.query_view_contrastive(t, views, q_vid, route, 0.07)
+    l_good = losses.query_view_contrastive(good, views, q_vid, route, 0.07)
+    assert float(l_good) < float(l_rand)
+    logits = torch.randn(4, 3, 5)
+    target = torch.randint(0, 5, (4, 3))
+    assert float(losses.generation_loss(logits, target, 0.1)) > 0
+
+
+def test_collision_stats():
+    from grdr_plugin.model.train import collision_stats
+
+    codes = np.array([[[0, 0, 0], [1, 1, 1]], [[0, 0, 0], [2, 2, 2]]])
+    st = collision_stats(codes, 4)
+    assert st["ids_distinct"] == 3 and st["videos_per_id_max"] == 2
+    assert st["levels"][0]["utilisation"] == 0.75
