@@ -86,9 +86,9 @@ def eval_cmd(
         _fail("--mode must be grdr, dense or all")
     modes = ("grdr", "dense") if mode == "all" else (mode,)
     if backend == "onnx":
-        from grdr_plugin.model.runtime import OnnxBackend
+        from grdr_plugin.runtime import ModelRuntime
 
-        be = OnnxBackend(model, threads=threads)
+        be = ModelRuntime(model, threads=threads)
     else:
         from grdr_plugin.model.runtime import TorchBackend
 

@@ -1,14 +1,17 @@
 """The trained model at serving time: onnxruntime sessions + the text tokenizer, no torch.
 
-Used by the ingest workers (video side) and the query layer (text side + decoder step).
-Reads only JSON, tokenizer files and ONNX graphs from a model folder (see docs/MODEL.md).
+Used by the ingest workers (video side), the query layer (text side + decoder) and in-process
+evaluation (`grdr eval --backend onnx`). Reads only JSON, tokenizer files and ONNX graphs from a
+model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.runtime.TorchBackend`:
+`cfg`, `encode_videos`, `encode_queries`, `step_fn`.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +32,14 @@ class ModelCard(BaseModel):
     fingerprint: str
 
 
+@dataclass
+class Queries:
+    """Encoded queries: the rerank vectors and the backend's decoder inputs."""
+
+    query_vec: np.ndarray  # float32 [Q, D], unit norm
+    state: Any  # backend-specific per-query decoder memory, rows aligned with query_vec
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -42,67 +53,90 @@ def _session(path: Path, threads: int):
 
 
 class ModelRuntime:
-    """Lazily opened ONNX sessions of one model folder."""
+    """Lazily opened ONNX sessions of one model folder (thread-safe: sessions are, state is read-only)."""
 
     def __init__(self, model_dir: Path | str, threads: int = 1):
         self.model_dir = Path(model_dir)
         cfg_path = self.model_dir / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"--model: {cfg_path} not found; train a model with `grdr train` first")
-        self.card = ModelCard(**json.loads(cfg_path.read_text()))
+        self.cfg = ModelCard(**json.loads(cfg_path.read_text()))
         self.threads = threads
 
     @property
     def fingerprint(self) -> str:
-        return self.card.fingerprint
+        return self.cfg.fingerprint
 
     @cached_property
     def tokenizer(self):
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(self.model_dir / "tokenizer" / "tokenizer.json"))
-        tok.enable_truncation(self.card.text_max_length)
+        tok.enable_truncation(self.cfg.text_max_length)
         tok.enable_padding(pad_id=tok.token_to_id("[PAD]") or 0, pad_token="[PAD]")
         return tok
 
-    @cached_property
-    def text_session(self):
-        return _session(self.model_dir / "onnx" / "text_encoder.onnx", self.threads)
+    def _graph(self, name: str):
+        return _session(self.model_dir / "onnx" / f"{name}.onnx", self.threads)
 
     @cached_property
-    def decoder_session(self):
-        return _session(self.model_dir / "onnx" / "decoder_step.onnx", self.threads)
+    def text_session(self):
+        return self._graph("text_encoder")
+
+    @cached_property
+    def memory_session(self):
+        return self._graph("decoder_memory")
+
+    @cached_property
+    def step_session(self):
+        return self._graph("decoder_step")
 
     @cached_property
     def video_session(self):
-        return _session(self.model_dir / "onnx" / "video_encoder.onnx", self.threads)
+        return self._graph("video_encoder")
 
-    def encode_text(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> (token_states [B,T,H], attention_mask [B,T], query_vec [B,D])."""
+    def _encode_text(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         enc = self.tokenizer.encode_batch(texts)
         ids = np.asarray([e.ids for e in enc], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
-        states, qvec = self.text_session.run(["token_states", "query_vec"],
-                                             {"input_ids": ids, "attention_mask": mask})
+        states, qvec = self.text_session.run(["token_states", "query_vec"], {"input_ids": ids, "attention_mask": mask})
         return states, mask, qvec
 
-    def decoder_logprobs(self, token_states: np.ndarray, mask: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-        """log-softmax over the next level's codes, [rows, C]."""
-        return self.decoder_session.run(["logprobs"], {"token_states": token_states, "attention_mask": mask,
-                                                       "prefix": prefix.astype(np.int64)})[0]
+    def query_vectors(self, texts: list[str]) -> np.ndarray:
+        """Rerank vectors only (what a dense baseline needs)."""
+        return self._encode_text(texts)[2]
 
-    def step_fn(self, token_states: np.ndarray, mask: np.ndarray):
-        """A beam-search step function over these encoded queries (see grdr_plugin.decoding)."""
-        def step(query_index: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-            return self.decoder_logprobs(token_states[query_index], mask[query_index], prefix)
+    def encode_queries(self, texts: list[str]) -> Queries:
+        """Text encoder + decoder memory, once per query."""
+        states, mask, qvec = self._encode_text(texts)
+        memory = self.memory_session.run(["mem_k", "mem_v", "mem_bias", "text_vec"],
+                                         {"token_states": states, "attention_mask": mask})
+        return Queries(query_vec=qvec, state=tuple(memory))
+
+    def step_fn(self, q: Queries):
+        """A beam-search step function over these queries (see grdr_plugin.decoding)."""
+        mem_k, mem_v, mem_bias, text_vec = q.state
+
+        def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+            return self.step_session.run(["logprobs"], {
+                "mem_k": mem_k[rows], "mem_v": mem_v[rows], "mem_bias": mem_bias[rows], "text_vec": text_vec[rows],
+                "prefix": np.ascontiguousarray(prefix, dtype=np.int64)})[0]
         return step
 
-    def encode_videos(self, frames: np.ndarray, pooled: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode_videos(self, frames: np.ndarray, pooled: Optional[np.ndarray] = None,
+                      batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """frames [N,F,Dv] (pooled = their normalised mean when not given) -> (codes [N,K,L], video_vec [N,D])."""
         frames = np.asarray(frames, dtype=np.float32)
         if pooled is None:
             mean = frames.mean(axis=1)
             pooled = mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9, None)
-        codes, vecs = self.video_session.run(["codes", "video_vec"],
-                                             {"frames": frames, "pooled": np.asarray(pooled, dtype=np.float32)})
-        return codes, vecs
+        pooled = np.asarray(pooled, dtype=np.float32)
+        codes, vecs = [], []
+        for i in range(0, len(frames), batch):
+            c, v = self.video_session.run(["codes", "video_vec"], {"frames": np.ascontiguousarray(frames[i:i + batch]),
+                                                                   "pooled": np.ascontiguousarray(pooled[i:i + batch])})
+            codes.append(c)
+            vecs.append(v)
+        if not codes:
+            return np.zeros((0, self.cfg.views, self.cfg.levels), np.int64), np.zeros((0, self.cfg.rerank_dim), np.float32)
+        return np.concatenate(codes).astype(np.int64), np.concatenate(vecs)

@@ -91,7 +91,7 @@ def _keep_valid(records: list[Record], frames: np.ndarray, pooled: np.ndarray, f
 
 def dataset_inputs(source: DatasetSlice, records: list[Record], runtime: ModelRuntime, summary: Summary,
                    watch: Stopwatch) -> Encodable:
-    card = runtime.card
+    card = runtime.cfg
     with watch("features"):
         rows = np.asarray([r.row for r in records], dtype=np.int64)
         pooled, frames = features.dataset_rows(Path(source.root), rows)
@@ -110,18 +110,18 @@ def _one_video(rec: Record, res: Resources, encoder_path: Optional[str], watch: 
     if encoder_path is None or res.image_encoder is None:
         raise VideoError("a video file needs an image encoder (grdr ingest --image-encoder FILE.onnx)")
     encoder = res.image_encoder(encoder_path)
-    if encoder.dim and encoder.dim != res.runtime.card.feature_dim:
+    if encoder.dim and encoder.dim != res.runtime.cfg.feature_dim:
         raise VideoError(f"wrong feature dimension: the image encoder gives {encoder.dim}, "
-                         f"the model expects {res.runtime.card.feature_dim}")
+                         f"the model expects {res.runtime.cfg.feature_dim}")
     with watch("decode"):
-        pixels = read_frames(rec.path, res.runtime.card.frames, encoder.image_size, res.video_backend)
+        pixels = read_frames(rec.path, res.runtime.cfg.frames, encoder.image_size, res.video_backend)
     with watch("embed"):
         return None, encoder.embed(pixels)[None]
 
 
 def file_inputs(records: list[Record], res: Resources, encoder_path: Optional[str], summary: Summary,
                 watch: Stopwatch) -> Encodable:
-    card = res.runtime.card
+    card = res.runtime.cfg
     kept: list[Record] = []
     frames_l, pooled_l = [], []
     for rec in records:

@@ -158,7 +158,7 @@ def vector_fn(searcher: Searcher, index: str, body_of: Callable[[np.ndarray], di
     """Dense baselines: the same text encoder, then one OpenSearch request."""
     def run(text: str):
         t0 = time.perf_counter()
-        _, _, qvec = searcher.runtime.encode_text([text])
+        qvec = searcher.runtime.query_vectors([text])
         t1 = time.perf_counter()
         hits = searcher.client.search(index=index, body=body_of(qvec[0]))["hits"]["hits"]
         t2 = time.perf_counter()
@@ -216,7 +216,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
     log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
     searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
                         max_pool=cfg.max_pool)
-    hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.card.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
+    hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.cfg.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
     target = alias_target(client, alias)
     data_root = settings.home / "opensearch" / "data"
     store = {"grdr": storage(client, target, data_root), "hnsw": storage(client, hnsw_name, data_root)}

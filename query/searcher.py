@@ -17,7 +17,7 @@ from grdr_plugin.decoding import constrained_beam_search
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
 from grdr_plugin.pool import ids_to_keep
-from grdr_plugin.runtime import ModelRuntime
+from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import bm25_request, rrf
@@ -73,16 +73,16 @@ class Searcher:
         check_fingerprint(self.client, target, self.runtime.fingerprint, alias=index, model_dir=model_dir)
         mapping = self.client.indices.get_mapping(index=target)
         self.keyword_fields = keyword_fields_of(mapping[target]["mappings"].get("properties", {}))
-        card = self.runtime.card
+        card = self.runtime.cfg
         self.store = TrieStore(self.client, index, levels=card.levels, codebook_size=card.codebook_size,
                                poll_interval_s=poll_interval_s).build()
 
     # ---- pure-ish planning ----
 
-    def decode(self, token_states: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        card = self.runtime.card
-        return constrained_beam_search(self.runtime.step_fn(token_states, mask), token_states.shape[0],
-                                       card.levels, card.codebook_size, self.store.tables, self.beam_size)
+    def decode(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.runtime.cfg
+        return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
+                                       cfg.codebook_size, self.store.tables, self.beam_size)
 
     def plan(self, codes: np.ndarray, scores: np.ndarray, k: int) -> tuple[list[str], list[str], int]:
         """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams."""
@@ -92,7 +92,7 @@ class Searcher:
         ids, estimate = beams[:keep], int(counts[:keep].sum())
         prefixes: list[str] = []
         # Too few videos to fill k: widen by shorter prefixes of the best beams, longest first.
-        for cut in range(self.runtime.card.levels - 1, 0, -1):
+        for cut in range(self.runtime.cfg.levels - 1, 0, -1):
             for b in beams:
                 if estimate >= k:
                     break
@@ -128,14 +128,14 @@ class Searcher:
         clauses = filter_clauses(filters, self.keyword_fields)
         t0 = time.perf_counter()
         self.store.refresh()
-        states, mask, qvecs = self.runtime.encode_text(texts)
+        queries = self.runtime.encode_queries(texts)
         t1 = time.perf_counter()
-        codes, scores = self.decode(states, mask)
+        codes, scores = self.decode(queries)
         t2 = time.perf_counter()
         plans = [self.plan(codes[i], scores[i], k) for i in range(len(texts))]
         lines: list[dict[str, Any]] = []
         size = max(k, 50) if hybrid else k
-        for text, (ids, prefixes, _), qvec in zip(texts, plans, qvecs):
+        for text, (ids, prefixes, _), qvec in zip(texts, plans, queries.query_vec):
             lines += [{"index": self.index}, self._request(ids, prefixes, qvec, size, clauses)]
             if hybrid:
                 lines += [{"index": self.index}, bm25_request(text, size=size, filters=clauses)]

@@ -2,14 +2,17 @@
 
 text_encoder.onnx   input_ids int64 [B,T], attention_mask int64 [B,T]
                     -> token_states float32 [B,T,H], query_vec float32 [B,D] (unit norm)
-decoder_step.onnx   token_states float32 [B,T,H], attention_mask int64 [B,T], prefix int64 [B,t]
+decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
+                    -> mem_k, mem_v float32 [B,layers,heads,T+1,dh] (cross-attention keys/values),
+                       mem_bias float32 [B,1,1,T+1] (padding mask), text_vec float32 [B,d]
+decoder_step.onnx   mem_k, mem_v, mem_bias, text_vec (rows gathered per beam), prefix int64 [B,t]
                     (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
                     -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
 video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
                     -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
 
-The decoder step recomputes the query's pooled vector from token_states (masked mean, as the
-encoder's sentence pooling does), so the query layer carries only token_states between steps.
+The decoder's memory (projections of the query's token states) is computed once per query;
+each beam-search step only gathers it by row, so a step costs the decoder blocks alone.
 """
 from __future__ import annotations
 
@@ -36,14 +39,27 @@ class TextEncoderGraph(nn.Module):
         return states, self.model.reranker.text(pooled)
 
 
+class DecoderMemoryGraph(nn.Module):
+    def __init__(self, model: GRDR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_states, attention_mask):
+        pooled = F.normalize(masked_mean(token_states, attention_mask), dim=-1)
+        text_vec = self.model.text_code(pooled)
+        kv, bias = self.model.decoder.memory(token_states, attention_mask, text_vec)
+        return torch.stack([k for k, _ in kv], 1), torch.stack([v for _, v in kv], 1), bias, text_vec
+
+
 class DecoderStepGraph(nn.Module):
     def __init__(self, model: GRDR):
         super().__init__()
         self.model = model
 
-    def forward(self, token_states, attention_mask, prefix):
-        pooled = F.normalize(masked_mean(token_states, attention_mask), dim=-1)
-        return self.model.step_logprobs(token_states, attention_mask, pooled, prefix)
+    def forward(self, mem_k, mem_v, mem_bias, text_vec, prefix):
+        kv = [(mem_k[:, i], mem_v[:, i]) for i in range(mem_k.shape[1])]
+        logits = self.model.decoder.decode(kv, mem_bias, text_vec, prefix, self.model.rq.codebooks)
+        return logits[:, -1].log_softmax(-1)
 
 
 class VideoEncoderGraph(nn.Module):
@@ -83,10 +99,17 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                 {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                  "token_states": {0: "batch", 1: "tokens"}, "query_vec": {0: "batch"}})
         states = torch.randn(b, t, cfg.text_dim)
-        prefix = torch.zeros(b, min(1, cfg.levels - 1), dtype=torch.int64)
-        _export(DecoderStepGraph(model), (states, mask, prefix), out / "decoder_step.onnx",
-                ["token_states", "attention_mask", "prefix"], ["logprobs"],
+        _export(DecoderMemoryGraph(model), (states, mask), out / "decoder_memory.onnx",
+                ["token_states", "attention_mask"], ["mem_k", "mem_v", "mem_bias", "text_vec"],
                 {"token_states": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                 "mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
+                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"}})
+        mem_k, mem_v, mem_bias, text_vec = DecoderMemoryGraph(model)(states, mask)
+        prefix = torch.zeros(b, min(1, cfg.levels - 1), dtype=torch.int64)
+        _export(DecoderStepGraph(model), (mem_k, mem_v, mem_bias, text_vec, prefix), out / "decoder_step.onnx",
+                ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix"], ["logprobs"],
+                {"mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
+                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
                  "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
         frames = torch.randn(3, cfg.frames, cfg.feature_dim)
         pooled = torch.randn(3, cfg.feature_dim)

@@ -1,28 +1,19 @@
 """Inference backends with one interface, used by evaluation and the parity test.
 
 * `TorchBackend`  the trained torch modules (+ the HF text encoder).
-* `OnnxBackend`   onnxruntime sessions over MODEL_DIR/onnx/*.onnx and the `tokenizers` file;
-                  needs no torch (this is what the query layer and ingest workers run).
+* `grdr_plugin.runtime.ModelRuntime`  the onnxruntime equivalent (no torch): what the query
+                  layer and the ingest workers run.
 
 Both expose: `encode_videos(frames, pooled) -> (codes int64 [N,K,L], video_vec float32 [N,D])`,
 `encode_queries(texts) -> Queries` and `step_fn(queries)` for `constrained_beam_search`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from grdr_plugin.model.artifacts import ONNX_DIR, TOKENIZER_DIR, read_config
-from grdr_plugin.model.config import ModelConfig
-
-
-@dataclass
-class Queries:
-    query_vec: np.ndarray  # float32 [Q, D], L2-normalised rerank vectors
-    state: Any  # backend-specific per-query decoder inputs
+from grdr_plugin.runtime import Queries
 
 
 class TorchBackend:
@@ -81,56 +72,5 @@ class TorchBackend:
                 kv_r = [(k[r], v[r]) for k, v in kv]
                 logits = self.model.decoder.decode(kv_r, bias[r], text_vec[r], torch.from_numpy(prefix).to(self.device), books)
                 return logits[:, -1].log_softmax(-1).cpu().numpy()
-
-        return step
-
-
-class OnnxBackend:
-    """onnxruntime + tokenizers + numpy only."""
-
-    def __init__(self, model_dir: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        model_dir = Path(model_dir)
-        self.cfg: ModelConfig = read_config(model_dir)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        prov = ["CPUExecutionProvider"]
-        self.text = ort.InferenceSession(str(model_dir / ONNX_DIR / "text_encoder.onnx"), opts, providers=prov)
-        self.decoder = ort.InferenceSession(str(model_dir / ONNX_DIR / "decoder_step.onnx"), opts, providers=prov)
-        self.video = ort.InferenceSession(str(model_dir / ONNX_DIR / "video_encoder.onnx"), opts, providers=prov)
-        self.tok = Tokenizer.from_file(str(model_dir / TOKENIZER_DIR / "tokenizer.json"))
-        self.tok.enable_truncation(self.cfg.text_max_length)
-        self.tok.enable_padding()
-
-    def encode_videos(self, frames: np.ndarray, pooled: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        codes, vecs = [], []
-        for i in range(0, len(pooled), batch):
-            c, v = self.video.run(["codes", "video_vec"], {"frames": np.ascontiguousarray(frames[i : i + batch], dtype=np.float32),
-                                                            "pooled": np.ascontiguousarray(pooled[i : i + batch], dtype=np.float32)})
-            codes.append(c)
-            vecs.append(v)
-        return np.concatenate(codes).astype(np.int64), np.concatenate(vecs)
-
-    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encs = self.tok.encode_batch(texts)
-        ids = np.array([e.ids for e in encs], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-        return ids, mask
-
-    def encode_queries(self, texts: list[str]) -> Queries:
-        ids, mask = self.tokenize(texts)
-        states, qv = self.text.run(["token_states", "query_vec"], {"input_ids": ids, "attention_mask": mask})
-        return Queries(query_vec=qv, state=(states, mask))
-
-    def step_fn(self, q: Queries):
-        states, mask = q.state
-
-        def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-            (lp,) = self.decoder.run(["logprobs"], {"token_states": states[rows], "attention_mask": mask[rows],
-                                                     "prefix": np.ascontiguousarray(prefix, dtype=np.int64)})
-            return lp
 
         return step

@@ -70,7 +70,7 @@ def test_msrvtt_unseen_videos_are_indexed_exactly_once_with_the_models_ids(clien
     # Each document carries exactly what the model says for its features.
     rt = ModelRuntime(tiny_model_dir)
     frames, pooled = to_model_inputs(np.load(MSRVTT / "features.npy")[unseen], np.load(MSRVTT / "frames.npy")[unseen],
-                                     rt.card.frames)
+                                     rt.cfg.frames)
     codes, vecs = rt.encode_videos(frames, pooled)
     expected = dict(zip((catalog(MSRVTT)[i]["video_id"] for i in unseen), zip(semantic_ids(codes), vecs)))
     hits = client.search(index=ingest_alias, body={"size": 300, "query": {"match_all": {}}})["hits"]["hits"]

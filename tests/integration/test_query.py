@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from grdr_plugin import index as gi
 from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
-from grdr_plugin.model.runtime import OnnxBackend
+from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.scale import grow_dataset
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
@@ -59,7 +59,7 @@ def test_search_reranks_the_recalled_pool_in_one_request(searcher):
 def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tiny_model_dir):
     ds = load_dataset(catalog[1])
     rows = ds.test_queries()[:60]
-    inproc = evaluate(ds, OnnxBackend(tiny_model_dir, threads=1), ("grdr",), beam=BEAM, max_pool=POOL,
+    inproc = evaluate(ds, ModelRuntime(tiny_model_dir, threads=1), ("grdr",), beam=BEAM, max_pool=POOL,
                       query_rows=rows)["grdr"]
     through = evaluate_through_opensearch(ds, searcher, limit=60)["grdr"]
     assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}

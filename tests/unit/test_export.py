@@ -67,9 +67,10 @@ def test_config_and_fingerprint(exported):
 
 
 def test_onnx_matches_torch(exported):
-    from grdr_plugin.model.runtime import OnnxBackend, TorchBackend
+    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.runtime import ModelRuntime
 
-    tb, ob = TorchBackend(exported), OnnxBackend(exported)
+    tb, ob = TorchBackend(exported), ModelRuntime(exported)
     rng = np.random.default_rng(0)
     frames = rng.standard_normal((5, 3, 16)).astype(np.float32)
     pooled = frames.mean(1)

@@ -29,7 +29,7 @@ WORKER_PATH = textwrap.dedent("""
     enc = dataset_inputs(src, read_records(src), rt, summary, Stopwatch(summary))
     codes, vecs = rt.encode_videos(enc.frames, enc.pooled)
     sources, ids = build_sources([{"video_id": r.video_id} for r in enc.records], codes, vecs)
-    frames = ImageEncoder(clip).embed(read_frames(mp4, rt.card.frames, 32))
+    frames = ImageEncoder(clip).embed(read_frames(mp4, rt.cfg.frames, 32))
     codes2, _ = rt.encode_videos(frames[None])
     print(json.dumps({"torch": "torch" in sys.modules, "docs": len(sources), "failed": summary.failed,
                       "ids": ids[0], "video_codes": codes2.shape}))
