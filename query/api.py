@@ -13,6 +13,7 @@ from query.searcher import MAX_QUERY_CHARS, SearchResult, Searcher
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_API_K = 100
+MAX_API_BEAM = 200
 
 
 class SearchRequest(BaseModel):
@@ -22,6 +23,7 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_API_K, description="number of hits")
     filters: Optional[SearchFilters] = None
     hybrid: bool = Field(False, description="fuse BM25 over title/description/tags by RRF")
+    beam_size: Optional[int] = Field(None, ge=1, le=MAX_API_BEAM, description="decoder beam (default: the server's)")
 
 
 def create_app(searcher: Searcher) -> FastAPI:
@@ -50,6 +52,6 @@ def create_app(searcher: Searcher) -> FastAPI:
 
     @app.post("/search", response_model=SearchResult)
     def search(req: SearchRequest) -> SearchResult:
-        return searcher.search(req.text, k=req.k, filters=req.filters, hybrid=req.hybrid)
+        return searcher.search(req.text, k=req.k, filters=req.filters, hybrid=req.hybrid, beam_size=req.beam_size)
 
     return app

@@ -148,8 +148,7 @@ QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
 
 def grdr_fn(searcher: Searcher, beam: int) -> QueryFn:
     def run(text: str):
-        searcher.beam_size = beam
-        res = searcher.search(text, k=10)
+        res = searcher.search(text, k=10, beam_size=beam)
         return [h.video_id for h in res.hits], res.timings_ms
     return run
 

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import ID_FIELD, VECTOR_FIELD
+from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
 
 
 def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]:
@@ -23,13 +23,20 @@ def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]
     }
 
 
+def recall_clause(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> dict[str, Any]:
+    """The recalled pool: videos holding any chosen ID, or (widening) any chosen shorter prefix."""
+    ids = {"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}
+    if not prefixes:
+        return ids
+    return {"bool": {"should": [ids, {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}}], "minimum_should_match": 1}}
+
+
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
-                 extra_filters: Optional[list[dict[str, Any]]] = None, field: str = ID_FIELD) -> dict[str, Any]:
+                 prefixes: Sequence[str] = (), extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """Recall = `terms` on the ID field (plus user filters), rerank = knn_score, top-k back with matched IDs."""
     if k < 1:
         raise ValueError("k: must be at least 1")
-    ids = [str(s) for s in semantic_ids]
-    filters: list[dict[str, Any]] = [{"terms": {field: ids}}, *(extra_filters or [])]
+    filters: list[dict[str, Any]] = [recall_clause(semantic_ids, prefixes), *(extra_filters or [])]
     return {
         "size": k,
         "_source": {"excludes": [VECTOR_FIELD]},

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from grdr_plugin.decoding import constrained_beam_search
-from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, alias_target, check_fingerprint
+from grdr_plugin.index import ID_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
 from grdr_plugin.pool import ids_to_keep
 from grdr_plugin.runtime import ModelRuntime, Queries
@@ -26,6 +26,7 @@ from query.trie_store import TrieStore
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
+MAX_BEAM = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -59,8 +60,8 @@ class Searcher:
     def __init__(self, model_dir: Path | str, index: str, *, settings: Optional[Settings] = None, client=None,
                  beam_size: int = 50, max_pool: int = 300, threads: int = 1, poll_interval_s: float = 0.5,
                  rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0)):
-        if not 1 <= beam_size <= 1000:
-            raise ValueError("beam_size: must be between 1 and 1000")
+        if not 1 <= beam_size <= MAX_BEAM:
+            raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
         self.settings = settings or get_settings()
         self.client = client or self.settings.opensearch_client()
         self.index = index
@@ -73,16 +74,16 @@ class Searcher:
         check_fingerprint(self.client, target, self.runtime.fingerprint, alias=index, model_dir=model_dir)
         mapping = self.client.indices.get_mapping(index=target)
         self.keyword_fields = keyword_fields_of(mapping[target]["mappings"].get("properties", {}))
-        card = self.runtime.cfg
-        self.store = TrieStore(self.client, index, levels=card.levels, codebook_size=card.codebook_size,
+        cfg = self.runtime.cfg
+        self.store = TrieStore(self.client, index, levels=cfg.levels, codebook_size=cfg.codebook_size,
                                poll_interval_s=poll_interval_s).build()
 
     # ---- pure-ish planning ----
 
-    def decode(self, queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, queries: Queries, beam_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.runtime.cfg
         return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
-                                       cfg.codebook_size, self.store.tables, self.beam_size)
+                                       cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
     def plan(self, codes: np.ndarray, scores: np.ndarray, k: int) -> tuple[list[str], list[str], int]:
         """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams."""
@@ -102,41 +103,35 @@ class Searcher:
                     estimate += self.store.prefix_count(p)
         return ids, prefixes, estimate
 
-    def _request(self, ids: list[str], prefixes: list[str], qvec: np.ndarray, k: int,
-                 filters: list[dict[str, Any]]) -> dict[str, Any]:
-        body = grdr_request(ids, qvec, k=k, extra_filters=filters)
-        if prefixes:  # recall = any chosen ID or any widening prefix
-            recall = {"bool": {"should": [{"terms": {ID_FIELD: ids}}, {"terms": {PREFIX_FIELD: prefixes}}],
-                               "minimum_should_match": 1}}
-            body["query"]["script_score"]["query"]["bool"]["filter"][0] = recall
-        return body
-
     # ---- searching ----
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
-               hybrid: bool = False) -> SearchResult:
-        return self.search_many([text], k=k, filters=filters, hybrid=hybrid)[0]
+               hybrid: bool = False, beam_size: Optional[int] = None) -> SearchResult:
+        return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size)[0]
 
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
-                    hybrid: bool = False) -> list[SearchResult]:
+                    hybrid: bool = False, beam_size: Optional[int] = None) -> list[SearchResult]:
         """Batched: one encode and one decode for all texts, one _msearch round trip."""
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: must be between 1 and {MAX_K}")
+        if beam_size is not None and not 1 <= beam_size <= MAX_BEAM:
+            raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
         texts = [clean_query(t) for t in texts]
         clauses = filter_clauses(filters, self.keyword_fields)
+        started = time.perf_counter()
+        self.store.refresh()  # new IDs from ingest; a real-time GET at most every poll interval
         t0 = time.perf_counter()
-        self.store.refresh()
         queries = self.runtime.encode_queries(texts)
         t1 = time.perf_counter()
-        codes, scores = self.decode(queries)
+        codes, scores = self.decode(queries, beam_size)
         t2 = time.perf_counter()
         plans = [self.plan(codes[i], scores[i], k) for i in range(len(texts))]
         lines: list[dict[str, Any]] = []
         size = max(k, 50) if hybrid else k
         for text, (ids, prefixes, _), qvec in zip(texts, plans, queries.query_vec):
-            lines += [{"index": self.index}, self._request(ids, prefixes, qvec, size, clauses)]
+            lines += [{"index": self.index}, grdr_request(ids, qvec, k=size, prefixes=prefixes, extra_filters=clauses)]
             if hybrid:
                 lines += [{"index": self.index}, bm25_request(text, size=size, filters=clauses)]
         responses = self.client.msearch(body=lines)["responses"]
@@ -155,7 +150,7 @@ class Searcher:
         t4 = time.perf_counter()
         n = len(texts)
         timings = {"encode": (t1 - t0) * 1e3 / n, "decode": (t2 - t1) * 1e3 / n,
-                   "opensearch": (t3 - t2) * 1e3 / n, "total": (t4 - t0) * 1e3 / n}
+                   "opensearch": (t3 - t2) * 1e3 / n, "total": (t4 - started) * 1e3 / n}
         for r in results:
             r.timings_ms = {key: round(v, 3) for key, v in timings.items()}
         return results

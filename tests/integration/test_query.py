@@ -119,6 +119,8 @@ def test_http_api(searcher):
     bad_k = api.post("/search", json={"text": "x", "k": 0})
     assert bad_k.status_code == 422 and bad_k.json()["details"][0]["field"] == "k"
     assert api.post("/search", json={"text": "   "}).status_code == 400
+    assert api.post("/search", json={"text": "x", "beam_size": 10_000}).status_code == 422
+    assert api.post("/search", json={"text": "x", "beam_size": 5, "k": 2}).status_code == 200
     assert api.post("/search", json={"text": "x" * (MAX_BODY_BYTES + 10)}).status_code == 413
     assert api.post("/search", json={"text": "x", "filters": {"fields": {"nope": ["y"]}}}).status_code == 400
     assert "/search" in api.get("/openapi.json").json()["paths"]

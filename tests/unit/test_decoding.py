@@ -92,3 +92,11 @@ def test_inverted_index_pool_order_and_cap():
     assert pool.tolist() == [1, 2, 0]
     assert inv.lookup_pool(ids, np.zeros(3), max_pool=2).tolist() == [1, 2]
     assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), max_pool=10).tolist() == [1, 2]
+
+
+def test_inverted_index_counts_a_video_once_per_id():
+    video_codes = np.array([[[1, 1, 1], [1, 1, 1]], [[1, 1, 1], [2, 2, 2]]])  # video 0 has one ID twice
+    inv = InvertedIndex(video_codes, 4)
+    key = int(encode_prefix(np.array([1, 1, 1]), 4))
+    assert inv.keys.tolist().count(key) == 2
+    assert sorted(inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), max_pool=2).tolist()) == [0, 1]
