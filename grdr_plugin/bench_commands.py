@@ -23,7 +23,7 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           scale: str = typer.Option("100000", "--scale", help="corpus sizes, comma-separated (e.g. 10000,100000)"),
           queries: int = typer.Option(500, "--queries", help="test queries per system and setting"),
           clients: str = typer.Option("1,4", "--clients", help="concurrent clients for the throughput runs"),
-          beams: str = typer.Option("10,20,50,100", "--beams", help="GRDR beam sizes for the recall/latency curve"),
+          beams: str = typer.Option("20,50,100,200", "--beams", help="GRDR beam sizes for the recall/latency curve"),
           ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
           report: Optional[Path] = typer.Option(Path("docs"), "--report", help="folder for BENCHMARKS.md + plots"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from grdr_plugin.data import Dataset
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.decoding import InvertedIndex, constrained_beam_search
 
 
@@ -33,7 +34,7 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = 200, max_pool: int = 300,
+def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = DEFAULT_BEAM, max_pool: int = DEFAULT_MAX_POOL,
              chunk: int = 64, progress: Callable[[int], None] | None = None, query_rows: np.ndarray | None = None) -> dict[str, Any]:
     cfg = backend.cfg
     codes, vvec = backend.encode_videos(ds.frames, ds.features)

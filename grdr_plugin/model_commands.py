@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+
 
 def _fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
@@ -65,8 +67,8 @@ def eval_cmd(
     dataset: Path = typer.Option(..., "--dataset"),
     model: Path = typer.Option(..., "--model"),
     mode: str = typer.Option("all", "--mode", help="grdr, dense or all"),
-    beam: int = typer.Option(200, "--beam", help="B: IDs kept by the beam search"),
-    max_pool: int = typer.Option(300, "--max-pool", help="cap on the recalled pool"),
+    beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
+    max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on the recalled pool"),
     backend: str = typer.Option("torch", "--backend", help="torch or onnx"),
     threads: int = typer.Option(2, "--threads"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N test queries (quick checks)"),

@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from grdr_plugin.console import console, print_json, user_errors
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
 
 def search(text: str = typer.Argument(..., help="the query"),
@@ -14,8 +15,8 @@ def search(text: str = typer.Argument(..., help="the query"),
            index: str = typer.Option(..., "--index", help="catalog alias"),
            k: int = typer.Option(10, "-k", help="number of hits"),
            hybrid: bool = typer.Option(False, "--hybrid", help="fuse BM25 over title/description/tags (RRF)"),
-           beam: int = typer.Option(50, "--beam", help="beam size of the constrained decoder"),
-           max_pool: int = typer.Option(300, "--max-pool", help="cap on recalled videos"),
+           beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="beam size of the constrained decoder"),
+           max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on recalled videos"),
            as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Search a catalog: generative recall + kNN rerank in one OpenSearch request."""
     with user_errors():
@@ -38,7 +39,8 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
           index: str = typer.Option(..., "--index", help="catalog alias"),
           host: str = typer.Option("127.0.0.1", help="bind address"),
           port: int = typer.Option(8080, help="port"),
-          beam: int = typer.Option(50, "--beam"), max_pool: int = typer.Option(300, "--max-pool")) -> None:
+          beam: int = typer.Option(DEFAULT_BEAM, "--beam"),
+          max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool")) -> None:
     """The HTTP query API: POST /search, GET /health, OpenAPI at /docs. Refuses an index of another model."""
     with user_errors():
         import uvicorn

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index, hnsw_index_body
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.scale import grow_dataset
 from grdr_plugin.settings import Settings
 from query.evaluate import latency_summary
@@ -48,9 +49,9 @@ class BenchConfig(BaseModel):
     queries: int = Field(500, ge=10, description="test queries per system and setting")
     clients: list[int] = Field(default_factory=lambda: [1, 4])
     throughput_queries: int = Field(200, ge=10)
-    beams: list[int] = Field(default_factory=lambda: [10, 20, 50, 100])
-    default_beam: int = 50
-    max_pool: int = 300
+    beams: list[int] = Field(default_factory=lambda: [20, 50, 100, 200])
+    default_beam: int = DEFAULT_BEAM
+    max_pool: int = DEFAULT_MAX_POOL
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
     ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from grdr_plugin.decoding import constrained_beam_search
 from grdr_plugin.index import ID_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
-from grdr_plugin.pool import ids_to_keep
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL, ids_to_keep
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
@@ -58,7 +58,7 @@ def clean_query(text: str) -> str:
 
 class Searcher:
     def __init__(self, model_dir: Path | str, index: str, *, settings: Optional[Settings] = None, client=None,
-                 beam_size: int = 50, max_pool: int = 300, threads: int = 1, poll_interval_s: float = 0.5,
+                 beam_size: int = DEFAULT_BEAM, max_pool: int = DEFAULT_MAX_POOL, threads: int = 1, poll_interval_s: float = 0.5,
                  rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0)):
         if not 1 <= beam_size <= MAX_BEAM:
             raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
