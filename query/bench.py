@@ -56,7 +56,7 @@ class BenchConfig(BaseModel):
     hnsw_ef_construction: int = 128
     ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
     default_ef_search: int = 100
-    noise: float = 0.35
+    noise: float = 1.5  # see grdr_plugin.scale
     batch_size: Optional[int] = None
     keep_indices: bool = False
     work_dir: Optional[Path] = None

