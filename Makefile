@@ -17,11 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# redis-server comes from Debian; OpenSearch and its plugins are fetched by `grdr cluster start`.
+# redis-server and Maven come from Debian (Maven fetches OpenSearch + k-NN once, in `grdr cluster start`).
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
-	  else echo "redis-server is missing: sudo apt-get install redis-server"; exit 1; fi; }
+	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; fi; fi
 
 cluster: install system-deps
 	$(GRDR) cluster start
