@@ -15,6 +15,16 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _load(dataset: Path):
+    """The dataset, or a one-line error naming the bad file/line/field."""
+    from grdr_plugin.data import DatasetError, load_dataset
+
+    try:
+        return load_dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+
+
 def train(
     dataset: Path = typer.Option(..., "--dataset", help="dataset folder (catalog.jsonl, features.npy, [frames.npy], queries.jsonl)"),
     out: Path = typer.Option(..., "--out", help="model folder to write"),
@@ -32,13 +42,9 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
 ) -> None:
     """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
-    from grdr_plugin.data import DatasetError, load_dataset
     from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_size
 
-    try:
-        ds = load_dataset(dataset)
-    except DatasetError as exc:
-        _fail(str(exc))
+    ds = _load(dataset)
     if device not in ("cpu", "cuda"):
         _fail("--device must be cpu or cuda")
     n_seen = int(ds.video_split.sum())
@@ -77,13 +83,9 @@ def eval_cmd(
     """Evaluate on the dataset's test queries over the full corpus."""
     from tqdm import tqdm
 
-    from grdr_plugin.data import DatasetError, load_dataset
     from grdr_plugin.evaluation import evaluate
 
-    try:
-        ds = load_dataset(dataset)
-    except DatasetError as exc:
-        _fail(str(exc))
+    ds = _load(dataset)
     if mode not in ("grdr", "dense", "all"):
         _fail("--mode must be grdr, dense or all")
     modes = ("grdr", "dense") if mode == "all" else (mode,)
