@@ -3,10 +3,11 @@
 Protocol: every video of the dataset (seen and unseen) is encoded by the trained video
 encoder; unseen videos get their IDs from the tokenizer only.  Every `test` query is
 decoded with the trie-constrained beam search over the IDs that exist (the in-process stand-in
-for the OpenSearch `terms` filter is a numpy inverted index); the pool is the union of the
-videos of the top-B IDs in beam order, capped at `max_pool`; the pool is reranked by the
-reranker's cosine.  A ground-truth video outside the pool is ranked after the whole pool, in
-dense order among the remaining videos (so MdR/MnR stay defined and comparable).
+for the OpenSearch `terms` filter is a numpy inverted index); the pool is the videos of the
+leading whole IDs in beam order chosen by `grdr_plugin.pool.ids_to_keep` (the query layer's
+rule, so both recall the same videos); the pool is reranked by the reranker's cosine.  A
+ground-truth video outside the pool is ranked after the whole pool, in dense order among the
+remaining videos (so MdR/MnR stay defined and comparable).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from grdr_plugin.data import Dataset
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.decoding import InvertedIndex, constrained_beam_search
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:

@@ -25,7 +25,7 @@ from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index, hnsw_index
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.scale import grow_dataset
 from grdr_plugin.settings import Settings
-from query.evaluate import latency_summary
+from query.evaluate import latency_summary, rank_of, recall_at
 from query.request import exact_dense_request
 from query.searcher import Searcher
 
@@ -182,8 +182,7 @@ def measure(fn: QueryFn, texts: list[str], truth: list[str], reference: Optional
         results.append(ids)
         for k, v in timing.items():
             stages.setdefault(k, []).append(v)
-    ranks = np.array([r.index(t) + 1 if t in r else 0 for r, t in zip(results, truth)])
-    out = {f"R@{k}": round(100 * float(((ranks > 0) & (ranks <= k)).mean()), 2) for k in (1, 5, 10)}
+    out = recall_at(np.array([rank_of(r, t) for r, t in zip(results, truth)]))
     if reference is not None:
         out["overlap@10"] = round(100 * float(np.mean([len(set(a[:10]) & set(b[:10])) / 10
                                                        for a, b in zip(results, reference)])), 2)

@@ -22,7 +22,8 @@ def recall_at(ranks: np.ndarray) -> dict[str, float]:
     return {f"R@{k}": round(100 * float((found & (ranks <= k)).mean()), 2) for k in RECALL_AT}
 
 
-def _rank_of(hit_ids: list[str], truth: str) -> int:
+def rank_of(hit_ids: list[str], truth: str) -> int:
+    """1-based position of truth in the hits, 0 when absent."""
     return hit_ids.index(truth) + 1 if truth in hit_ids else 0
 
 
@@ -52,7 +53,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
                 ids = [h.video_id for h in res.hits]
                 for stage, ms in res.timings_ms.items():
                     stages[stage].append(ms)
-            ranks[i] = _rank_of(ids, truth[i])
+            ranks[i] = rank_of(ids, truth[i])
             if progress:
                 progress(1)
         out[mode] = recall_at(ranks)
