@@ -23,8 +23,10 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           scale: str = typer.Option("100000", "--scale", help="corpus sizes, comma-separated (e.g. 10000,100000)"),
           queries: int = typer.Option(500, "--queries", help="test queries per system and setting"),
           clients: str = typer.Option("1,4", "--clients", help="concurrent clients for the throughput runs"),
-          beams: str = typer.Option("20,50,100,200", "--beams", help="GRDR beam sizes for the recall/latency curve"),
+          beams: str = typer.Option("20,50,100,200,300", "--beams", help="GRDR beam sizes for the recall/latency curve"),
           ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
+          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at the default beam), "
+                                                         "comma-separated, e.g. 1000,3000"),
           report: Optional[Path] = typer.Option(Path("docs"), "--report", help="folder for BENCHMARKS.md + plots"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """GRDR vs exact dense vs HNSW on the local cluster: quality, latency, throughput, storage, RAM."""
@@ -34,7 +36,7 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
 
         cfg = BenchConfig(dataset=dataset, model=model, scales=_ints(scale, "--scale"), queries=queries,
                           clients=_ints(clients, "--clients"), beams=_ints(beams, "--beams"),
-                          ef_search=_ints(ef_search, "--ef-search"))
+                          ef_search=_ints(ef_search, "--ef-search"), pools=_ints(pools, "--pools"))
         if cfg.default_beam not in cfg.beams or cfg.default_ef_search not in cfg.ef_search:
             raise ValueError(f"--beams must include {cfg.default_beam} and --ef-search {cfg.default_ef_search}")
         result = run_bench(cfg, log=lambda msg: console.print(f"[dim]•[/dim] {msg}", highlight=False))

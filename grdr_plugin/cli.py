@@ -19,11 +19,13 @@ app.add_typer(index_app, name="index")
 from grdr_plugin.model_commands import register as register_model_commands  # noqa: E402
 from grdr_plugin.ingest_commands import register as register_ingest_commands  # noqa: E402
 from grdr_plugin.query_commands import register as register_query_commands  # noqa: E402
+from grdr_plugin.loadtest_commands import register as register_loadtest_commands  # noqa: E402
 from grdr_plugin.bench_commands import register as register_bench_commands  # noqa: E402
 
 register_model_commands(app)
 register_ingest_commands(app)
 register_query_commands(app)
+register_loadtest_commands(app)
 register_bench_commands(app)
 
 

@@ -21,12 +21,26 @@ def print_json(obj: Any) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into one red line and exit code 1."""
-    from opensearchpy.exceptions import ConnectionError as OSConnectionError, TransportError
+    from opensearchpy.exceptions import (AuthenticationException, AuthorizationException,
+                                         ConnectionError as OSConnectionError, SSLError, TransportError)
 
     try:
         yield
     except (ValueError, LookupError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    except SSLError:  # before ConnectionError, its base class
+        console.print("[red]error:[/red] the TLS certificate of OpenSearch at GRDR_OPENSEARCH_URL could not be verified; "
+                      "set GRDR_OPENSEARCH_CA_FILE to the CA that signed it (GRDR_VERIFY_CERTS=false skips the check: "
+                      "for a test node only)")
+        raise typer.Exit(1)
+    except AuthenticationException:  # the answer never echoes the password, and neither do we
+        console.print("[red]error:[/red] OpenSearch refused the credentials (401); "
+                      "check GRDR_OPENSEARCH_USER and GRDR_OPENSEARCH_PASSWORD")
+        raise typer.Exit(1)
+    except AuthorizationException as exc:
+        console.print(f"[red]error:[/red] OpenSearch denied this user the action (403): {exc.error}; "
+                      "map it to the grdr role for the job (docs/opensearch-roles.yml)")
         raise typer.Exit(1)
     except OSConnectionError:
         console.print("[red]error:[/red] cannot reach OpenSearch at GRDR_OPENSEARCH_URL; "

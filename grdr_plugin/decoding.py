@@ -116,17 +116,17 @@ class InvertedIndex:
 
     def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
         """Videos of the leading whole IDs of `ids` [B, L] (best first, -inf skipped) chosen by
-        `grdr_plugin.pool.ids_to_keep`, de-duplicated in beam order: the query layer's rule."""
+        `grdr_plugin.pool.ids_to_keep` on each ID's count of videos not reached by a better ID,
+        de-duplicated in beam order: the query layer's rule."""
         ids = ids[np.isfinite(scores)]
         if ids.size == 0:
             return np.zeros(0, dtype=np.int64)
         keys = encode_prefix(ids, self.codebook_size)
         lo = np.searchsorted(self.keys, keys, side="left")
-        hi = np.searchsorted(self.keys, keys, side="right")
-        keep = ids_to_keep(hi - lo, max_pool)
-        lo, hi = lo[:keep], hi[:keep]
-        lengths = hi - lo
+        lengths = np.searchsorted(self.keys, keys, side="right") - lo
         idx = np.repeat(lo - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-        cand = self.vids[idx]
-        _, first = np.unique(cand, return_index=True)  # de-duplicate, keeping beam order
-        return cand[np.sort(first)]
+        cand, rank = self.vids[idx], np.repeat(np.arange(len(ids)), lengths)
+        _, first = np.unique(cand, return_index=True)
+        first = np.sort(first)  # each video at its best-ranked ID, in beam order
+        keep = ids_to_keep(np.bincount(rank[first], minlength=len(ids)), max_pool)
+        return cand[first[rank[first] < keep]]

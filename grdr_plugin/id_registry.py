@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from opensearchpy import helpers
+from opensearchpy.exceptions import TransportError
 
 REGISTRY_INDEX = "grdr-id-registry"
 _COUNTER = "__generation__"
@@ -47,7 +48,13 @@ def publish_ids(client, alias: str, semantic_ids: Iterable[str]) -> int:
                 "_source": {"alias": alias, "semantic_id": s}} for s in unique)
     # 409 = already registered: expected and harmless, so conflicts are not errors here.
     # refresh=True (not wait_for): the registry is tiny, and publishing must not wait a refresh interval.
-    helpers.bulk(client, actions, chunk_size=2000, raise_on_error=False, refresh=True)
+    _, errors = helpers.bulk(client, actions, chunk_size=2000, raise_on_error=False, refresh=True)
+    failed = [e for e in errors if e.get("create", {}).get("status") != 409]
+    if failed:  # an unregistered ID is invisible to query processes: fail, so ingest retries the batch
+        status = failed[0].get("create", {}).get("status")
+        raise TransportError(status if isinstance(status, int) else "N/A",
+                             f"ID registry: {len(failed)} of {len(unique)} IDs not registered for {alias!r}",
+                             failed[0])
     resp = client.update(index=REGISTRY_INDEX, id=_doc_id(alias, _COUNTER), retry_on_conflict=10,
                          body={"script": {"source": "ctx._source.generation += 1", "lang": "painless"},
                                "upsert": {"alias": alias, "generation": 1}, "_source": True},

@@ -149,9 +149,11 @@ def concrete_indices(client, alias: str) -> list[str]:
 
 
 def alias_target(client, alias: str) -> Optional[str]:
-    if not client.indices.exists_alias(name=alias):
+    # index=alias scopes the lookup to the alias itself: a least-privilege user (docs/opensearch-roles.yml)
+    # may read the aliases of its own indices, not those of every index
+    if not client.indices.exists_alias(index=alias, name=alias):
         return None
-    targets = list(client.indices.get_alias(name=alias))
+    targets = list(client.indices.get_alias(index=alias, name=alias))
     return targets[0] if targets else None
 
 
@@ -164,7 +166,7 @@ def next_version(client, alias: str) -> str:
 def create_index(client, alias: str, spec: IndexSpec, *, point_alias: bool = True, replicas: int = 0) -> str:
     """Create the next versioned index; point the alias at it when nothing holds the alias yet."""
     validate_name(alias)
-    if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
+    if client.indices.exists(index=alias) and alias_target(client, alias) is None:
         raise ValueError(f"--index: a plain index named {alias!r} exists; drop it or choose another name")
     name = next_version(client, alias)
     client.indices.create(index=name, body=index_body(spec, replicas=replicas))

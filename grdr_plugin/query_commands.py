@@ -14,7 +14,9 @@ def search(text: str = typer.Argument(..., help="the query"),
            model: Path = typer.Option(..., "--model", help="trained model folder"),
            index: str = typer.Option(..., "--index", help="catalog alias"),
            k: int = typer.Option(10, "-k", help="number of hits"),
-           hybrid: bool = typer.Option(False, "--hybrid", help="fuse BM25 over title/description/tags (RRF)"),
+           hybrid: str = typer.Option("off", "--hybrid",
+                                      help="BM25 over title/description/tags: off, union (its top documents join "
+                                           "the recalled pool) or rrf (rank fusion)"),
            beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="beam size of the constrained decoder"),
            max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on recalled videos"),
            as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
@@ -40,7 +42,9 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
           host: str = typer.Option("127.0.0.1", help="bind address"),
           port: int = typer.Option(8080, help="port"),
           beam: int = typer.Option(DEFAULT_BEAM, "--beam"),
-          max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool")) -> None:
+          max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool"),
+          concurrency: int = typer.Option(4, "--concurrency", min=1,
+                                          help="searches run at once (CPU-bound: about the number of cores)")) -> None:
     """The HTTP query API: POST /search, GET /health, OpenAPI at /docs. Refuses an index of another model."""
     with user_errors():
         import uvicorn
@@ -48,7 +52,7 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
         from query.api import create_app
         from query.searcher import Searcher
 
-        app = create_app(Searcher(model, index, beam_size=beam, max_pool=max_pool))
+        app = create_app(Searcher(model, index, beam_size=beam, max_pool=max_pool), max_concurrency=concurrency)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

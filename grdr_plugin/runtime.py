@@ -16,6 +16,9 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from grdr_plugin.model.ids import encode_prefix
+from grdr_plugin.model.safe_files import refuse_pickles
+
 
 class ModelCard(BaseModel):
     """The part of config.json the serving path relies on."""
@@ -60,6 +63,7 @@ class ModelRuntime:
         cfg_path = self.model_dir / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"--model: {cfg_path} not found; train a model with `grdr train` first")
+        refuse_pickles(self.model_dir)
         self.cfg = ModelCard(**json.loads(cfg_path.read_text()))
         self.threads = threads
 
@@ -113,14 +117,41 @@ class ModelRuntime:
                                          {"token_states": states, "attention_mask": mask})
         return Queries(query_vec=qvec, state=tuple(memory))
 
+    @cached_property
+    def has_cached_step(self) -> bool:
+        return (self.model_dir / "onnx" / "decoder_step_cached.onnx").is_file()
+
+    @cached_property
+    def cached_step_session(self):
+        return self._graph("decoder_step_cached")
+
     def step_fn(self, q: Queries):
-        """A beam-search step function over these queries (see grdr_plugin.decoding)."""
+        """A beam-search step function over these queries (see grdr_plugin.decoding).
+
+        Steps of one beam search extend the previous step's prefixes, so it keeps their
+        self-attention keys/values and runs decoder_step_cached.onnx (one new position per beam).
+        A call whose prefixes do not all extend the previous call's (a caller probing arbitrary
+        prefixes), or a model exported before that graph existed, runs the stateless
+        decoder_step.onnx instead: same log-probabilities.
+        """
         mem_k, mem_v, mem_bias, text_vec = q.state
+        layers, heads, _, head_dim = mem_k.shape[1:]
+        cache = _StepCache(self.cfg.codebook_size, self.cfg.levels, layers, heads, head_dim)
 
         def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-            return self.step_session.run(["logprobs"], {
-                "mem_k": mem_k[rows], "mem_v": mem_v[rows], "mem_bias": mem_bias[rows], "text_vec": text_vec[rows],
-                "prefix": np.ascontiguousarray(prefix, dtype=np.int64)})[0]
+            prefix = np.ascontiguousarray(prefix, dtype=np.int64)
+            # one query's beams share its memory row: pass it once, the graph broadcasts it
+            mem = slice(rows[0], rows[0] + 1) if rows.size and (rows == rows[0]).all() else rows
+            feed = {"mem_k": mem_k[mem], "mem_v": mem_v[mem], "mem_bias": mem_bias[mem], "text_vec": text_vec[mem],
+                    "prefix": prefix}
+            past = cache.past(rows, prefix) if self.has_cached_step else None
+            if past is None:
+                cache.clear()
+                return self.step_session.run(["logprobs"], feed)[0]
+            logprobs, keys, values = self.cached_step_session.run(
+                ["logprobs", "present_k", "present_v"], {**feed, "past_k": past[0], "past_v": past[1]})
+            cache.store(rows, prefix, keys, values)
+            return logprobs
         return step
 
     def encode_videos(self, frames: np.ndarray, pooled: Optional[np.ndarray] = None,
@@ -140,3 +171,39 @@ class ModelRuntime:
         if not codes:
             return np.zeros((0, self.cfg.views, self.cfg.levels), np.int64), np.zeros((0, self.cfg.rerank_dim), np.float32)
         return np.concatenate(codes).astype(np.int64), np.concatenate(vecs)
+
+
+class _StepCache:
+    """The last step's self-attention keys/values, found again by (query row, prefix)."""
+
+    def __init__(self, codebook_size: int, levels: int, layers: int, heads: int, head_dim: int):
+        self.base = codebook_size ** levels  # an encoded prefix of any length is < base
+        self.codebook_size = codebook_size
+        self.shape = (layers, heads, 0, head_dim)
+        self.clear()
+
+    def clear(self) -> None:
+        self.length, self.keys, self.order, self.k, self.v = -1, None, None, None, None
+
+    def _key(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        return rows.astype(np.int64) * self.base + encode_prefix(prefix, self.codebook_size)
+
+    def past(self, rows: np.ndarray, prefix: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """past_k/past_v for `prefix` [R, n]: empty for n = 0, else the parents' stored entries
+        (None when the previous call did not hold every parent)."""
+        n = prefix.shape[1]
+        if n == 0:
+            empty = np.zeros((rows.size, *self.shape), dtype=np.float32)
+            return empty, empty
+        if self.length != n - 1 or self.keys is None:
+            return None
+        want = self._key(rows, prefix[:, :-1])
+        pos = np.minimum(np.searchsorted(self.keys, want, sorter=self.order), self.keys.size - 1)
+        found = self.order[pos]
+        if not (self.keys[found] == want).all():
+            return None
+        return self.k[found], self.v[found]
+
+    def store(self, rows: np.ndarray, prefix: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        self.length, self.keys, self.k, self.v = prefix.shape[1], self._key(rows, prefix), k, v
+        self.order = np.argsort(self.keys, kind="stable")

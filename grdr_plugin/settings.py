@@ -9,13 +9,15 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GRDR_", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo a value that may hold a secret
+    model_config = SettingsConfigDict(env_prefix="GRDR_", extra="ignore", hide_input_in_errors=True)
 
     # OpenSearch connection
     opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch endpoint (http or https)")
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
     def _url_has_scheme(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("GRDR_OPENSEARCH_URL must start with http:// or https://, e.g. http://127.0.0.1:9200")
+        if "@" in urlsplit(v).netloc:
+            # a URL is printed in messages and logs; a password inside it would be too
+            raise ValueError("GRDR_OPENSEARCH_URL must not hold credentials (user:password@); "
+                             "set GRDR_OPENSEARCH_USER and GRDR_OPENSEARCH_PASSWORD instead")
         return v.rstrip("/")
 
     def knn_version(self) -> str:

@@ -14,6 +14,14 @@ from grdr_plugin.settings import Settings
 from ingest.config import IngestSettings, get_ingest_settings
 
 
+RESULT_BACKEND_RETRIES = 40
+
+
+def restore_interval_s(visibility_timeout_s: int) -> int:
+    """Seconds between sweeps for unacknowledged batches: a tenth of the timeout, within [1, 100]."""
+    return max(1, min(100, visibility_timeout_s // 10))
+
+
 def make_app(settings: Optional[Settings] = None, ingest: Optional[IngestSettings] = None) -> Celery:
     s = settings or Settings()
     i = ingest or get_ingest_settings()
@@ -32,9 +40,17 @@ def make_app(settings: Optional[Settings] = None, ingest: Optional[IngestSetting
         result_expires=7 * 24 * 3600,
         result_extended=True,
         broker_connection_retry_on_startup=True,
-        # Redis redelivers an unacknowledged batch after this long; must exceed the slowest batch.
-        broker_transport_options={"visibility_timeout": 3600},
-        result_backend_transport_options={"visibility_timeout": 3600},
+        # Redis redelivers an unacknowledged batch (its worker died) after visibility_timeout_s. kombu
+        # looks for such batches every interval * throttle seconds (10 * 10 by default); sweep ten times
+        # per timeout instead, so that a short timeout really means a fast redelivery.
+        broker_transport_options={"visibility_timeout": i.visibility_timeout_s,
+                                  "unacked_restore_interval": restore_interval_s(i.visibility_timeout_s),
+                                  "unacked_restore_throttle": 1},
+        result_backend_transport_options={"visibility_timeout": i.visibility_timeout_s},
+        # Reading and storing results survive a Redis restart: without this a waiting `grdr ingest --wait`
+        # dies on the first ConnectionError. Backoff 10 ms doubling to 10 s with jitter; 40 tries last ~3 min.
+        result_backend_always_retry=True,
+        result_backend_max_retries=RESULT_BACKEND_RETRIES,
         worker_hijack_root_logger=False,
     )
     return app

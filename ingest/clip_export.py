@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from grdr_plugin.model.safe_files import refuse_pickles
+
 # CLIP's published pixel statistics, used when the model folder has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -35,7 +37,8 @@ def export_clip_vision(model_dir: str | Path, out_path: str | Path, opset: int =
     from transformers import CLIPVisionModelWithProjection
 
     model_dir, out_path = Path(model_dir), Path(out_path)
-    model = CLIPVisionModelWithProjection.from_pretrained(model_dir).eval()
+    refuse_pickles(model_dir)
+    model = CLIPVisionModelWithProjection.from_pretrained(model_dir, use_safetensors=True).eval()
     prep = preprocessing_of(model_dir, model.config.image_size)
 
     class Tower(torch.nn.Module):  # the plain tensor -> tensor function ONNX needs

@@ -24,6 +24,10 @@ class IngestSettings(BaseSettings):
     # Celery-level retries of a whole batch (idempotent: video_id is the document _id).
     task_max_retries: int = Field(5, ge=0)
     task_backoff_max_s: int = Field(120, ge=1)
+    # A batch whose worker died (SIGKILL, OOM, lost machine) is redelivered by Redis after this long
+    # without an ack. It must exceed the slowest batch, or a batch still running is delivered twice
+    # (harmless, the batch is idempotent, but the work is done again).
+    visibility_timeout_s: int = Field(3600, ge=1, description="seconds before Redis redelivers an unacknowledged batch")
     onnx_threads: int = Field(1, ge=1, description="onnxruntime threads per worker process")
     image_batch_size: int = Field(64, ge=1, description="frames per image-encoder call when ingesting video files")
     # Vector components are written with this many significant digits (float32 carries ~7): half the

@@ -23,21 +23,35 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
-def row_problems(pooled: np.ndarray, frames: Optional[np.ndarray], feature_dim: int) -> list[Optional[str]]:
-    """Per row, why it cannot be encoded (None = fine): wrong dimension, NaN/Inf, all zeros."""
-    n = pooled.shape[0]
-    dim = pooled.shape[-1]
-    if dim != feature_dim or (frames is not None and frames.shape[-1] != feature_dim):
-        got = dim if dim != feature_dim else frames.shape[-1]
-        return [f"wrong feature dimension: got {got}, the model expects {feature_dim}"] * n
-    finite = np.isfinite(pooled).all(axis=1)
-    if frames is not None:
-        finite &= np.isfinite(frames).all(axis=(1, 2))
-    zero = ~np.any(pooled != 0, axis=1)
+def row_problems(pooled: Optional[np.ndarray], frames: Optional[np.ndarray], feature_dim: int) -> list[Optional[str]]:
+    """Per row of the inputs as given (before resampling), why it cannot be encoded (None = fine):
+    wrong dimension, NaN/Inf (named by position, e.g. 'features[3]: NaN'), all zeros."""
+    given = [(name, arr) for name, arr in (("frames", frames), ("features", pooled)) if arr is not None]
+    if not given:
+        raise ValueError("need pooled features or frames")
+    n = given[0][1].shape[0]
+    for _, arr in given:
+        if arr.shape[-1] != feature_dim:
+            return [f"wrong feature dimension: got {arr.shape[-1]}, the model expects {feature_dim}"] * n
+    finite = np.ones(n, dtype=bool)
+    for _, arr in given:
+        finite &= np.isfinite(arr.reshape(n, -1)).all(axis=1)
+    name, ref = given[-1]  # the pooled feature when given, else the frames
+    zero = ~np.any(ref.reshape(n, -1) != 0, axis=1)
     out: list[Optional[str]] = [None] * n
     for i in np.flatnonzero(~finite | zero):
-        out[i] = "feature contains NaN or Inf" if not finite[i] else "feature vector is all zeros"
+        out[i] = _first_non_finite([(nm, arr[i]) for nm, arr in given]) or f"{name}: all zeros"
     return out
+
+
+def _first_non_finite(rows: list[tuple[str, np.ndarray]]) -> Optional[str]:
+    """'frames[f][j]: NaN' or 'features[j]: Inf' for the first bad value of one row, or None."""
+    for name, arr in rows:
+        bad = np.argwhere(~np.isfinite(arr))
+        if len(bad):
+            first = tuple(int(i) for i in bad[0])
+            return f"{name}{''.join(f'[{i}]' for i in first)}: {'NaN' if np.isnan(arr[first]) else 'Inf'}"
+    return None
 
 
 def to_model_inputs(pooled: Optional[np.ndarray], frames: Optional[np.ndarray], n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +88,23 @@ def dataset_rows(root: Path, rows: np.ndarray) -> tuple[np.ndarray, Optional[np.
     return pooled, frames
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def feature_file(path: Path) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """A per-video .npy: [D] is a pooled feature, [F, D] are frame features -> (pooled [1,D], frames [1,F,D])."""
+    with open(path, "rb") as fh:
+        magic = fh.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:  # else np.load takes it for a pickle and suggests loading it unsafely
+        what = "an empty file" if not magic else "an .npz archive" if magic.startswith(b"PK") else "not a .npy file"
+        raise ValueError(f"{what}; save one array with numpy.save")
     arr = np.load(path, allow_pickle=False)  # never unpickle user files
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"expected a float array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
+    if arr.size == 0:
+        raise ValueError(f"expected at least one frame and one dimension, got shape {arr.shape}")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf, which row_problems reports
+        arr = arr.astype(np.float32)
     if arr.ndim == 1:
         return arr[None], None
     if arr.ndim == 2:

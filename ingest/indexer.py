@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -17,6 +18,8 @@ from opensearchpy import helpers
 
 from ingest.retry import TransientOpenSearchError, backoff_s, is_retryable, is_retryable_status
 from ingest.schemas import RecordError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +81,11 @@ def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *
             raise TransientOpenSearchError(f"{len(retry)} documents not indexed after {attempt + 1} attempts "
                                            f"({last_error!r})" if last_error else
                                            f"{len(retry)} documents still rejected with 429/5xx after {attempt + 1} attempts")
-        policy.sleep(backoff_s(attempt, policy.initial_s, policy.max_s))
+        pause = backoff_s(attempt, policy.initial_s, policy.max_s)
+        # Logged so that an operator sees an overloaded or unreachable node before the task gives up.
+        log.warning("bulk retry %d of %d: %d documents to %s in %.2f s (%s)", attempt + 1, policy.max_retries,
+                    len(retry), index, pause, repr(last_error) if last_error else "429/5xx items")
+        policy.sleep(pause)
         attempt += 1
         pending = retry
     return out

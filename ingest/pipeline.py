@@ -79,14 +79,16 @@ class Encodable:
     pooled: np.ndarray  # [n, D]
 
 
-def _keep_valid(records: list[Record], frames: np.ndarray, pooled: np.ndarray, feature_dim: int,
-                summary: Summary) -> Encodable:
-    problems = features.row_problems(pooled, frames, feature_dim)
-    keep = [i for i, p in enumerate(problems) if p is None]
-    for i, p in enumerate(problems):
-        if p is not None:
-            summary.fail(records[i].video_id, p)
-    return Encodable([records[i] for i in keep], frames[keep], pooled[keep])
+def _keep_valid(records: list[Record], pooled: Optional[np.ndarray], frames: Optional[np.ndarray], feature_dim: int,
+                summary: Summary) -> list[int]:
+    """Positions of the records whose inputs (as given) can be encoded; the others become failures."""
+    keep = []
+    for i, problem in enumerate(features.row_problems(pooled, frames, feature_dim)):
+        if problem is None:
+            keep.append(i)
+        else:
+            summary.fail(records[i].video_id, problem)
+    return keep
 
 
 def dataset_inputs(source: DatasetSlice, records: list[Record], runtime: ModelRuntime, summary: Summary,
@@ -95,8 +97,9 @@ def dataset_inputs(source: DatasetSlice, records: list[Record], runtime: ModelRu
     with watch("features"):
         rows = np.asarray([r.row for r in records], dtype=np.int64)
         pooled, frames = features.dataset_rows(Path(source.root), rows)
-        frames, pooled = features.to_model_inputs(pooled, frames, card.frames)
-        return _keep_valid(records, frames, pooled, card.feature_dim, summary)
+        keep = _keep_valid(records, pooled, frames, card.feature_dim, summary)
+        frames, pooled = features.to_model_inputs(pooled[keep], None if frames is None else frames[keep], card.frames)
+        return Encodable([records[i] for i in keep], frames, pooled)
 
 
 def _one_video(rec: Record, res: Resources, encoder_path: Optional[str], watch: Stopwatch):
@@ -130,9 +133,7 @@ def file_inputs(records: list[Record], res: Resources, encoder_path: Optional[st
         except VideoError as exc:
             summary.fail(rec.video_id, str(exc))
             continue
-        if (frames if frames is not None else pooled).shape[-1] != card.feature_dim:
-            got = (frames if frames is not None else pooled).shape[-1]
-            summary.fail(rec.video_id, f"wrong feature dimension: got {got}, the model expects {card.feature_dim}")
+        if not _keep_valid([rec], pooled, frames, card.feature_dim, summary):
             continue
         f, p = features.to_model_inputs(pooled, frames, card.frames)
         kept.append(rec)
@@ -141,7 +142,7 @@ def file_inputs(records: list[Record], res: Resources, encoder_path: Optional[st
     if not kept:
         return Encodable([], np.zeros((0, card.frames, card.feature_dim), np.float32),
                          np.zeros((0, card.feature_dim), np.float32))
-    return _keep_valid(kept, np.concatenate(frames_l), np.concatenate(pooled_l), card.feature_dim, summary)
+    return Encodable(kept, np.concatenate(frames_l), np.concatenate(pooled_l))
 
 
 def run_batch(batch: IngestBatch, res: Resources, task_id: str = "") -> Summary:

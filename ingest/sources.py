@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ from ingest.schemas import CatalogSlice, DatasetSlice, FileList, RecordError, So
 # Fields the indexer writes itself; a catalog may not set them.
 RESERVED_FIELDS = frozenset({ID_FIELD, PREFIX_FIELD, VECTOR_FIELD, "ingested_at"})
 MAX_ID_BYTES = 512  # OpenSearch's limit on a document _id
+# Bounds on catalog values: far above real metadata, far below what breaks a bulk request or a mapping.
+MAX_TEXT_CHARS = 16_384
+MAX_NAME_CHARS = 255
+MAX_DEPTH = 8  # OpenSearch refuses objects nested deeper than 20 (index.mapping.depth.limit)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
@@ -89,23 +94,79 @@ Parsed = Union[Record, RecordError]
 
 # ---- reading one line ----
 
+def _encodable(text: str) -> bool:
+    """False for strings holding unpaired surrogates (JSON "\\ud800"): they cannot be sent as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _line_error(where: str, row: Any, reason: str) -> RecordError:
     vid = row.get("video_id") if isinstance(row, dict) else None
-    usable = isinstance(vid, str) and vid.strip() and len(vid.encode()) <= MAX_ID_BYTES
+    usable = isinstance(vid, str) and vid.strip() and _encodable(vid) and len(vid.encode()) <= MAX_ID_BYTES
     return RecordError(video_id=vid.strip() if usable else where, reason=reason)
 
 
+def _bad_name(name: str) -> Optional[str]:
+    """Why OpenSearch would refuse this field name (it answers only 'failed to parse'), or None."""
+    if not name or name.startswith(".") or name.endswith(".") or ".." in name:
+        return "not a usable field name (empty, or '.' at an end or doubled)"
+    if len(name) > MAX_NAME_CHARS:
+        return f"field name longer than {MAX_NAME_CHARS} characters"
+    if not _encodable(name):
+        return "field name is not valid Unicode (an unpaired surrogate escape)"
+    return None
+
+
+def value_problem(value: Any, path: str = "", depth: int = 0) -> Optional[tuple[str, str]]:
+    """The first value in a parsed JSON tree that cannot be indexed -> (its dotted path, why), or None."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            return path, f"longer than {MAX_TEXT_CHARS} characters (got {len(value)})"
+        if not _encodable(value):
+            return path, "not valid Unicode (an unpaired surrogate escape)"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path, "must be a finite number (NaN/Infinity cannot be indexed)"
+    elif isinstance(value, int) and not -2**63 <= value < 2**63:
+        return path, "integer out of the 64-bit range"
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels"
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            name = str(key)
+            if isinstance(value, dict) and (why := _bad_name(name)):
+                shown = (name[:40] + "..." * (len(name) > 40)).encode("utf-8", "backslashreplace").decode()
+                return f"{path}.{shown}" if path else shown, why
+            found = value_problem(item, f"{path}.{name}" if path else name, depth + 1)
+            if found:
+                return found
+    return None
+
+
 def parse_line(raw: bytes, where: str) -> Union[CatalogEntry, RecordError]:
-    """A catalog line -> its entry, or a RecordError ('bad line: ...') naming file and line."""
+    """A catalog line -> its entry, or a RecordError ('bad line: ...' / 'bad field ...') naming file and line."""
     try:
-        row = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return RecordError(video_id=where, reason=f"bad line: invalid JSON ({getattr(exc, 'msg', exc)})")
+        text = raw.decode("utf-8-sig")  # a BOM may open the file
+    except UnicodeDecodeError as exc:
+        return RecordError(video_id=where, reason=f"bad line: not valid UTF-8 (byte {raw[exc.start]:#04x} at "
+                                                  f"position {exc.start}); save the catalog as UTF-8")
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RecordError(video_id=where, reason=f"bad line: invalid JSON ({exc.msg}, character {exc.pos})")
+    except RecursionError:
+        return RecordError(video_id=where, reason="bad line: invalid JSON (nested too deeply)")
     if not isinstance(row, dict):
         return RecordError(video_id=where, reason=f"bad line: expected a JSON object, got {type(row).__name__}")
-    reserved = sorted(RESERVED_FIELDS & row.keys())
+    # Names starting with '_' are OpenSearch's own (_id, _source, ...).
+    reserved = sorted(k for k in row if k in RESERVED_FIELDS or k.startswith("_"))
     if reserved:
-        return _line_error(where, row, f"bad line: field '{reserved[0]}' is reserved for the indexer")
+        return _line_error(where, row, f"bad line: field {reserved[0]!r} is reserved for the indexer")
+    problem = value_problem(row)
+    if problem:
+        return _line_error(where, row, f"bad field '{problem[0]}': {problem[1]}")
     try:
         return CatalogEntry.model_validate(row)
     except ValidationError as exc:
@@ -139,6 +200,7 @@ def read_records(source: Source) -> list[Parsed]:
     else:
         path, base, split = Path(source.path), Path(source.path).parent, None
     out: list[Parsed] = []
+    seen: dict[str, int] = {}  # video_id -> its first line: a later one would silently overwrite it
     for row_offset, (lineno, raw) in enumerate(_lines(path, source.byte_start, source.byte_stop, source.first_line)):
         entry = parse_line(raw, f"{path.name} line {lineno}")
         if isinstance(entry, RecordError):
@@ -146,6 +208,11 @@ def read_records(source: Source) -> list[Parsed]:
             continue
         if split is not None and entry.split != split:
             continue
+        if entry.video_id in seen:
+            out.append(RecordError(video_id=entry.video_id, reason=f"bad field 'video_id': duplicate of {path.name} "
+                                                                    f"line {seen[entry.video_id]} in this batch (that one is kept)"))
+            continue
+        seen[entry.video_id] = lineno
         if isinstance(source, DatasetSlice):
             out.append(Record(entry.video_id, entry.metadata(), row=source.first_row + row_offset))
         elif entry.path is None and entry.features_path is None:

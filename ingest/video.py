@@ -41,6 +41,10 @@ def _av_frames(path: Path, n: int, size: int) -> list[np.ndarray]:
         if not container.streams.video:
             raise VideoError("unreadable video: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoError("unreadable video: unsupported codec (FFmpeg has no decoder for its video stream)")
+        if not (stream.codec_context.width and stream.codec_context.height):
+            raise VideoError("unreadable video: the video stream has no frame size")
         stream.thread_type = "AUTO"
         w, h = _scaled_size(stream.codec_context.width, stream.codec_context.height, size)
 
@@ -118,12 +122,17 @@ def read_frames(path: str | Path, n: int, size: int, backend: str = "auto") -> n
     """
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"unreadable video: {path} does not exist")
+        raise VideoError(f"unreadable video: {path} " + ("is not a file" if path.exists() else "does not exist"))
     if backend == "auto":
         try:
             import av  # noqa: F401
             backend = "av"
         except ImportError:
             backend = "cv2"
-    frames = _av_frames(path, n, size) if backend == "av" else _cv2_frames(path, n, size)
+    try:
+        frames = _av_frames(path, n, size) if backend == "av" else _cv2_frames(path, n, size)
+    except VideoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise assorted types on hostile files; one must not sink a batch
+        raise VideoError(f"unreadable video: {type(exc).__name__}: {exc}") from exc
     return np.stack(frames)

@@ -36,7 +36,11 @@ def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None, 
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {proc.returncode} (log: {log_path})")
-            replies = app.control.ping(timeout=0.5)
+            try:
+                replies = app.control.ping(timeout=0.5)
+            except app.connection_for_write().connection_errors:
+                # A pooled broker connection that predates a Redis restart fails once; the next ping reconnects.
+                replies = []
             if any(name.startswith(queue + "@") for r in replies for name in r):
                 break
             if time.monotonic() > deadline:

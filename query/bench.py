@@ -49,9 +49,12 @@ class BenchConfig(BaseModel):
     queries: int = Field(500, ge=10, description="test queries per system and setting")
     clients: list[int] = Field(default_factory=lambda: [1, 4])
     throughput_queries: int = Field(200, ge=10)
-    beams: list[int] = Field(default_factory=lambda: [20, 50, 100, 200])
+    beams: list[int] = Field(default_factory=lambda: [20, 50, 100, 200, 300])
     default_beam: int = DEFAULT_BEAM
     max_pool: int = DEFAULT_MAX_POOL
+    # extra caps on the recalled pool, measured at the default beam: at 100k+ a copy-grown catalog puts
+    # ~N/1000 near-duplicates behind each real video, so a fixed 300 holds only a few IDs' videos
+    pools: list[int] = Field(default_factory=list)
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
     ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
@@ -147,9 +150,9 @@ def storage(client, index: str, data_root: Path) -> dict[str, Any]:
 QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
 
 
-def grdr_fn(searcher: Searcher, beam: int) -> QueryFn:
+def grdr_fn(searcher: Searcher, beam: int, max_pool: Optional[int] = None) -> QueryFn:
     def run(text: str):
-        res = searcher.search(text, k=10, beam_size=beam)
+        res = searcher.search(text, k=10, beam_size=beam, max_pool=max_pool)
         return [h.video_id for h in res.hits], res.timings_ms
     return run
 
@@ -226,11 +229,15 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
     log(f"[{n:,}] {len(texts)} queries: exact dense")
     dense_fn = vector_fn(searcher, alias, lambda q: exact_dense_request(q, k=10))
     dense, dense_results = measure(dense_fn, texts, truth)
-    curves: dict[str, list[dict]] = {"grdr": [], "hnsw": []}
+    curves: dict[str, list[dict]] = {"grdr": [], "grdr_pool": [], "hnsw": []}
     for beam in cfg.beams:
         log(f"[{n:,}] GRDR beam {beam}")
         m, _ = measure(grdr_fn(searcher, beam), texts, truth, dense_results)
-        curves["grdr"].append({"beam": beam, **m})
+        curves["grdr"].append({"beam": beam, "max_pool": cfg.max_pool, **m})
+    for pool in sorted(set(cfg.pools) - {cfg.max_pool}):
+        log(f"[{n:,}] GRDR beam {cfg.default_beam}, pool cap {pool}")
+        m, _ = measure(grdr_fn(searcher, cfg.default_beam, pool), texts, truth, dense_results)
+        curves["grdr_pool"].append({"beam": cfg.default_beam, "max_pool": pool, **m})
     for ef in cfg.ef_search:
         log(f"[{n:,}] HNSW ef_search {ef}")
         m, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef)), texts, truth, dense_results)

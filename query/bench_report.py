@@ -94,6 +94,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         for a, b in zip(r["curves"]["grdr"], r["curves"]["hnsw"]):
             lines.append(f"| {a['beam']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} | "
                          f"{b['ef_search']} | {b['R@10']} | {b['overlap@10']} | {b['p50_ms']} |")
+        if r["curves"].get("grdr_pool"):
+            lines += ["", f"GRDR pool cap at beam {g['beam']} (the cap bounds the videos knn_score scores per query):", "",
+                      "| pool cap | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+            for a in sorted([g, *r["curves"]["grdr_pool"]], key=lambda c: c["max_pool"]):
+                lines.append(f"| {a['max_pool']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} | {a['p99_ms']} |")
         lines += ["", "Storage by Lucene structure (after force-merge to one segment):", "",
                   "| structure | GRDR index | HNSW index |", "|---|---|---|"]
         pg, ph = r["storage"]["grdr"]["parts"] or {}, r["storage"]["hnsw"]["parts"] or {}

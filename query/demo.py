@@ -18,6 +18,7 @@ from rich.table import Table
 
 console = Console()
 SAMPLES = 5
+DEMO_MODES = ("grdr", "hybrid-union", "hybrid-rrf", "bm25")
 
 
 def grdr(*args: str, env: dict[str, str] | None = None) -> dict:
@@ -79,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("  " + "  ".join(f"{k} {v:.1f} ms" for k, v in res.timings_ms.items()))
 
     console.print("\n[bold]test queries through OpenSearch[/bold]")
-    res = evaluate_through_opensearch(ds, searcher, modes=("grdr", "hybrid", "bm25"), limit=a.queries or None)
+    res = evaluate_through_opensearch(ds, searcher, modes=DEMO_MODES, limit=a.queries or None)
     table = Table(title=f"{ds.name}: {res['queries']} test queries, {res['videos']} videos")
     for col in ("mode", "R@1", "R@5", "R@10", "p50 ms", "p99 ms"):
         table.add_column(col)
-    for mode in ("grdr", "hybrid", "bm25"):
+    for mode in DEMO_MODES:
         m = res[mode]
         lat = m.get("stages_ms", {}).get("total", {})
         table.add_row(mode, str(m["R@1"]), str(m["R@5"]), str(m["R@10"]), str(lat.get("p50_ms", "")),

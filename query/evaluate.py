@@ -14,6 +14,8 @@ from query.hybrid import bm25_request
 from query.searcher import Searcher
 
 RECALL_AT = (1, 5, 10)
+# evaluation modes besides "bm25" (keyword only) -> the Searcher's hybrid setting
+HYBRID_OF_MODE = {"grdr": "off", "hybrid-union": "union", "hybrid-rrf": "rrf"}
 
 
 def recall_at(ranks: np.ndarray) -> dict[str, float]:
@@ -49,7 +51,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
                 hits = searcher.client.search(index=searcher.index, body=bm25_request(text, size=k, filters=[]))
                 ids = [h["_id"] for h in hits["hits"]["hits"]]
             else:
-                res = searcher.search(text, k=k, hybrid=(mode == "hybrid"))
+                res = searcher.search(text, k=k, hybrid=HYBRID_OF_MODE[mode])
                 ids = [h.video_id for h in res.hits]
                 for stage, ms in res.timings_ms.items():
                     stages[stage].append(ms)

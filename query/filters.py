@@ -12,11 +12,12 @@ MAX_VALUES = 1000
 
 
 class SearchFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict numbers: true or "5" is a mistake, not 1.0 or 5.0; NaN/Infinity would reach OpenSearch as invalid JSON.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tags: Optional[list[str]] = Field(None, description="any of these tags")
-    duration_min: Optional[float] = Field(None, ge=0, description="duration_s >= this")
-    duration_max: Optional[float] = Field(None, ge=0, description="duration_s <= this")
+    duration_min: Optional[float] = Field(None, ge=0, strict=True, description="duration_s >= this")
+    duration_max: Optional[float] = Field(None, ge=0, strict=True, description="duration_s <= this")
     fields: dict[str, list[str]] = Field(default_factory=dict, description="keyword field -> any of these values")
 
     @field_validator("tags")

@@ -1,13 +1,36 @@
-"""Keyword (BM25) + semantic fusion by reciprocal rank fusion, client side.
+"""Keyword (BM25 over title/description/tags) + semantic search, two ways:
 
-Used when the cluster has no neural-search plugin (whose `hybrid` query + score-ranker
-pipeline would do the same inside OpenSearch).
+* ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking, client side (the
+  neural-search plugin's `hybrid` query + score-ranker pipeline would do the same inside
+  OpenSearch; that plugin is not served for 3.5.0 where we fetch plugins, so RRF runs here).
+* ``union``: BM25's top documents join the generatively recalled pool and everything is ranked
+  by the same exact knn_score.  BM25 only adds candidates the decoder missed; it never pushes a
+  document above one with a higher dense score, so a weak keyword ranking cannot drag the fused
+  list below GRDR's (which is what equal-weight RRF does when BM25 is much weaker).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
+
+import numpy as np
 
 from grdr_plugin.index import VECTOR_FIELD
+
+HybridMode = Literal["off", "rrf", "union"]
+HYBRID_MODES: tuple[str, ...] = ("off", "rrf", "union")
+DEFAULT_HYBRID: HybridMode = "union"
+KEYWORD_CANDIDATES = 50  # BM25 documents per query that join the pool (union) or the fused lists (rrf)
+
+
+def hybrid_mode(value: HybridMode | bool | None) -> HybridMode:
+    """True means the default mode; False/None mean off."""
+    if value is True:
+        return DEFAULT_HYBRID
+    if value is False or value is None:
+        return "off"
+    if value not in HYBRID_MODES:
+        raise ValueError(f"hybrid: {value!r} is not one of {', '.join(HYBRID_MODES)}")
+    return value
 
 BM25_FIELDS = ["title^2", "description", "tags"]
 
@@ -29,3 +52,16 @@ def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], rank_consta
         for rank, doc in enumerate(ranking, start=1):
             scores[doc] = scores.get(doc, 0.0) + w / (rank_constant + rank)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
+                               filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """BM25's top `size` documents, each rescored by the same knn_score as the GRDR request (the
+    keyword score is dropped: query_weight 0), so both lists share one score scale."""
+    from query.request import knn_rerank_script
+
+    body = bm25_request(text, size=size, filters=filters)
+    body["rescore"] = {"window_size": size, "query": {
+        "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": knn_rerank_script(query_vec)}},
+        "query_weight": 0.0, "rescore_query_weight": 1.0}}
+    return body

@@ -31,6 +31,36 @@ def recall_clause(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
     return {"bool": {"should": [ids, {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}}], "minimum_should_match": 1}}
 
 
+# Each recalled video's best (lowest) rank among the decoded IDs; constant source, IDs in params only.
+FIRST_RANK_SCRIPT = (
+    "int best = Integer.MAX_VALUE; "
+    "for (def id : doc[params.field]) { def r = params.rank[id]; if (r != null && r < best) { best = r; } } "
+    "return best;"
+)
+
+
+def first_rank_request(semantic_ids: Sequence[str], *, extra_filters: Optional[list[dict[str, Any]]] = None
+                       ) -> dict[str, Any]:
+    """How many videos each decoded ID adds to the pool (videos no better-ranked ID holds): a terms
+    aggregation over each matching video's best rank, so the pool cap counts distinct videos."""
+    ids = [str(s) for s in semantic_ids]
+    script = {"lang": "painless", "source": FIRST_RANK_SCRIPT,
+              "params": {"field": ID_FIELD, "rank": {s: i for i, s in enumerate(ids)}}}
+    return {
+        "size": 0,
+        "query": {"bool": {"filter": [recall_clause(ids), *(extra_filters or [])]}},
+        "aggs": {"first_rank": {"terms": {"script": script, "size": max(1, len(ids))}}},
+    }
+
+
+def first_rank_counts(response: dict[str, Any], n_ids: int) -> np.ndarray:
+    """int64 [n_ids]: videos whose best decoded ID is each ID, from a first_rank_request response."""
+    counts = np.zeros(n_ids, dtype=np.int64)
+    for bucket in response["aggregations"]["first_rank"]["buckets"]:
+        counts[int(bucket["key"])] = bucket["doc_count"]
+    return counts
+
+
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  prefixes: Sequence[str] = (), extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """Recall = `terms` on the ID field (plus user filters), rerank = knn_score, top-k back with matched IDs."""

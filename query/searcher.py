@@ -20,8 +20,8 @@ from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL, ids_to_keep
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import bm25_request, rrf
-from query.request import grdr_request
+from query.hybrid import KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request, rrf
+from query.request import first_rank_counts, first_rank_request, grdr_request
 from query.trie_store import TrieStore
 
 MAX_QUERY_CHARS = 2000
@@ -50,6 +50,10 @@ def clean_query(text: str) -> str:
         raise ValueError("text: must be a string")
     if len(text) > MAX_QUERY_CHARS:
         raise ValueError(f"text: {len(text)} characters; at most {MAX_QUERY_CHARS}")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # the tokenizer would fail with a TypeError
+        raise ValueError(f"text: not valid Unicode (unpaired surrogate at character {exc.start})") from None
     text = " ".join(_CONTROL.sub(" ", text).split())
     if not text:
         raise ValueError("text: empty (or only whitespace/control characters)")
@@ -85,11 +89,31 @@ class Searcher:
         return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
                                        cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
-    def plan(self, codes: np.ndarray, scores: np.ndarray, k: int) -> tuple[list[str], list[str], int]:
-        """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams."""
-        beams = [format_id(c) for c, s in zip(codes, scores) if np.isfinite(s)]
-        counts = np.array([self.store.video_count(b) for b in beams], dtype=np.int64)
-        keep = ids_to_keep(counts, self.max_pool)
+    def pool_counts(self, beams: list[list[str]], max_pool: int, clauses: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Per query, how many videos each decoded ID adds to the pool (in beam order).
+
+        The trie's per-ID counts (with multiplicity: a video under two chosen IDs counts twice)
+        bound the distinct videos from above, so when all IDs fit under the cap by them, that is
+        the answer with no request.  Otherwise one aggregation per query (batched in one
+        _msearch) counts each video once, at its best-ranked ID, with the user's filters applied:
+        the exact numbers `grdr eval`'s in-process pool rule uses.
+        """
+        counts = [np.array([self.store.video_count(b) for b in bs], dtype=np.int64) for bs in beams]
+        cut_short = [i for i, c in enumerate(counts) if c.sum() > max_pool]
+        if cut_short:
+            lines: list[dict[str, Any]] = []
+            for i in cut_short:
+                lines += [{"index": self.index}, first_rank_request(beams[i], extra_filters=clauses)]
+            for i, resp in zip(cut_short, self.client.msearch(body=lines)["responses"]):
+                if "error" in resp:
+                    raise RuntimeError(f"OpenSearch refused the pool count: {resp['error']}")
+                counts[i] = first_rank_counts(resp, len(beams[i]))
+        return counts
+
+    def plan(self, beams: list[str], counts: np.ndarray, k: int, max_pool: int) -> tuple[list[str], list[str], int]:
+        """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams,
+        given the videos each adds to the pool (`pool_counts`)."""
+        keep = ids_to_keep(counts, max_pool)
         ids, estimate = beams[:keep], int(counts[:keep].sum())
         prefixes: list[str] = []
         # Too few videos to fill k: widen by shorter prefixes of the best beams, longest first.
@@ -106,12 +130,19 @@ class Searcher:
     # ---- searching ----
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
-               hybrid: bool = False, beam_size: Optional[int] = None) -> SearchResult:
-        return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size)[0]
+               hybrid: HybridMode | bool = "off", beam_size: Optional[int] = None,
+               max_pool: Optional[int] = None) -> SearchResult:
+        return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool)[0]
 
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
-                    hybrid: bool = False, beam_size: Optional[int] = None) -> list[SearchResult]:
-        """Batched: one encode and one decode for all texts, one _msearch round trip."""
+                    hybrid: HybridMode | bool = "off", beam_size: Optional[int] = None,
+                    max_pool: Optional[int] = None) -> list[SearchResult]:
+        """Batched: one encode and one decode for all texts, one _msearch round trip.
+
+        hybrid: "off", "rrf" or "union" (query.hybrid; True = the default, union).  beam_size and
+        max_pool override the Searcher's for this call.
+        """
+        hybrid = hybrid_mode(hybrid)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: must be between 1 and {MAX_K}")
         if beam_size is not None and not 1 <= beam_size <= MAX_BEAM:
@@ -127,24 +158,31 @@ class Searcher:
         t1 = time.perf_counter()
         codes, scores = self.decode(queries, beam_size)
         t2 = time.perf_counter()
-        plans = [self.plan(codes[i], scores[i], k) for i in range(len(texts))]
+        if max_pool is not None and max_pool < 1:
+            raise ValueError("max_pool: must be at least 1")
+        cap = max_pool or self.max_pool
+        beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
+        plans = [self.plan(b, c, k, cap) for b, c in zip(beams, self.pool_counts(beams, cap, clauses))]
         lines: list[dict[str, Any]] = []
-        size = max(k, 50) if hybrid else k
+        size = max(k, KEYWORD_CANDIDATES) if hybrid == "rrf" else k
         for text, (ids, prefixes, _), qvec in zip(texts, plans, queries.query_vec):
             lines += [{"index": self.index}, grdr_request(ids, qvec, k=size, prefixes=prefixes, extra_filters=clauses)]
-            if hybrid:
+            if hybrid == "rrf":
                 lines += [{"index": self.index}, bm25_request(text, size=size, filters=clauses)]
+            elif hybrid == "union":
+                lines += [{"index": self.index},
+                          keyword_candidates_request(text, qvec, size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
         responses = self.client.msearch(body=lines)["responses"]
         t3 = time.perf_counter()
-        per = 2 if hybrid else 1
+        per = 1 if hybrid == "off" else 2
         results = []
         for i, (ids, prefixes, estimate) in enumerate(plans):
             grdr_resp = responses[i * per]
             if "error" in grdr_resp:
                 raise RuntimeError(f"OpenSearch refused the query: {grdr_resp['error']}")
             hits = [self._hit(h, ids, prefixes) for h in grdr_resp["hits"]["hits"]]
-            if hybrid:
-                hits = self._fuse(hits, responses[i * per + 1], k)
+            if hybrid != "off":
+                hits = self._fuse(hits, responses[i * per + 1], k, hybrid)
             results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_estimate=estimate,
                                         timings_ms={}))
         t4 = time.perf_counter()
@@ -164,17 +202,15 @@ class Searcher:
         src = h.get("_source") or {}
         return Hit(video_id=h["_id"], score=float(h["_score"]), matched_id=matched, title=src.get("title"))
 
-    def _fuse(self, grdr_hits: list[Hit], bm25_resp: dict[str, Any], k: int) -> list[Hit]:
-        if "error" in bm25_resp:
-            raise RuntimeError(f"OpenSearch refused the keyword query: {bm25_resp['error']}")
-        bm25 = bm25_resp["hits"]["hits"]
-        by_id = {h.video_id: h for h in grdr_hits}
-        titles = {h["_id"]: (h.get("_source") or {}).get("title") for h in bm25}
-        fused = rrf([[h.video_id for h in grdr_hits], [h["_id"] for h in bm25]], self.hybrid_weights,
+    def _fuse(self, grdr_hits: list[Hit], keyword_resp: dict[str, Any], k: int, mode: HybridMode) -> list[Hit]:
+        if "error" in keyword_resp:
+            raise RuntimeError(f"OpenSearch refused the keyword query: {keyword_resp['error']}")
+        keyword = [self._hit(h, [], []) for h in keyword_resp["hits"]["hits"]]
+        if mode == "union":  # one score scale (knn_score on both sides): merge, best first
+            merged = {h.video_id: h for h in keyword}
+            merged.update({h.video_id: h for h in grdr_hits})  # a recalled hit keeps its matched ID
+            return sorted(merged.values(), key=lambda h: (-h.score, h.video_id))[:k]
+        by_id = {h.video_id: h for h in [*keyword, *grdr_hits]}
+        fused = rrf([[h.video_id for h in grdr_hits], [h.video_id for h in keyword]], self.hybrid_weights,
                     self.rrf_rank_constant)
-        out = []
-        for vid, score in fused[:k]:
-            base = by_id.get(vid)
-            out.append(Hit(video_id=vid, score=score, matched_id=base.matched_id if base else None,
-                           title=base.title if base else titles.get(vid)))
-        return out
+        return [by_id[vid].model_copy(update={"score": score}) for vid, score in fused[:k]]

@@ -199,10 +199,19 @@ def zip_descriptor(plugin_zip: Path) -> dict[str, str]:
         return parse_properties(zf.read("plugin-descriptor.properties").decode())
 
 
+def required_extended_plugins(descriptor: dict[str, str]) -> list[str]:
+    """``extended.plugins`` without the ones marked ``name;optional=true`` (OpenSearch loads without those)."""
+    names = []
+    for entry in descriptor.get("extended.plugins", "").split(","):
+        name, *flags = [part.strip() for part in entry.split(";")]
+        if name and "optional=true" not in flags:
+            names.append(name)
+    return names
+
+
 def check_extended_plugins(home: Path, plugin_zip: Path) -> None:
     """Fail early, with a clear message, when a plugin the zip extends is not in modules/ or plugins/."""
-    desc = zip_descriptor(plugin_zip)
-    extended = [p.strip() for p in desc.get("extended.plugins", "").split(",") if p.strip()]
+    extended = required_extended_plugins(zip_descriptor(plugin_zip))
     missing = [p for p in extended if not ((home / "modules" / p).is_dir() or (home / "plugins" / p).is_dir())]
     if missing:
         raise ClusterError(f"{plugin_zip.name} extends {', '.join(missing)}, which this distribution lacks",

@@ -1,9 +1,10 @@
 """Render the node's configuration: opensearch.yml, jvm.options and the process environment."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional, Sequence, Union
 
 from grdr_plugin.cluster.paths import ClusterPaths
 from grdr_plugin.settings import Settings
@@ -12,8 +13,14 @@ CLUSTER_NAME = "grdr-local"
 NODE_NAME = "grdr-node-1"
 
 
-def render_opensearch_yml(settings: Settings, paths: ClusterPaths) -> str:
-    """A loopback-only single node; rewritten on every start so a changed port applies."""
+YmlValue = Union[str, Sequence[str]]
+
+
+def render_opensearch_yml(settings: Settings, paths: ClusterPaths,
+                          extra: Optional[Mapping[str, YmlValue]] = None) -> str:
+    """A loopback-only single node; rewritten on every start so a changed port applies.
+
+    ``extra`` adds or overrides settings (the secured test node's TLS and security plugin settings)."""
     lines = {
         "cluster.name": CLUSTER_NAME,
         "node.name": NODE_NAME,
@@ -27,9 +34,15 @@ def render_opensearch_yml(settings: Settings, paths: ClusterPaths) -> str:
         "cluster.routing.allocation.disk.threshold_enabled": "false",
         # one node cannot host replicas: keep auto-created indices green
         "cluster.default_number_of_replicas": "0",
+        **(extra or {}),
     }
     header = "# written by `grdr cluster start` on every start; edit grdr_plugin/cluster/node_config.py instead\n"
-    return header + "".join(f"{k}: {_yaml_scalar(v)}\n" for k, v in lines.items())
+    return header + "".join(f"{k}: {_yaml_value(v)}\n" for k, v in lines.items())
+
+
+def _yaml_value(value: YmlValue) -> str:
+    # a list becomes a JSON flow sequence (valid YAML), e.g. the security plugin's DN lists
+    return _yaml_scalar(value) if isinstance(value, str) else json.dumps(list(value))
 
 
 def _yaml_scalar(value: str) -> str:

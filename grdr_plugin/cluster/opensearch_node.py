@@ -6,14 +6,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from grdr_plugin.cluster import procs
 from grdr_plugin.cluster.artifacts import ensure_distribution
 from grdr_plugin.cluster.errors import ClusterError
 from grdr_plugin.cluster.http import get_json
 from grdr_plugin.cluster.java import find_jdk
-from grdr_plugin.cluster.node_config import CLUSTER_NAME, heap_opts, node_env, render_opensearch_yml
+from grdr_plugin.cluster.node_config import CLUSTER_NAME, YmlValue, heap_opts, node_env, render_opensearch_yml
 from grdr_plugin.cluster.paths import ClusterPaths
 from grdr_plugin.settings import Settings
 
@@ -106,7 +106,8 @@ def start(settings: Settings, paths: ClusterPaths, log: Log, rebuild: bool = Fal
     return NodeStart(False, pid, version, status, time.monotonic() - t0)
 
 
-def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path) -> int:
+def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path,
+          extra_yml: Optional[Mapping[str, YmlValue]] = None) -> int:
     """bin/opensearch detached in its own session (it outlives the CLI), as the node user under root."""
     who = procs.node_user()
     if who.switches:
@@ -116,7 +117,7 @@ def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path) 
                                hint="chmod o+x that folder, or set GRDR_HOME to a folder outside it")
     for d in (paths.data, paths.logs, paths.run):
         d.mkdir(parents=True, exist_ok=True)
-    (home / "config" / "opensearch.yml").write_text(render_opensearch_yml(settings, paths))
+    (home / "config" / "opensearch.yml").write_text(render_opensearch_yml(settings, paths, extra_yml))
     # the node writes its keystore into config/ and its data/logs below .grdr/opensearch
     procs.chown_tree(paths.opensearch, who)
 
@@ -135,10 +136,11 @@ def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path) 
 
 
 def wait_healthy(url: str, pid: Optional[int], paths: ClusterPaths, t0: float,
-                 timeout_s: float = HEALTH_TIMEOUT_S) -> str:
+                 timeout_s: float = HEALTH_TIMEOUT_S, probe: Callable[[str], Optional[str]] = health) -> str:
+    """Poll ``probe(url)`` (the cluster health status, None while nothing answers) until yellow/green."""
     deadline = t0 + timeout_s
     while time.monotonic() < deadline:
-        status = health(url)
+        status = probe(url)
         if status in ("green", "yellow"):
             return status
         if pid is not None and not procs.alive(pid, node_marker(paths)):

@@ -17,6 +17,8 @@ from grdr_plugin.cluster.errors import ClusterError
 
 # OpenSearch refuses to start as root; under root the node runs as this system user.
 NODE_USER = "grdr"
+# How long an empty command line of a running process counts as "in the middle of exec" (it takes milliseconds).
+EXEC_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,19 @@ def alive(pid: Optional[int], marker: str = "") -> bool:
     except PermissionError:
         pass  # runs, as another user
     if marker:
-        state = _proc_state(pid)
-        return marker in cmdline(pid) and state != "Z"
+        return marker in _settled_cmdline(pid) and _proc_state(pid) != "Z"
     return _proc_state(pid) != "Z"
+
+
+def _settled_cmdline(pid: int) -> str:
+    """The command line, read again while it is empty but the process runs: /proc/<pid>/cmdline reads empty
+    for a moment while a process execs (bin/opensearch execs java), and a starting node is not a dead one."""
+    deadline = time.monotonic() + EXEC_GRACE_S
+    cmd = cmdline(pid)
+    while not cmd and _proc_state(pid) not in ("Z", "") and time.monotonic() < deadline:
+        time.sleep(0.01)
+        cmd = cmdline(pid)
+    return cmd
 
 
 def _proc_state(pid: int) -> str:

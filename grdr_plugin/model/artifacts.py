@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grdr_plugin.model.config import ModelConfig
+from grdr_plugin.model.safe_files import refuse_pickles
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -75,6 +76,7 @@ def load_model(model_dir: str | Path, device: str = "cpu", verify: bool = True):
     from grdr_plugin.model.nets import GRDR
 
     model_dir = Path(model_dir)
+    refuse_pickles(model_dir)
     cfg = read_config(model_dir)
     if verify and cfg.fingerprint != compute_fingerprint(model_dir, cfg.model_dump()):
         raise ValueError(f"{model_dir}: fingerprint mismatch (weights or config changed after training)")

@@ -8,11 +8,18 @@ decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
 decoder_step.onnx   mem_k, mem_v, mem_bias, text_vec (rows gathered per beam), prefix int64 [B,t]
                     (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
                     -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
+decoder_step_cached.onnx  mem_k, mem_v, mem_bias, text_vec (per beam row, or ONE row all beams share),
+                    prefix int64 [B,t], past_k, past_v float32 [B,layers,heads,t,dh] (the self-attention
+                    keys/values of positions 0..t-1, returned by the previous step; t = 0: empty)
+                    -> logprobs float32 [B,C], present_k, present_v [B,layers,heads,t+1,dh]
 video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
                     -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
 
 The decoder's memory (projections of the query's token states) is computed once per query;
-each beam-search step only gathers it by row, so a step costs the decoder blocks alone.
+each beam-search step only gathers it by row, so a step costs the decoder blocks alone.  The
+cached step (what the serving path runs) also reuses the earlier positions' self-attention, so a
+step computes one position per beam instead of t+1; decoder_step.onnx stays for callers that hold
+no cache (any prefix, in any order).
 """
 from __future__ import annotations
 
@@ -60,6 +67,18 @@ class DecoderStepGraph(nn.Module):
         kv = [(mem_k[:, i], mem_v[:, i]) for i in range(mem_k.shape[1])]
         logits = self.model.decoder.decode(kv, mem_bias, text_vec, prefix, self.model.rq.codebooks)
         return logits[:, -1].log_softmax(-1)
+
+
+class DecoderStepCachedGraph(nn.Module):
+    def __init__(self, model: GRDR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mem_k, mem_v, mem_bias, text_vec, prefix, past_k, past_v):
+        kv = [(mem_k[:, i], mem_v[:, i]) for i in range(mem_k.shape[1])]
+        logits, keys, values = self.model.decoder.decode_cached(kv, mem_bias, text_vec, prefix, past_k, past_v,
+                                                                self.model.rq.codebooks)
+        return logits.log_softmax(-1), keys, values
 
 
 class VideoEncoderGraph(nn.Module):
@@ -111,6 +130,17 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                 {"mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
                  "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
                  "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
+        dec = model.decoder
+        past = torch.randn(b, cfg.decoder_layers, dec.heads, prefix.shape[1], cfg.decoder_dim // dec.heads)
+        _export(DecoderStepCachedGraph(model), (mem_k, mem_v, mem_bias, text_vec, prefix, past, past),
+                out / "decoder_step_cached.onnx",
+                ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix", "past_k", "past_v"],
+                ["logprobs", "present_k", "present_v"],
+                {"mem_k": {0: "rows", 3: "memory"}, "mem_v": {0: "rows", 3: "memory"},
+                 "mem_bias": {0: "rows", 3: "memory"}, "text_vec": {0: "rows"},
+                 "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"},
+                 "past_k": {0: "batch", 3: "steps"}, "past_v": {0: "batch", 3: "steps"},
+                 "present_k": {0: "batch", 3: "steps_out"}, "present_v": {0: "batch", 3: "steps_out"}})
         frames = torch.randn(3, cfg.frames, cfg.feature_dim)
         pooled = torch.randn(3, cfg.feature_dim)
         _export(VideoEncoderGraph(model), (frames, pooled), out / "video_encoder.onnx",

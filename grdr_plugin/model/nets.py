@@ -105,11 +105,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mem, bias: torch.Tensor) -> torch.Tensor:
         """mem: a tensor [B, Tk, d] or precomputed (k, v) split by heads; bias: additive,
         broadcastable to [B, heads, Tq, Tk]."""
-        q = _split_heads(self.q(x), self.heads)
         if isinstance(mem, tuple):
             k, v = mem
         else:
-            k, v = _split_heads(self.k(mem), self.heads), _split_heads(self.v(mem), self.heads)
+            k, v = self.keys_values(mem)
+        return self.attend(x, k, v, bias)
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _split_heads(self.k(x), self.heads), _split_heads(self.v(x), self.heads)
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias) -> torch.Tensor:
+        q = _split_heads(self.q(x), self.heads)
         att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + bias
         out = att.softmax(-1) @ v
         b, h, t, dh = out.shape
@@ -127,6 +133,18 @@ class DecoderBlock(nn.Module):
     def forward(self, x, mem, self_bias, mem_bias):
         h = self.ln1(x)
         x = x + self.drop(self.self_att(h, h, self_bias))
+        return self._cross_and_mlp(x, mem, mem_bias)
+
+    def forward_cached(self, x_new, past_k, past_v, mem, mem_bias):
+        """One new position `x_new` [B,1,w] after cached self-attention keys/values [B,h,n,dh]
+        of the earlier positions (inference only) -> (output [B,1,w], keys, values [B,h,n+1,dh])."""
+        h = self.ln1(x_new)
+        k_new, v_new = self.self_att.keys_values(h)
+        k, v = torch.cat([past_k, k_new], dim=2), torch.cat([past_v, v_new], dim=2)
+        x = x_new + self.self_att.attend(h, k, v, 0.0)  # the last position sees every earlier one
+        return self._cross_and_mlp(x, mem, mem_bias), k, v
+
+    def _cross_and_mlp(self, x, mem, mem_bias):
         x = x + self.drop(self.cross_att(self.ln2(x), mem, mem_bias))
         return x + self.drop(self.mlp(self.ln3(x)))
 
@@ -172,23 +190,52 @@ class CodeDecoder(nn.Module):
         return kv, bias
 
     def decode(self, kv, mem_bias, text_vec, prefix, codebooks) -> torch.Tensor:
-        """Logits [B, n+1, C] given precomputed memory (rows aligned with prefix)."""
+        """Logits [B, n+1, C] given precomputed memory: rows aligned with prefix, or one row that
+        every prefix shares (one query's beams, with no per-beam copy of the memory)."""
+        b, n = prefix.shape[0], prefix.shape[1]
+        text_vec = text_vec.expand(b, -1)
+        words, x = self._inputs(prefix, codebooks)
+        causal = torch.triu(torch.ones(n + 1, n + 1, device=prefix.device), diagonal=1) * -1e4
+        for blk, (k, v) in zip(self.blocks, kv):
+            x = blk(x, (k, v), causal, mem_bias)
+        # analytic residual prior: r_j = t - sum_{i<j} e_i
+        cum = torch.cat([torch.zeros_like(text_vec).unsqueeze(1), torch.cumsum(words, dim=1)], dim=1)  # [B, n+1, d]
+        return self._logits(text_vec.unsqueeze(1) - cum, x, codebooks[: n + 1])
+
+    def decode_cached(self, kv, mem_bias, text_vec, prefix, past_k, past_v, codebooks):
+        """The last position only, reusing the self-attention keys/values of the earlier ones.
+
+        past_k/past_v [B, layers, heads, n, dh] (n = prefix length; n = 0 is empty) ->
+        (logits [B, C] of level n+1, keys/values [B, layers, heads, n+1, dh]).  Equals
+        decode(...)[:, -1] (inference: dropout off); a beam step then costs one position, not n+1.
+        """
+        b, n = prefix.shape[0], prefix.shape[1]
+        text_vec = text_vec.expand(b, -1)
+        words, inp = self._inputs(prefix, codebooks)
+        x = inp[:, n:]
+        keys, values = [], []
+        for i, (blk, (k, v)) in enumerate(zip(self.blocks, kv)):
+            x, k_all, v_all = blk.forward_cached(x, past_k[:, i], past_v[:, i], (k, v), mem_bias)
+            keys.append(k_all)
+            values.append(v_all)
+        residual = text_vec - words.sum(1)
+        logits = self._logits(residual.unsqueeze(1), x, codebooks[n: n + 1])[:, 0]
+        return logits, torch.stack(keys, 1), torch.stack(values, 1)
+
+    def _inputs(self, prefix, codebooks):
+        """Codewords of the prefix [B, n, d] and the decoder inputs of positions 0..n [B, n+1, w]."""
         b, n = prefix.shape[0], prefix.shape[1]
         levels, size, d = codebooks.shape
         lvl_idx = torch.arange(n, device=prefix.device)
         words = codebooks.reshape(levels * size, d)[lvl_idx.unsqueeze(0) * size + prefix]  # [B, n, d]
         w = self.bos.shape[0]
         inp = torch.cat([self.bos.expand(b, 1, w), self.word_proj(F.normalize(words, dim=-1))], dim=1) + self.level_emb[: n + 1]
-        causal = torch.triu(torch.ones(n + 1, n + 1, device=prefix.device), diagonal=1) * -1e4
-        x = inp
-        for blk, (k, v) in zip(self.blocks, kv):
-            x = blk(x, (k, v), causal, mem_bias)
-        # analytic residual prior: r_j = t - sum_{i<j} e_i
-        cum = torch.cat([torch.zeros_like(text_vec).unsqueeze(1), torch.cumsum(words, dim=1)], dim=1)  # [B, n+1, d]
-        prior = F.normalize(text_vec.unsqueeze(1) - cum, dim=-1)
-        z = F.normalize(self.prior_gain * prior + self.out(self.ln(x)), dim=-1)
-        books = F.normalize(codebooks[: n + 1], dim=-1)  # [n+1, C, d]
-        return self.scale() * torch.einsum("bjd,jcd->bjc", z, books)
+        return words, inp
+
+    def _logits(self, residual, x, books):
+        """Cosine logits of the positions' directions (residual prior + learned correction) vs `books`."""
+        z = F.normalize(self.prior_gain * F.normalize(residual, dim=-1) + self.out(self.ln(x)), dim=-1)
+        return self.scale() * torch.einsum("bjd,jcd->bjc", z, F.normalize(books, dim=-1))
 
     def forward(self, states, mask, text_vec, prefix, codebooks) -> torch.Tensor:
         """states [B,T,H], mask [B,T] int, text_vec [B,d] unit, prefix [B,n] int64 (n < L),

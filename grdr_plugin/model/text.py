@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grdr_plugin.model.config import DEFAULT_ENCODER
+from grdr_plugin.model.safe_files import refuse_pickles
 
 
 def resolve_encoder(name: str) -> str:
@@ -36,8 +37,9 @@ def load_encoder(name: str):
     from transformers import AutoModel, AutoTokenizer
 
     path = resolve_encoder(name)
+    refuse_pickles(path)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+    model = AutoModel.from_pretrained(path, use_safetensors=True).eval()  # never a pickled pytorch_model.bin
     for p in model.parameters():
         p.requires_grad_(False)
     return tok, model

@@ -35,3 +35,32 @@ def alias(client):
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield name
     drop_index(client, name)
+
+
+@pytest.fixture
+def ingest_alias(client, alias):
+    """The conftest alias; afterwards its (and its versioned indices') rows in the registry and errors index go too."""
+    from grdr_plugin.id_registry import REGISTRY_INDEX
+    from ingest.config import get_ingest_settings
+
+    yield alias
+    for index in (REGISTRY_INDEX, get_ingest_settings().errors_index):
+        client.indices.refresh(index=index, ignore=[404])  # delete_by_query sees only refreshed documents
+        client.delete_by_query(index=index, body={"query": {"prefix": {"alias": alias}}}, ignore=[404], refresh=True)
+    client.indices.delete(index=f"{alias}-v*", ignore=[404])
+
+
+@pytest.fixture(scope="module")
+def queue(settings, tmp_path_factory):
+    """A real `celery -A ingest worker` subprocess on a private queue, one per test module."""
+    import redis
+
+    from ingest.worker_process import celery_worker
+
+    try:
+        redis.Redis.from_url(settings.broker_url, socket_timeout=3).ping()
+    except Exception as exc:  # a missing broker is a failure here, not a skip: CI starts it
+        pytest.fail(f"Redis is not reachable at {settings.broker_url} ({exc!r}); run `grdr cluster start`")
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with celery_worker(log_path=log) as q:
+        yield q

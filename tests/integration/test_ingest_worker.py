@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from grdr_plugin import index as gi
-from grdr_plugin.id_registry import REGISTRY_INDEX, RegistryReader
+from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.runtime import ModelRuntime
 from ingest.bench import findable_latency
 from ingest.config import get_ingest_settings
@@ -19,33 +19,9 @@ from ingest.features import to_model_inputs
 from ingest.submit import enqueue, make_plan, wait
 from grdr_plugin.index import FingerprintMismatch
 from ingest.target import prepare_target
-from ingest.worker_process import celery_worker
 from tests.conftest import TINY_SERVING, shared_dataset
 
 MSRVTT = shared_dataset("msrvtt")
-
-
-@pytest.fixture(scope="module")
-def queue(settings, tmp_path_factory):
-    import redis
-
-    try:
-        redis.Redis.from_url(settings.broker_url, socket_timeout=3).ping()
-    except Exception as exc:  # a missing broker is a failure here, not a skip: CI starts it
-        pytest.fail(f"Redis is not reachable at {settings.broker_url} ({exc!r}); run `grdr cluster start`")
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with celery_worker(log_path=log) as q:
-        yield q
-
-
-@pytest.fixture
-def ingest_alias(client, alias):
-    """The conftest alias; afterwards its (and its versioned indices') rows in the registry and errors index go too."""
-    yield alias
-    for index in (REGISTRY_INDEX, get_ingest_settings().errors_index):
-        client.indices.refresh(index=index, ignore=[404])  # delete_by_query sees only refreshed documents
-        client.delete_by_query(index=index, body={"query": {"prefix": {"alias": alias}}}, ignore=[404], refresh=True)
-    client.indices.delete(index=f"{alias}-v*", ignore=[404])
 
 
 def run(plan, target, queue, **kw):
@@ -114,7 +90,7 @@ def _mixed_dataset(root: Path) -> tuple[Path, dict[str, str]]:
     np.save(root / "frames.npy", frames.astype(np.float16))
     bad = {"catalog.jsonl line 9": "bad line: invalid JSON", "catalog.jsonl line 17": "missing field 'video_id'",
            rows[19]["video_id"]: "bad line: field 'grdr_ids' is reserved",
-           rows[11]["video_id"]: "feature contains NaN or Inf", rows[15]["video_id"]: "feature vector is all zeros"}
+           rows[11]["video_id"]: "features[3]: NaN", rows[15]["video_id"]: "features: all zeros"}
     return root, bad
 
 

@@ -105,10 +105,25 @@ def test_filters_restrict_hits(searcher, client, catalog):
         searcher.search("people talking", filters={"fields": {"nope": ["x"]}})
 
 
-def test_hybrid_fuses_keyword_and_semantic_hits(searcher):
-    res = searcher.search("a man is cooking", k=10, hybrid=True)
+def test_hybrid_union_ranks_recalled_and_keyword_candidates_by_one_dense_score(searcher):
+    text = "a man is cooking"
+    grdr, union = searcher.search(text, k=10), searcher.search(text, k=10, hybrid="union")
+    assert searcher.search(text, k=10, hybrid=True).hits == union.hits  # True = the default mode
+    assert len(union.hits) == 10
+    scores = [h.score for h in union.hits]
+    assert scores == sorted(scores, reverse=True)
+    # the same knn_score over a superset of candidates: position by position never below GRDR alone
+    assert all(u >= g - 1e-6 for u, g in zip(scores, (h.score for h in grdr.hits)))
+    keyword_only = [h for h in union.hits if h.matched_id is None]
+    assert all(0.0 <= h.score <= 1.0 for h in keyword_only)  # rescored to (1 + cos) / 2, not a BM25 score
+
+
+def test_hybrid_rrf_fuses_the_two_rankings(searcher):
+    res = searcher.search("a man is cooking", k=10, hybrid="rrf")
     assert len(res.hits) == 10
     assert [h.score for h in res.hits] == sorted((h.score for h in res.hits), reverse=True)
+    with pytest.raises(ValueError, match="hybrid"):
+        searcher.search("a man is cooking", hybrid="both")
 
 
 def test_http_api(searcher):

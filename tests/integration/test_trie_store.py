@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+import pytest
 from opensearchpy import helpers
 
 from grdr_plugin import id_registry
@@ -59,3 +60,16 @@ def test_two_readers_agree_without_talking(client, alias, tmp_path):
     b.refresh(force=True)
     assert set(a.base.keys()) | set(a.delta) == set(b.base.keys()) | set(b.delta)
     assert len(a) == 17
+
+
+def test_a_registry_write_that_fails_is_raised_not_dropped(client, alias):
+    """An ID the registry refused would be invisible to every query process: publishing must fail loudly."""
+    from opensearchpy.exceptions import TransportError
+
+    id_registry.ensure_registry(client)
+    client.indices.put_settings(index=id_registry.REGISTRY_INDEX, body={"index.blocks.write": True})
+    try:
+        with pytest.raises(TransportError, match="not registered"):
+            id_registry.publish_ids(client, alias, ["7-7-7"])
+    finally:
+        client.indices.put_settings(index=id_registry.REGISTRY_INDEX, body={"index.blocks.write": False})

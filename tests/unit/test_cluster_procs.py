@@ -24,6 +24,20 @@ def test_alive_checks_the_command_line_so_a_recycled_pid_is_not_ours():
     assert not procs.alive(None) and not procs.alive(0)
 
 
+def test_a_process_is_alive_all_through_its_exec():
+    # bin/opensearch execs java; /proc/<pid>/cmdline reads empty meanwhile, which once aborted a node restart.
+    marker = "grdr-exec-marker"
+    then = f"import time; time.sleep(0.3)  # {marker}"
+    first = f"import os, sys; os.execv(sys.executable, [sys.executable, '-c', {then!r}])  # {marker}"
+    for _ in range(5):
+        child = subprocess.Popen([sys.executable, "-c", first])
+        try:
+            while child.poll() is None:
+                assert procs.alive(child.pid, marker) or child.poll() is not None
+        finally:
+            child.wait(timeout=10)
+
+
 def test_terminate_stops_a_process_with_sigterm():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # grdr-test-marker"])
     try:

@@ -92,6 +92,8 @@ def test_inverted_index_pool_order_and_cap():
     assert pool.tolist() == [1, 2, 0]
     assert inv.lookup_pool(ids, np.zeros(3), max_pool=2).tolist() == [1, 2]
     assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), max_pool=10).tolist() == [1, 2]
+    # the cap counts distinct videos: [1,1,1] adds only video 0 (video 1 came with [2,2,2]), so 2 + 1 fit in 3
+    assert inv.lookup_pool(ids, np.zeros(3), max_pool=3).tolist() == [1, 2, 0]
 
 
 def test_inverted_index_counts_a_video_once_per_id():

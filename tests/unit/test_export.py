@@ -70,3 +70,25 @@ def test_onnx_matches_torch(exported):
     co, so = constrained_beam_search(ob.step_fn(oq), len(TEXTS), 3, 8, tables, 5)
     np.testing.assert_array_equal(ct, co)
     np.testing.assert_allclose(st, so, atol=1e-3)
+
+
+def test_cached_step_extends_the_previous_step_and_equals_torch(exported):
+    """The serving step reuses the last step's self-attention (decoder_step_cached.onnx) for one query's
+    beams (shared memory row) and for many queries (gathered rows); a prefix whose parent it did not
+    see runs the stateless graph. Every path gives torch's log-probabilities."""
+    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.runtime import ModelRuntime
+
+    tb, ob = TorchBackend(exported), ModelRuntime(exported)
+    tq, oq = tb.encode_queries(TEXTS), ob.encode_queries(TEXTS)
+    rng = np.random.default_rng(1)
+    for rows in (np.zeros(6, np.int64), np.array([0, 1, 1, 2, 3, 3])):  # one query's beams, then many queries'
+        torch_step, onnx_step = tb.step_fn(tq), ob.step_fn(oq)
+        prefix = np.zeros((rows.size, 0), np.int64)
+        for _ in range(3):
+            np.testing.assert_allclose(torch_step(rows, prefix), onnx_step(rows, prefix), atol=1e-3)
+            prefix = np.concatenate([prefix, rng.integers(0, 8, (rows.size, 1))], axis=1)
+    cache_misses = ob.step_fn(oq)
+    cache_misses(np.arange(4), np.zeros((4, 0), np.int64))
+    stranger = rng.integers(0, 8, (4, 2))  # length 2 after a length-0 call: no parent cached
+    np.testing.assert_allclose(tb.step_fn(tq)(np.arange(4), stranger), cache_misses(np.arange(4), stranger), atol=1e-3)

@@ -31,6 +31,5 @@ def test_row_problems_name_each_bad_row():
     pooled[1, 2] = np.nan
     frames[2, 1, 0] = np.inf
     pooled[3] = 0
-    assert row_problems(pooled, frames, 6) == [None, "feature contains NaN or Inf", "feature contains NaN or Inf",
-                                               "feature vector is all zeros"]
+    assert row_problems(pooled, frames, 6) == [None, "features[2]: NaN", "frames[1][0]: Inf", "features: all zeros"]
     assert row_problems(pooled, frames, 8) == ["wrong feature dimension: got 6, the model expects 8"] * 4

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import rrf
-from query.request import grdr_request
+from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
+from query.request import FIRST_RANK_SCRIPT, first_rank_counts, first_rank_request, grdr_request
 from query.searcher import MAX_QUERY_CHARS, clean_query
 from query.trie_store import parse_ids
 
@@ -72,6 +72,38 @@ def test_rrf_rewards_agreement():
     assert fused[0][0] == "b"
     assert {d for d, _ in fused} == {"a", "b", "c", "d"}
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_keyword_candidates_are_rescored_by_the_same_knn_score_with_the_text_as_a_value():
+    evil = '"}}, "script": {"source": "ctx._source.x = 1"'
+    body = keyword_candidates_request(evil, np.ones(4), size=50, filters=[{"term": {"split": "seen"}}])
+    assert body["size"] == 50 and body["query"]["bool"]["must"][0]["multi_match"]["query"] == evil
+    rescore = body["rescore"]
+    assert rescore["window_size"] == 50  # every keyword hit gets a dense score
+    assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
+    script = rescore["query"]["rescore_query"]["script_score"]["script"]
+    assert script == grdr_request(["1-2-3"], np.ones(4))["query"]["script_score"]["script"]
+
+
+@pytest.mark.parametrize("given,mode", [(True, "union"), (False, "off"), (None, "off"), ("rrf", "rrf"), ("union", "union")])
+def test_hybrid_modes(given, mode):
+    assert hybrid_mode(given) == mode
+
+
+def test_unknown_hybrid_mode_is_named():
+    with pytest.raises(ValueError, match="hybrid: 'both'"):
+        hybrid_mode("both")
+
+
+def test_pool_count_request_carries_ids_only_as_values_and_counts_each_video_at_its_best_id():
+    evil = "1-2-3'; ctx.op = 'delete"
+    body = first_rank_request(["4-5-6", evil], extra_filters=[{"term": {"split": "seen"}}])
+    assert body["size"] == 0
+    assert body["query"]["bool"]["filter"] == [{"terms": {"grdr_ids": ["4-5-6", evil]}}, {"term": {"split": "seen"}}]
+    script = body["aggs"]["first_rank"]["terms"]["script"]
+    assert script["source"] == FIRST_RANK_SCRIPT and script["params"]["rank"] == {"4-5-6": 0, evil: 1}
+    resp = {"aggregations": {"first_rank": {"buckets": [{"key": "1", "doc_count": 7}, {"key": "0", "doc_count": 3}]}}}
+    assert first_rank_counts(resp, 3).tolist() == [3, 7, 0]
 
 
 def test_parse_ids():
