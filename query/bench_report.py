@@ -1,6 +1,7 @@
 """docs/BENCHMARKS.md and its plots from a `grdr bench --json` result (every number from the run)."""
 from __future__ import annotations
 
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
                   f"HNSW build (bulk + refresh + force-merge): {h['build']['build_seconds']} s.", "",
                   "Recall vs latency:", "", "| GRDR beam | R@10 | overlap@10 | p50 ms | HNSW ef_search | R@10 | overlap@10 | p50 ms |",
                   "|---|---|---|---|---|---|---|---|"]
-        for a, b in zip(r["curves"]["grdr"], r["curves"]["hnsw"]):
-            lines.append(f"| {a['beam']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} | "
-                         f"{b['ef_search']} | {b['R@10']} | {b['overlap@10']} | {b['p50_ms']} |")
+        blank = "|  |  |  |  |"
+        for a, b in zip_longest(r["curves"]["grdr"], r["curves"]["hnsw"]):
+            left = f"| {a['beam']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} |" if a else blank
+            right = f" {b['ef_search']} | {b['R@10']} | {b['overlap@10']} | {b['p50_ms']} |" if b else blank[1:]
+            lines.append(left + right)
         if r["curves"].get("grdr_pool"):
             lines += ["", f"GRDR pool cap at beam {g['beam']} (the cap bounds the videos knn_score scores per query):", "",
                       "| pool cap | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|"]

@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--index", required=True)
     ap.add_argument("--queries", type=int, default=0, help="test queries for the recall table (0 = all)")
+    ap.add_argument("--modes", default=",".join(DEMO_MODES), help=f"comma-separated, of {', '.join(DEMO_MODES)}")
     a = ap.parse_args(argv)
+    modes = tuple(m for m in a.modes.split(",") if m)
+    if not modes or set(modes) - set(DEMO_MODES):
+        ap.error(f"--modes: choose from {', '.join(DEMO_MODES)}")
 
     t0 = time.perf_counter()
     if (a.model / "config.json").is_file():
@@ -80,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("  " + "  ".join(f"{k} {v:.1f} ms" for k, v in res.timings_ms.items()))
 
     console.print("\n[bold]test queries through OpenSearch[/bold]")
-    res = evaluate_through_opensearch(ds, searcher, modes=DEMO_MODES, limit=a.queries or None)
+    res = evaluate_through_opensearch(ds, searcher, modes=modes, limit=a.queries or None)
     table = Table(title=f"{ds.name}: {res['queries']} test queries, {res['videos']} videos")
     for col in ("mode", "R@1", "R@5", "R@10", "p50 ms", "p99 ms"):
         table.add_column(col)
-    for mode in DEMO_MODES:
+    for mode in modes:
         m = res[mode]
         lat = m.get("stages_ms", {}).get("total", {})
         table.add_row(mode, str(m["R@1"]), str(m["R@5"]), str(m["R@10"]), str(lat.get("p50_ms", "")),

@@ -101,13 +101,19 @@ class Searcher:
         counts = [np.array([self.store.video_count(b) for b in bs], dtype=np.int64) for bs in beams]
         cut_short = [i for i, c in enumerate(counts) if c.sum() > max_pool]
         if cut_short:
+            # A video sits under at most K of its IDs, so the first IDs whose totals pass K x cap
+            # already hold more than cap distinct videos: later IDs can never be kept, and the
+            # aggregation (whose cost grows with the documents it visits) needs only this window.
+            windows = [int(np.searchsorted(np.cumsum(counts[i]), self.runtime.cfg.views * max_pool, side="right")) + 1
+                       for i in cut_short]
             lines: list[dict[str, Any]] = []
-            for i in cut_short:
-                lines += [{"index": self.index}, first_rank_request(beams[i], extra_filters=clauses)]
-            for i, resp in zip(cut_short, self.client.msearch(body=lines)["responses"]):
+            for i, w in zip(cut_short, windows):
+                lines += [{"index": self.index}, first_rank_request(beams[i][:w], extra_filters=clauses)]
+            for i, w, resp in zip(cut_short, windows, self.client.msearch(body=lines)["responses"]):
                 if "error" in resp:
                     raise RuntimeError(f"OpenSearch refused the pool count: {resp['error']}")
-                counts[i] = first_rank_counts(resp, len(beams[i]))
+                exact = first_rank_counts(resp, min(w, len(beams[i])))
+                counts[i] = np.r_[exact, np.full(len(beams[i]) - exact.size, max_pool + 1, dtype=np.int64)]
         return counts
 
     def plan(self, beams: list[str], counts: np.ndarray, k: int, max_pool: int) -> tuple[list[str], list[str], int]:
