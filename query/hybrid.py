@@ -15,6 +15,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from grdr_plugin.index import VECTOR_FIELD
+from query.request import knn_rerank_script
 
 HybridMode = Literal["off", "rrf", "union"]
 HYBRID_MODES: tuple[str, ...] = ("off", "rrf", "union")
@@ -58,8 +59,6 @@ def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
                                filters: list[dict[str, Any]]) -> dict[str, Any]:
     """BM25's top `size` documents, each rescored by the same knn_score as the GRDR request (the
     keyword score is dropped: query_weight 0), so both lists share one score scale."""
-    from query.request import knn_rerank_script
-
     body = bm25_request(text, size=size, filters=filters)
     body["rescore"] = {"window_size": size, "query": {
         "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": knn_rerank_script(query_vec)}},

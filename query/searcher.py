@@ -143,7 +143,8 @@ class Searcher:
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
                     hybrid: HybridMode | bool = "off", beam_size: Optional[int] = None,
                     max_pool: Optional[int] = None) -> list[SearchResult]:
-        """Batched: one encode and one decode for all texts, one _msearch round trip.
+        """Batched: one encode and one decode for all texts, one _msearch with every query's search
+        (before it, one _msearch of pool counts for the queries that need them, see pool_counts).
 
         hybrid: "off", "rrf" or "union" (query.hybrid; True = the default, union).  beam_size and
         max_pool override the Searcher's for this call.
@@ -151,6 +152,8 @@ class Searcher:
         hybrid = hybrid_mode(hybrid)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: must be between 1 and {MAX_K}")
+        if max_pool is not None and max_pool < 1:
+            raise ValueError("max_pool: must be at least 1")
         if beam_size is not None and not 1 <= beam_size <= MAX_BEAM:
             raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
         if isinstance(filters, dict):
@@ -164,8 +167,6 @@ class Searcher:
         t1 = time.perf_counter()
         codes, scores = self.decode(queries, beam_size)
         t2 = time.perf_counter()
-        if max_pool is not None and max_pool < 1:
-            raise ValueError("max_pool: must be at least 1")
         cap = max_pool or self.max_pool
         beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
         plans = [self.plan(b, c, k, cap) for b, c in zip(beams, self.pool_counts(beams, cap, clauses))]
