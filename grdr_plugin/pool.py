@@ -3,9 +3,8 @@
 IDs are taken whole, best beam first, while the number of distinct videos they hold stays within
 `max_pool` (at least one ID). The input is, per ID in beam order, how many videos it adds: those
 no better-ranked ID already holds.  In-process evaluation counts them with its inverted index;
-the query layer asks OpenSearch (query.request.first_rank_request), or skips the request when
-the trie's per-ID totals, which count a video once per ID and so bound the distinct number from
-above, already fit.  Both paths therefore recall exactly the same videos.
+the query layer asks OpenSearch (query.request.first_rank_request, one aggregation per query).
+Both paths therefore recall exactly the same videos.
 """
 from __future__ import annotations
 

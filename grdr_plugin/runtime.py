@@ -138,18 +138,20 @@ class ModelRuntime:
         layers, heads, _, head_dim = mem_k.shape[1:]
         cache = _StepCache(self.cfg.codebook_size, self.cfg.levels, layers, heads, head_dim)
 
+        def memory(rows) -> dict[str, np.ndarray]:
+            return {"mem_k": mem_k[rows], "mem_v": mem_v[rows], "mem_bias": mem_bias[rows], "text_vec": text_vec[rows]}
+
         def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
             prefix = np.ascontiguousarray(prefix, dtype=np.int64)
-            # one query's beams share its memory row: pass it once, the graph broadcasts it
-            mem = slice(rows[0], rows[0] + 1) if rows.size and (rows == rows[0]).all() else rows
-            feed = {"mem_k": mem_k[mem], "mem_v": mem_v[mem], "mem_bias": mem_bias[mem], "text_vec": text_vec[mem],
-                    "prefix": prefix}
             past = cache.past(rows, prefix) if self.has_cached_step else None
-            if past is None:
+            if past is None:  # decoder_step.onnx of any export takes one memory row per beam
                 cache.clear()
-                return self.step_session.run(["logprobs"], feed)[0]
+                return self.step_session.run(["logprobs"], {**memory(rows), "prefix": prefix})[0]
+            # one query's beams share its memory row: pass it once, the cached graph broadcasts it
+            mem = slice(rows[0], rows[0] + 1) if rows.size and (rows == rows[0]).all() else rows
             logprobs, keys, values = self.cached_step_session.run(
-                ["logprobs", "present_k", "present_v"], {**feed, "past_k": past[0], "past_v": past[1]})
+                ["logprobs", "present_k", "present_v"],
+                {**memory(mem), "prefix": prefix, "past_k": past[0], "past_v": past[1]})
             cache.store(rows, prefix, keys, values)
             return logprobs
         return step

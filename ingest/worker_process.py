@@ -33,12 +33,14 @@ def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None, 
         from ingest.celery_app import app
 
         deadline = time.monotonic() + ready_timeout_s
+        with app.connection_for_write() as conn:  # the error classes only: asked once, released
+            broker_errors = conn.connection_errors
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {proc.returncode} (log: {log_path})")
             try:
                 replies = app.control.ping(timeout=0.5)
-            except app.connection_for_write().connection_errors:
+            except broker_errors:
                 # A pooled broker connection that predates a Redis restart fails once; the next ping reconnects.
                 replies = []
             if any(name.startswith(queue + "@") for r in replies for name in r):

@@ -54,13 +54,6 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY) -
     app = FastAPI(title="grdr query API", version="1", description="Generative recall + dense rerank over OpenSearch")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # bodies without Content-Length
 
-    @app.middleware("http")
-    async def bound_request_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(status_code=413, content={"error": f"body: at most {MAX_BODY_BYTES} bytes"})
-        return await call_next(request)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
         errors = [_detail(e) for e in exc.errors()]

@@ -1,4 +1,5 @@
-"""Cap a request body while it streams in: a body without Content-Length (chunked) is counted, not trusted.
+"""Cap a request body: a declared Content-Length over the cap is refused before anything is read,
+and every body (chunked ones have no Content-Length) is counted while it streams in.
 
 A Content-Length check alone lets a chunked request of any size through, and the framework would
 buffer all of it before validation could refuse it.
@@ -6,6 +7,7 @@ buffer all of it before validation could refuse it.
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -19,6 +21,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_big = f"body: at most {self.max_bytes} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await JSONResponse(status_code=413, content={"error": too_big})(scope, receive, send)
+            return
         seen = 0
 
         async def bounded() -> Message:
@@ -28,7 +35,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     # raised where the route reads its body: the app's HTTPException handler answers 413
-                    raise HTTPException(413, detail=f"body: at most {self.max_bytes} bytes")
+                    raise HTTPException(413, detail=too_big)
             return message
 
         await self.app(scope, bounded, send)

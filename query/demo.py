@@ -16,9 +16,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from query.evaluate import HYBRID_OF_MODE
+
 console = Console()
 SAMPLES = 5
-DEMO_MODES = ("grdr", "hybrid-union", "hybrid-rrf", "bm25")
+DEMO_MODES = (*HYBRID_OF_MODE, "bm25")
 
 
 def grdr(*args: str, env: dict[str, str] | None = None) -> dict:

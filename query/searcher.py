@@ -90,31 +90,33 @@ class Searcher:
                                        cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
     def pool_counts(self, beams: list[list[str]], max_pool: int, clauses: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Per query, how many videos each decoded ID adds to the pool (in beam order).
-
-        The trie's per-ID counts (with multiplicity: a video under two chosen IDs counts twice)
-        bound the distinct videos from above, so when all IDs fit under the cap by them, that is
-        the answer with no request.  Otherwise one aggregation per query (batched in one
-        _msearch) counts each video once, at its best-ranked ID, with the user's filters applied:
-        the exact numbers `grdr eval`'s in-process pool rule uses.
+        """Per query, how many videos each decoded ID adds to the pool (in beam order): one
+        aggregation per query (batched in one _msearch) counts each video once, at its best-ranked
+        ID, with the user's filters applied: the exact numbers `grdr eval`'s in-process rule uses.
+        (The trie's per-ID totals are not enough: they are as of its last build, and new videos
+        under an existing ID do not reach it.)
         """
-        counts = [np.array([self.store.video_count(b) for b in bs], dtype=np.int64) for bs in beams]
-        cut_short = [i for i, c in enumerate(counts) if c.sum() > max_pool]
-        if cut_short:
-            # A video sits under at most K of its IDs, so the first IDs whose totals pass K x cap
-            # already hold more than cap distinct videos: later IDs can never be kept, and the
-            # aggregation (whose cost grows with the documents it visits) needs only this window.
-            windows = [int(np.searchsorted(np.cumsum(counts[i]), self.runtime.cfg.views * max_pool, side="right")) + 1
-                       for i in cut_short]
-            lines: list[dict[str, Any]] = []
-            for i, w in zip(cut_short, windows):
-                lines += [{"index": self.index}, first_rank_request(beams[i][:w], extra_filters=clauses)]
-            for i, w, resp in zip(cut_short, windows, self.client.msearch(body=lines)["responses"]):
-                if "error" in resp:
-                    raise RuntimeError(f"OpenSearch refused the pool count: {resp['error']}")
-                exact = first_rank_counts(resp, min(w, len(beams[i])))
-                counts[i] = np.r_[exact, np.full(len(beams[i]) - exact.size, max_pool + 1, dtype=np.int64)]
+        windows = [len(bs) if clauses else self._window(bs, max_pool) for bs in beams]
+        asked = [i for i, bs in enumerate(beams) if bs]
+        lines: list[dict[str, Any]] = []
+        for i in asked:
+            lines += [{"index": self.index}, first_rank_request(beams[i][:windows[i]], extra_filters=clauses)]
+        counts = [np.zeros(0, dtype=np.int64) for _ in beams]
+        for i, resp in zip(asked, self.client.msearch(body=lines)["responses"] if lines else []):
+            if "error" in resp:
+                raise RuntimeError(f"OpenSearch refused the pool count: {resp['error']}")
+            exact = first_rank_counts(resp, windows[i])
+            counts[i] = np.r_[exact, np.full(len(beams[i]) - windows[i], max_pool + 1, dtype=np.int64)]
         return counts
+
+    def _window(self, beams: list[str], max_pool: int) -> int:
+        """How many leading IDs can fit an unfiltered pool: a video sits under at most K of its IDs,
+        so IDs whose trie totals pass K x cap already hold more than cap distinct videos and later
+        IDs are never kept; the aggregation (whose cost grows with the documents it visits) counts
+        only these.  Totals gone stale by ingest (which only adds videos) undercount, which only widens
+        the window."""
+        totals = np.cumsum([self.store.video_count(b) for b in beams])
+        return min(len(beams), int(np.searchsorted(totals, self.runtime.cfg.views * max_pool, side="right")) + 1)
 
     def plan(self, beams: list[str], counts: np.ndarray, k: int, max_pool: int) -> tuple[list[str], list[str], int]:
         """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams,

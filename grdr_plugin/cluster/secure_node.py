@@ -93,6 +93,8 @@ class SecureNode:
             return client.cluster.health()["status"]
         except OpenSearchException:
             return None
+        finally:
+            client.close()  # polled every second while the node starts: no pool left behind
 
 
 def security_artifact(version: str) -> Artifact:
@@ -106,7 +108,7 @@ def mark_optional(descriptor: str, names: tuple[str, ...]) -> str:
         key, sep, value = line.partition("=")
         if sep and key.strip() == "extended.plugins":
             entries = [e.strip() for e in value.split(",") if e.strip()]
-            value = ",".join(f"{e};optional=true" if e.split(";")[0] in names and ";" not in e else e
+            value = ",".join(f"{e};optional=true" if e in names else e
                              for e in entries)
             line = f"{key}={value}"
         out.append(line)
