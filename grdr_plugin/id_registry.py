@@ -36,6 +36,12 @@ def ensure_registry(client) -> None:
         client.indices.create(index=REGISTRY_INDEX, body=REGISTRY_BODY, ignore=400)  # 400: created concurrently
 
 
+def forget(client, names: Iterable[str]) -> None:
+    """Drop the registry rows (IDs and generation counter) published under these aliases/indices."""
+    client.delete_by_query(index=REGISTRY_INDEX, body={"query": {"terms": {"alias": sorted(set(names))}}},
+                           ignore=[404], refresh=True, conflicts="proceed")
+
+
 def _doc_id(alias: str, semantic_id: str) -> str:
     return f"{alias}|{semantic_id}"
 

@@ -186,10 +186,13 @@ def swap_alias(client, alias: str, new_index: str) -> Optional[str]:
 
 
 def drop_index(client, alias: str) -> list[str]:
-    """Remove the alias and every versioned index behind it."""
+    """Remove the alias, every versioned index behind it and their rows in the ID registry."""
+    from grdr_plugin import id_registry
+
     names = concrete_indices(client, alias)
     if names:
         client.indices.delete(index=",".join(names))
+    id_registry.forget(client, [alias, *names])
     return names
 
 

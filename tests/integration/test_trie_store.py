@@ -73,3 +73,14 @@ def test_a_registry_write_that_fails_is_raised_not_dropped(client, alias):
             id_registry.publish_ids(client, alias, ["7-7-7"])
     finally:
         client.indices.put_settings(index=id_registry.REGISTRY_INDEX, body={"index.blocks.write": False})
+
+
+def test_dropping_a_catalog_forgets_its_registry_rows(client, alias):
+    """A re-created catalog of the same name must not inherit the dropped one's IDs."""
+    gi.create_index(client, alias, gi.IndexSpec(rerank_dim=4, fingerprint="f" * 16))
+    id_registry.publish_ids(client, alias, ["1-1-1", "2-2-2"])
+    id_registry.publish_ids(client, f"{alias}x", ["3-3-3"])  # a name that merely starts the same way
+    gi.drop_index(client, alias)
+    left = client.search(index=id_registry.REGISTRY_INDEX, body={"query": {"prefix": {"alias": alias}}, "size": 10})
+    assert [h["_source"]["alias"] for h in left["hits"]["hits"]] == [f"{alias}x"] * 2  # its ID and its counter
+    id_registry.forget(client, [f"{alias}x"])
