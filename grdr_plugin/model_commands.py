@@ -39,14 +39,27 @@ def train(
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the ONNX export"),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="hold out this share of seen videos (and 2 train queries of every other) for `grdr eval --validation`; test queries are never used"),
+    overrides: list[str] = typer.Option([], "--set", help="any TrainConfig field, KEY=VALUE (repeatable), e.g. --set label_smoothing=0.2"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
 ) -> None:
     """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
     from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_size
 
+    from pydantic import ValidationError
+
+    from grdr_plugin.validation import HOLDOUT_FILE, HoldoutSpec, holdout_split, save_spec
+
     ds = _load(dataset)
     if device not in ("cpu", "cuda"):
         _fail("--device must be cpu or cuda")
+    spec = None
+    if holdout is not None:
+        try:
+            spec = HoldoutSpec(fraction=holdout, seed=seed)
+        except ValidationError:
+            _fail(f"--holdout must be a share between 0 and 1 (exclusive), got {holdout}")
+        ds = holdout_split(ds, spec)
     n_seen = int(ds.video_split.sum())
     c = codebook_size or choose_codebook_size(n_seen, views, levels)
     cfg = ModelConfig(views=views, levels=levels, codebook_size=c, feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
@@ -55,11 +68,23 @@ def train(
         upd["epochs_fit"] = epochs
     if epochs_per_level is not None:
         upd["epochs_per_level"] = epochs_per_level
-    tc = TrainConfig(**upd)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in TrainConfig.model_fields:
+            _fail(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(TrainConfig.model_fields)}")
+        upd[key] = value
+    try:
+        tc = TrainConfig(**upd)
+    except ValidationError as exc:
+        _fail("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     from grdr_plugin.model.train import run_training
 
     typer.echo(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; K={views} L={levels} C={c}")
     summary = run_training(ds, out, cfg, tc, resume=resume, log=typer.echo, export_onnx=not no_onnx)
+    if spec is not None:
+        save_spec(out, spec)
+    else:  # a model folder re-trained without --holdout must not claim a validation split
+        (out / HOLDOUT_FILE).unlink(missing_ok=True)
     st = summary["stats"]
     typer.echo(f"done in {summary['seconds_total']:.0f}s; {st['ids_distinct']} distinct IDs, "
                f"{st['videos_per_id_mean']:.2f} videos/ID (max {st['videos_per_id_max']}); per level "
@@ -78,6 +103,7 @@ def eval_cmd(
     backend: str = typer.Option("torch", "--backend", help="torch or onnx"),
     threads: int = typer.Option(2, "--threads"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N test queries (quick checks)"),
+    validation: bool = typer.Option(False, "--validation", help="score the model's held-out train queries (model trained with --holdout) instead of test queries"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Evaluate on the dataset's test queries over the full corpus."""
@@ -86,6 +112,13 @@ def eval_cmd(
     from grdr_plugin.evaluation import evaluate
 
     ds = _load(dataset)
+    if validation:
+        from grdr_plugin.validation import holdout_split, load_spec
+
+        spec = load_spec(model)
+        if spec is None:
+            _fail(f"--validation: {model} was trained without --holdout; retrain it with `grdr train --holdout 0.2`")
+        ds = holdout_split(ds, spec)
     if mode not in ("grdr", "dense", "all"):
         _fail("--mode must be grdr, dense or all")
     modes = ("grdr", "dense") if mode == "all" else (mode,)

@@ -147,11 +147,15 @@ class ModelRuntime:
             if past is None:  # decoder_step.onnx of any export takes one memory row per beam
                 cache.clear()
                 return self.step_session.run(["logprobs"], {**memory(rows), "prefix": prefix})[0]
-            # one query's beams share its memory row: pass it once, the cached graph broadcasts it
-            mem = slice(rows[0], rows[0] + 1) if rows.size and (rows == rows[0]).all() else rows
-            logprobs, keys, values = self.cached_step_session.run(
-                ["logprobs", "present_k", "present_v"],
-                {**memory(mem), "prefix": prefix, "past_k": past[0], "past_v": past[1]})
+            # one call per query: its beams share one memory row (the graph's contract); the
+            # search lists a query's beams contiguously
+            parts = []
+            for sl in _runs(rows):
+                r = rows[sl.start]
+                parts.append(self.cached_step_session.run(
+                    ["logprobs", "present_k", "present_v"],
+                    {**memory(slice(r, r + 1)), "prefix": prefix[sl], "past_k": past[0][sl], "past_v": past[1][sl]}))
+            logprobs, keys, values = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
             cache.store(rows, prefix, keys, values)
             return logprobs
         return step
@@ -173,6 +177,13 @@ class ModelRuntime:
         if not codes:
             return np.zeros((0, self.cfg.views, self.cfg.levels), np.int64), np.zeros((0, self.cfg.rerank_dim), np.float32)
         return np.concatenate(codes).astype(np.int64), np.concatenate(vecs)
+
+
+def _runs(rows: np.ndarray) -> list[slice]:
+    """Slices of equal consecutive values: [3, 3, 5, 5, 5] -> [0:2, 2:5]."""
+    cut = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+    bounds = [0, *cut.tolist(), rows.size]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class _StepCache:

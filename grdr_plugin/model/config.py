@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     epochs_rerank: int = 10
     epochs_warmup: int = 2
     epochs_per_level: int = 3
-    epochs_fit: int = 6
+    epochs_fit: int = 1
     # loss weights
     w_contrastive: float = 1.0
     w_generation: float = 1.0

@@ -8,7 +8,8 @@ decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
 decoder_step.onnx   mem_k, mem_v, mem_bias, text_vec (rows gathered per beam), prefix int64 [B,t]
                     (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
                     -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
-decoder_step_cached.onnx  mem_k, mem_v, mem_bias, text_vec (per beam row, or ONE row all beams share),
+decoder_step_cached.onnx  mem_k, mem_v, mem_bias, text_vec of ONE query ([1, ...]: all B beams share it;
+                    exports before 2026-11-27 also took one row per beam),
                     prefix int64 [B,t], past_k, past_v float32 [B,layers,heads,t,dh] (the self-attention
                     keys/values of positions 0..t-1, returned by the previous step; t = 0: empty)
                     -> logprobs float32 [B,C], present_k, present_v [B,layers,heads,t+1,dh]
@@ -132,12 +133,12 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                  "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
         dec = model.decoder
         past = torch.randn(b, cfg.decoder_layers, dec.heads, prefix.shape[1], cfg.decoder_dim // dec.heads)
-        _export(DecoderStepCachedGraph(model), (mem_k, mem_v, mem_bias, text_vec, prefix, past, past),
+        one = (mem_k[:1], mem_v[:1], mem_bias[:1], text_vec[:1])  # traced with one shared memory row: see attend_one
+        _export(DecoderStepCachedGraph(model), (*one, prefix, past, past),
                 out / "decoder_step_cached.onnx",
                 ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix", "past_k", "past_v"],
                 ["logprobs", "present_k", "present_v"],
-                {"mem_k": {0: "rows", 3: "memory"}, "mem_v": {0: "rows", 3: "memory"},
-                 "mem_bias": {0: "rows", 3: "memory"}, "text_vec": {0: "rows"},
+                {"mem_k": {3: "memory"}, "mem_v": {3: "memory"}, "mem_bias": {3: "memory"},
                  "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"},
                  "past_k": {0: "batch", 3: "steps"}, "past_v": {0: "batch", 3: "steps"},
                  "present_k": {0: "batch", 3: "steps_out"}, "present_v": {0: "batch", 3: "steps_out"}})

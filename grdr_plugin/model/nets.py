@@ -121,6 +121,27 @@ class Attention(nn.Module):
         b, h, t, dh = out.shape
         return self.o(out.transpose(1, 2).reshape(b, t, h * dh))
 
+    def attend_one(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias) -> torch.Tensor:
+        """attend() for ONE query position x [B,1,d] (inference); same math, cheaper kernels.
+
+        k/v [B or 1, h, T, dh]; bias broadcastable to [B, h, 1, T].  As q @ k^T a batch of 1×T
+        products is B·h tiny GEMMs in onnxruntime.  One memory that every row shares (k batch 1:
+        one query's beams) becomes h GEMMs [B, dh] x [dh, T]; per-row keys (the self-attention
+        cache) become an elementwise product and a sum.  In an ONNX trace the branch is fixed
+        by the traced shapes (export.py traces the shared-memory case for cross-attention).
+        """
+        q = _split_heads(self.q(x), self.heads)  # [B, h, 1, dh]
+        b, h, _, dh = q.shape
+        if k.shape[0] == 1:
+            qh = q[:, :, 0].transpose(0, 1)  # [h, B, dh]
+            bias_h = bias[0].transpose(0, 1) if torch.is_tensor(bias) else bias  # [1, 1, T] -> broadcast [h, B, T]
+            att = qh @ k[0].transpose(-1, -2) / math.sqrt(dh) + bias_h  # [h, B, T]
+            out = (att.softmax(-1) @ v[0]).transpose(0, 1)  # [B, h, dh]
+        else:
+            att = (q * k).sum(-1) / math.sqrt(dh) + (bias[:, :, 0] if torch.is_tensor(bias) else bias)  # [B, h, T]
+            out = (att.softmax(-1).unsqueeze(-1) * v).sum(-2)  # [B, h, dh]
+        return self.o(out.reshape(b, 1, h * dh))
+
 
 class DecoderBlock(nn.Module):
     def __init__(self, d: int, heads: int, dropout: float = 0.1):
@@ -141,8 +162,9 @@ class DecoderBlock(nn.Module):
         h = self.ln1(x_new)
         k_new, v_new = self.self_att.keys_values(h)
         k, v = torch.cat([past_k, k_new], dim=2), torch.cat([past_v, v_new], dim=2)
-        x = x_new + self.self_att.attend(h, k, v, 0.0)  # the last position sees every earlier one
-        return self._cross_and_mlp(x, mem, mem_bias), k, v
+        x = x_new + self.self_att.attend_one(h, k, v, 0.0)  # the last position sees every earlier one
+        x = x + self.cross_att.attend_one(self.ln2(x), *mem, mem_bias)
+        return x + self.mlp(self.ln3(x)), k, v
 
     def _cross_and_mlp(self, x, mem, mem_bias):
         x = x + self.drop(self.cross_att(self.ln2(x), mem, mem_bias))
@@ -211,8 +233,10 @@ class CodeDecoder(nn.Module):
         """
         b, n = prefix.shape[0], prefix.shape[1]
         text_vec = text_vec.expand(b, -1)
-        words, inp = self._inputs(prefix, codebooks)
-        x = inp[:, n:]
+        words = self._words(prefix, codebooks)
+        # input of position n only: BOS when n = 0, else the last codeword (no Python branch: the
+        # ONNX trace must serve every prefix length; words[:, -1:] is empty when n = 0)
+        x = torch.cat([self.bos.expand(b, 1, -1), self._embed(words[:, -1:])], dim=1)[:, -1:] + self.level_emb[n: n + 1]
         keys, values = [], []
         for i, (blk, (k, v)) in enumerate(zip(self.blocks, kv)):
             x, k_all, v_all = blk.forward_cached(x, past_k[:, i], past_v[:, i], (k, v), mem_bias)
@@ -222,14 +246,21 @@ class CodeDecoder(nn.Module):
         logits = self._logits(residual.unsqueeze(1), x, codebooks[n: n + 1])[:, 0]
         return logits, torch.stack(keys, 1), torch.stack(values, 1)
 
+    def _words(self, prefix, codebooks):
+        """Codewords of the prefix [B, n, d]."""
+        levels, size, d = codebooks.shape
+        lvl_idx = torch.arange(prefix.shape[1], device=prefix.device)
+        return codebooks.reshape(levels * size, d)[lvl_idx.unsqueeze(0) * size + prefix]
+
+    def _embed(self, words):
+        """Decoder inputs of codewords [B, m, d] -> [B, m, w] (level embedding not added)."""
+        return self.word_proj(F.normalize(words, dim=-1))
+
     def _inputs(self, prefix, codebooks):
         """Codewords of the prefix [B, n, d] and the decoder inputs of positions 0..n [B, n+1, w]."""
         b, n = prefix.shape[0], prefix.shape[1]
-        levels, size, d = codebooks.shape
-        lvl_idx = torch.arange(n, device=prefix.device)
-        words = codebooks.reshape(levels * size, d)[lvl_idx.unsqueeze(0) * size + prefix]  # [B, n, d]
-        w = self.bos.shape[0]
-        inp = torch.cat([self.bos.expand(b, 1, w), self.word_proj(F.normalize(words, dim=-1))], dim=1) + self.level_emb[: n + 1]
+        words = self._words(prefix, codebooks)
+        inp = torch.cat([self.bos.expand(b, 1, -1), self._embed(words)], dim=1) + self.level_emb[: n + 1]
         return words, inp
 
     def _logits(self, residual, x, books):

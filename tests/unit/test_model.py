@@ -119,3 +119,63 @@ def test_collision_stats():
     st = collision_stats(codes, 4)
     assert st["ids_distinct"] == 3 and st["videos_per_id_max"] == 2
     assert st["levels"][0]["utilisation"] == 0.75
+
+
+def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, monkeypatch):
+    """`grdr train --holdout`: only the derived train captions are encoded for training."""
+    from typer.testing import CliRunner
+
+    import grdr_plugin.model.text as text_mod
+    from grdr_plugin.cli import app
+    from grdr_plugin.validation import holdout_split, load_spec
+
+    data = make_dataset(tmp_path / "d")  # 12 videos: every caption text is distinct
+    encoded: list[str] = []
+    real = text_mod.encode_texts
+
+    def spy(tok, model, texts, *a, **k):
+        encoded.extend(texts)
+        return real(tok, model, texts, *a, **k)
+
+    monkeypatch.setattr(text_mod, "encode_texts", spy)
+    small = [f"--set={k}=1" for k in ("epochs_rerank", "epochs_warmup", "epochs_per_level", "epochs_fit")]
+    res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "m"), "--holdout", "0.25",
+                                   "--no-onnx", "--threads", "1", "--set=batch_size=8", *small])
+    assert res.exit_code == 0, res.output
+    spec = load_spec(tmp_path / "m")
+    assert spec is not None and spec.fraction == 0.25
+    ds = load_dataset(data)
+    val = holdout_split(ds, spec)
+    held_out = {val.query_text[i] for i in val.test_queries()} | {ds.query_text[i] for i in ds.test_queries()}
+    assert encoded and not set(encoded) & held_out
+    assert set(encoded) == {val.query_text[i] for i in val.train_queries()}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_cached_decoding_equals_full_decoding(shared):
+    """decode_cached (one new position, self-attention cache) == decode(...)[:, -1] for every
+    prefix length, with one memory all rows share (attend_one's GEMM path) or one per row."""
+    from grdr_plugin.model.nets import GRDR
+
+    cfg, _ = tiny()
+    model = GRDR(cfg).eval()
+    dec, books = model.decoder, model.rq.codebooks
+    g = torch.Generator().manual_seed(0)
+    rows = 5
+    states = torch.randn(1 if shared else rows, 6, cfg.text_dim, generator=g)
+    mask = torch.ones(states.shape[:2], dtype=torch.int64)
+    mask[0, 4:] = 0
+    text_vec = torch.nn.functional.normalize(torch.randn(states.shape[0], cfg.code_dim, generator=g), dim=-1)
+    with torch.no_grad():
+        kv, bias = dec.memory(states, mask, text_vec)
+        full_kv = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv]
+        full_bias, full_text = bias.expand(rows, -1, -1, -1), text_vec.expand(rows, -1)
+        shape = (rows, cfg.decoder_layers, dec.heads, 0, cfg.decoder_dim // dec.heads)
+        past_k = past_v = torch.zeros(shape)
+        prefix = torch.zeros(rows, 0, dtype=torch.int64)
+        for n in range(cfg.levels):
+            want = dec.decode(full_kv, full_bias, full_text, prefix, books)[:, -1]
+            got, past_k, past_v = dec.decode_cached(kv, bias, text_vec, prefix, past_k, past_v, books)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            assert past_k.shape[3] == n + 1
+            prefix = torch.cat([prefix, torch.randint(0, cfg.codebook_size, (rows, 1), generator=g)], dim=1)
