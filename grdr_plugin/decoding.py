@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from grdr_plugin.model.ids import encode_prefix
-from grdr_plugin.pool import ids_to_keep
+from grdr_plugin.pool import pool_members
 
 # step_fn(query_rows int64 [R], prefixes int64 [R, t]) -> log-probabilities float [R, C]
 StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -114,10 +114,10 @@ class InvertedIndex:
         self.keys, self.vids = keys[first], vids[first]
         self.prefixes = prefix_tables(video_codes.reshape(n * k, levels), codebook_size)
 
-    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
-        """Videos of the leading whole IDs of `ids` [B, L] (best first, -inf skipped) chosen by
-        `grdr_plugin.pool.ids_to_keep` on each ID's count of videos not reached by a better ID,
-        de-duplicated in beam order: the query layer's rule."""
+    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int, cosine: np.ndarray) -> np.ndarray:
+        """The pool of decoded IDs `ids` [B, L] (best first, -inf skipped) under the query layer's
+        rule (`grdr_plugin.pool`): every video of those IDs at its best-ranked ID, ordered by that
+        rank then by `cosine` [N] (the query's dense score of every video), the first `max_pool`."""
         ids = ids[np.isfinite(scores)]
         if ids.size == 0:
             return np.zeros(0, dtype=np.int64)
@@ -126,7 +126,6 @@ class InvertedIndex:
         lengths = np.searchsorted(self.keys, keys, side="right") - lo
         idx = np.repeat(lo - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
         cand, rank = self.vids[idx], np.repeat(np.arange(len(ids)), lengths)
-        _, first = np.unique(cand, return_index=True)
-        first = np.sort(first)  # each video at its best-ranked ID, in beam order
-        keep = ids_to_keep(np.bincount(rank[first], minlength=len(ids)), max_pool)
-        return cand[first[rank[first] < keep]]
+        _, first = np.unique(cand, return_index=True)  # each video once, at its best-ranked ID
+        cand, rank = cand[first], rank[first]
+        return cand[pool_members(rank, len(ids), cosine[cand], max_pool)]

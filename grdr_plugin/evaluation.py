@@ -3,9 +3,9 @@
 Protocol: every video of the dataset (seen and unseen) is encoded by the trained video
 encoder; unseen videos get their IDs from the tokenizer only.  Every `test` query is
 decoded with the trie-constrained beam search over the IDs that exist (the in-process stand-in
-for the OpenSearch `terms` filter is a numpy inverted index); the pool is the videos of the
-leading whole IDs in beam order chosen by `grdr_plugin.pool.ids_to_keep` (the query layer's
-rule, so both recall the same videos); the pool is reranked by the reranker's cosine.  A
+for the OpenSearch `terms` filter is a numpy inverted index); the pool is chosen by the query
+layer's rule (`grdr_plugin.pool`: videos by best-ranked decoded ID, then dense score, the first
+max_pool), so both recall the same videos; the pool is reranked by the reranker's cosine.  A
 ground-truth video outside the pool is ranked after the whole pool, in dense order among the
 remaining videos (so MdR/MnR stay defined and comparable).
 """
@@ -57,7 +57,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
         if "grdr" in modes:
             ids, sc = constrained_beam_search(backend.step_fn(q), len(texts), cfg.levels, cfg.codebook_size, inv.prefixes, beam)
             for j in range(len(texts)):
-                pool = inv.lookup_pool(ids[j], sc[j], max_pool)
+                pool = inv.lookup_pool(ids[j], sc[j], max_pool, scores[j])
                 pool_size[s + j] = len(pool)
                 hit = bool((pool == g[j]).any())
                 in_pool[s + j] = hit

@@ -1,25 +1,32 @@
-"""Which decoded IDs make up the recalled pool: one rule for in-process eval and OpenSearch.
+"""Which recalled videos make up the pool: one rule for in-process eval and OpenSearch.
 
-IDs are taken whole, best beam first, while the number of distinct videos they hold stays within
-`max_pool` (at least one ID). The input is, per ID in beam order, how many videos it adds: those
-no better-ranked ID already holds.  In-process evaluation counts them with its inverted index;
-the query layer asks OpenSearch (query.request.first_rank_request, one aggregation per query).
-Both paths therefore recall exactly the same videos.
+Every video holding a decoded ID is a candidate, at its best-ranked ID.  Candidates are ordered
+by that rank (best beam first), then by the dense score, and the first `max_pool` are the pool,
+which the dense reranker then orders.  OpenSearch applies the rule inside the one search request
+(`query.request.grdr_request`: a painless first phase scores `pool_order_key`, a rescore of the
+first `max_pool` hits by knn_score ranks the pool); in-process evaluation applies it with
+`pool_members`.  Both therefore recall the same videos.  Ordering the last, partly fitting ID's
+videos by dense score (rather than dropping that ID) keeps the pool full without knowing in
+advance how many distinct videos each ID holds, which is what lets one request do it.
 """
 from __future__ import annotations
 
 import numpy as np
 
-# Defaults shared by `grdr eval`, the query layer and the benchmark. With the distinct-video cap,
-# beam 300 fills the 300-video pool on msrvtt (mean 287; beam 400 adds nothing, beam 200 leaves it
-# at 208 and candidate recall 2.8 points lower: docs/MODEL.md); the cap bounds rerank work per query.
+# Defaults shared by `grdr eval`, the query layer and the benchmark: beam 300 fills the
+# 300-video pool on msrvtt (docs/MODEL.md); the cap bounds rerank work per query.
 DEFAULT_BEAM = 300
 DEFAULT_MAX_POOL = 300
 
 
-def ids_to_keep(counts_in_beam_order: np.ndarray, max_pool: int) -> int:
-    """How many leading IDs to keep, given the videos each adds (or any upper bound of them)."""
-    counts = np.asarray(counts_in_beam_order, dtype=np.int64)
-    if counts.size == 0:
-        return 0
-    return max(1, int(np.searchsorted(np.cumsum(counts), max_pool, side="right")))
+def pool_order_key(best_rank: np.ndarray, n_ids: int, cosine: np.ndarray) -> np.ndarray:
+    """float32, higher = earlier: `(n_ids - best_rank) + (1 + cosine) / 2`, what the painless
+    script returns (Lucene keeps scores as float32, so ties fall where OpenSearch's fall)."""
+    return ((n_ids - np.asarray(best_rank, dtype=np.float64)) + 0.5 * (1.0 + np.asarray(cosine, dtype=np.float64))
+            ).astype(np.float32)
+
+
+def pool_members(best_rank: np.ndarray, n_ids: int, cosine: np.ndarray, max_pool: int) -> np.ndarray:
+    """Indices of the candidates in the pool, in pool order (best rank, then dense score)."""
+    key = pool_order_key(best_rank, n_ids, cosine)
+    return np.argsort(-key, kind="stable")[:max_pool]

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
+from grdr_plugin.pool import DEFAULT_MAX_POOL
 
 
 def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]:
@@ -31,46 +32,41 @@ def recall_clause(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
     return {"bool": {"should": [ids, {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}}], "minimum_should_match": 1}}
 
 
-# Each recalled video's best (lowest) rank among the decoded IDs; constant source, IDs in params only.
-FIRST_RANK_SCRIPT = (
-    "int best = Integer.MAX_VALUE; "
+# The pool order of grdr_plugin.pool: each recalled video's best (lowest) rank among the decoded
+# IDs (n when only a widening prefix matched), then its cosine.  Constant source; IDs and the
+# query vector travel in params only.
+POOL_ORDER_SCRIPT = (
+    "int best = params.n; "
     "for (def id : doc[params.field]) { def r = params.rank[id]; if (r != null && r < best) { best = r; } } "
-    "return best;"
+    "return (params.n - best) + 0.5 * (1.0 + cosineSimilarity(params.query_value, doc[params.vector]));"
 )
 
 
-def first_rank_request(semantic_ids: Sequence[str], *, extra_filters: Optional[list[dict[str, Any]]] = None
-                       ) -> dict[str, Any]:
-    """How many videos each decoded ID adds to the pool (videos no better-ranked ID holds): a terms
-    aggregation over each matching video's best rank, so the pool cap counts distinct videos."""
-    ids = [str(s) for s in semantic_ids]
-    script = {"lang": "painless", "source": FIRST_RANK_SCRIPT,
-              "params": {"field": ID_FIELD, "rank": {s: i for i, s in enumerate(ids)}}}
-    return {
-        "size": 0,
-        "query": {"bool": {"filter": [recall_clause(ids), *(extra_filters or [])]}},
-        "aggs": {"first_rank": {"terms": {"script": script, "size": max(1, len(ids))}}},
-    }
-
-
-def first_rank_counts(response: dict[str, Any], n_ids: int) -> np.ndarray:
-    """int64 [n_ids]: videos whose best decoded ID is each ID, from a first_rank_request response."""
-    counts = np.zeros(n_ids, dtype=np.int64)
-    for bucket in response["aggregations"]["first_rank"]["buckets"]:
-        counts[int(bucket["key"])] = bucket["doc_count"]
-    return counts
-
-
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
-                 prefixes: Sequence[str] = (), extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
-    """Recall = `terms` on the ID field (plus user filters), rerank = knn_score, top-k back with matched IDs."""
+                 max_pool: int = DEFAULT_MAX_POOL, prefixes: Sequence[str] = (),
+                 extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """One request: recall = `terms` on the ID field (plus user filters); the pool = the first
+    `max_pool` recalled videos in pool order (painless first phase, grdr_plugin.pool); rerank = a
+    rescore of exactly those by knn_score.  Top-k back with the IDs each hit holds."""
     if k < 1:
         raise ValueError("k: must be at least 1")
-    filters: list[dict[str, Any]] = [recall_clause(semantic_ids, prefixes), *(extra_filters or [])]
+    if max_pool < 1:
+        raise ValueError("max_pool: must be at least 1")
+    ids = [str(s) for s in semantic_ids]
+    rerank = knn_rerank_script(query_vec)
+    order = {"lang": "painless", "source": POOL_ORDER_SCRIPT,
+             "params": {"field": ID_FIELD, "vector": VECTOR_FIELD, "n": len(ids),
+                        "rank": {s: i for i, s in enumerate(ids)}, "query_value": rerank["params"]["query_value"]}}
+    filters: list[dict[str, Any]] = [recall_clause(ids, prefixes), *(extra_filters or [])]
     return {
         "size": k,
         "_source": {"excludes": [VECTOR_FIELD]},
-        "query": {"script_score": {"query": {"bool": {"filter": filters}}, "script": knn_rerank_script(query_vec)}},
+        "query": {"script_score": {"query": {"bool": {"filter": filters}}, "script": order}},
+        # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
+        # every returned hit is reranked
+        "rescore": {"window_size": max(max_pool, k), "query": {
+            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": rerank}},
+            "query_weight": 0.0, "rescore_query_weight": 1.0}},
         # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
         "docvalue_fields": [ID_FIELD],
     }

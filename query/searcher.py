@@ -16,12 +16,12 @@ from pydantic import BaseModel
 from grdr_plugin.decoding import constrained_beam_search
 from grdr_plugin.index import ID_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL, ids_to_keep
+from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request, rrf
-from query.request import first_rank_counts, first_rank_request, grdr_request
+from query.request import grdr_request
 from query.trie_store import TrieStore
 
 MAX_QUERY_CHARS = 2000
@@ -40,8 +40,8 @@ class Hit(BaseModel):
 class SearchResult(BaseModel):
     hits: list[Hit]
     timings_ms: dict[str, float]
-    recalled_ids: int = 0
-    pool_estimate: int = 0
+    recalled_ids: int = 0  # decoded IDs in the terms filter
+    pool_size: int = 0  # videos the reranker saw (recalled, up to the cap)
 
 
 def clean_query(text: str) -> str:
@@ -89,51 +89,30 @@ class Searcher:
         return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
                                        cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
-    def pool_counts(self, beams: list[list[str]], max_pool: int, clauses: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Per query, how many videos each decoded ID adds to the pool (in beam order): one
-        aggregation per query (batched in one _msearch) counts each video once, at its best-ranked
-        ID, with the user's filters applied: the exact numbers `grdr eval`'s in-process rule uses.
-        (The trie's per-ID totals are not enough: they are as of its last build, and new videos
-        under an existing ID do not reach it.)
-        """
-        windows = [len(bs) if clauses else self._window(bs, max_pool) for bs in beams]
-        asked = [i for i, bs in enumerate(beams) if bs]
-        lines: list[dict[str, Any]] = []
-        for i in asked:
-            lines += [{"index": self.index}, first_rank_request(beams[i][:windows[i]], extra_filters=clauses)]
-        counts = [np.zeros(0, dtype=np.int64) for _ in beams]
-        for i, resp in zip(asked, self.client.msearch(body=lines)["responses"] if lines else []):
-            if "error" in resp:
-                raise RuntimeError(f"OpenSearch refused the pool count: {resp['error']}")
-            exact = first_rank_counts(resp, windows[i])
-            counts[i] = np.r_[exact, np.full(len(beams[i]) - windows[i], max_pool + 1, dtype=np.int64)]
-        return counts
-
-    def _window(self, beams: list[str], max_pool: int) -> int:
-        """How many leading IDs can fit an unfiltered pool: a video sits under at most K of its IDs,
-        so IDs whose trie totals pass K x cap already hold more than cap distinct videos and later
-        IDs are never kept; the aggregation (whose cost grows with the documents it visits) counts
-        only these.  Totals gone stale by ingest (which only adds videos) undercount, which only widens
-        the window."""
+    def window(self, beams: list[str], max_pool: int, filtered: bool) -> list[str]:
+        """The decoded IDs the request recalls.  Unfiltered, only the leading IDs that can reach
+        the pool: a video sits under at most K of its IDs, so once the trie's per-ID totals pass
+        K x cap the IDs so far hold more than cap distinct videos, and no later ID's video comes
+        before them in pool order.  (Totals gone stale by ingest, which adds videos, only widen
+        the window.)  With filters, totals say nothing about what passes them: every ID."""
+        if filtered:
+            return beams
         totals = np.cumsum([self.store.video_count(b) for b in beams])
-        return min(len(beams), int(np.searchsorted(totals, self.runtime.cfg.views * max_pool, side="right")) + 1)
+        return beams[:int(np.searchsorted(totals, self.runtime.cfg.views * max_pool, side="right")) + 1]
 
-    def plan(self, beams: list[str], counts: np.ndarray, k: int, max_pool: int) -> tuple[list[str], list[str], int]:
-        """(IDs for the terms filter, widening prefixes, estimated pool size) for one query's beams,
-        given the videos each adds to the pool (`pool_counts`)."""
-        keep = ids_to_keep(counts, max_pool)
-        ids, estimate = beams[:keep], int(counts[:keep].sum())
+    def widen(self, beams: list[str], k: int, have: int) -> list[str]:
+        """Shorter prefixes of the best beams, longest first, until the trie says `have` plus their
+        videos reach k: the recalled pool holds fewer than k videos."""
         prefixes: list[str] = []
-        # Too few videos to fill k: widen by shorter prefixes of the best beams, longest first.
         for cut in range(self.runtime.cfg.levels - 1, 0, -1):
             for b in beams:
-                if estimate >= k:
-                    break
+                if have >= k:
+                    return prefixes
                 p = "-".join(b.split("-")[:cut])
                 if p not in prefixes and not any(p.startswith(q + "-") for q in prefixes):
                     prefixes.append(p)
-                    estimate += self.store.prefix_count(p)
-        return ids, prefixes, estimate
+                    have += self.store.prefix_count(p)
+        return prefixes
 
     # ---- searching ----
 
@@ -145,8 +124,9 @@ class Searcher:
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
                     hybrid: HybridMode | bool = "off", beam_size: Optional[int] = None,
                     max_pool: Optional[int] = None) -> list[SearchResult]:
-        """Batched: one encode and one decode for all texts, one _msearch with every query's search
-        (before it, one _msearch of pool counts for the queries that need them, see pool_counts).
+        """Batched: one encode and one decode for all texts, one _msearch with every query's one
+        search request (and, only for queries whose pool holds fewer than k videos, a second one
+        widened by shorter prefixes).
 
         hybrid: "off", "rrf" or "union" (query.hybrid; True = the default, union).  beam_size and
         max_pool override the Searcher's for this call.
@@ -171,28 +151,41 @@ class Searcher:
         t2 = time.perf_counter()
         cap = max_pool or self.max_pool
         beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
-        plans = [self.plan(b, c, k, cap) for b, c in zip(beams, self.pool_counts(beams, cap, clauses))]
-        lines: list[dict[str, Any]] = []
+        windows = [self.window(b, cap, bool(clauses)) for b in beams]
         size = max(k, KEYWORD_CANDIDATES) if hybrid == "rrf" else k
-        for text, (ids, prefixes, _), qvec in zip(texts, plans, queries.query_vec):
-            lines += [{"index": self.index}, grdr_request(ids, qvec, k=size, prefixes=prefixes, extra_filters=clauses)]
+
+        def requests(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
+            qvec = queries.query_vec[i]
+            out = [{"index": self.index}, grdr_request(windows[i], qvec, k=size, max_pool=cap, prefixes=prefixes,
+                                                       extra_filters=clauses)]
             if hybrid == "rrf":
-                lines += [{"index": self.index}, bm25_request(text, size=size, filters=clauses)]
+                out += [{"index": self.index}, bm25_request(texts[i], size=size, filters=clauses)]
             elif hybrid == "union":
-                lines += [{"index": self.index},
-                          keyword_candidates_request(text, qvec, size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
-        responses = self.client.msearch(body=lines)["responses"]
-        t3 = time.perf_counter()
+                out += [{"index": self.index},
+                        keyword_candidates_request(texts[i], qvec, size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
+            return out
+
         per = 1 if hybrid == "off" else 2
+        prefixes: list[list[str]] = [[] for _ in texts]
+        responses = self._msearch([line for i in range(len(texts)) for line in requests(i, [])])
+        # A pool smaller than k (few or filtered videos under the decoded IDs): widen by shorter
+        # prefixes and ask again, for those queries only.
+        short = [i for i in range(len(texts)) if self._pool_size(responses[i * per], cap) < k and beams[i]]
+        for i in short:
+            prefixes[i] = self.widen(beams[i], k, self._pool_size(responses[i * per], cap))
+        short = [i for i in short if prefixes[i]]
+        if short:
+            again = self._msearch([line for i in short for line in requests(i, prefixes[i])])
+            for j, i in enumerate(short):
+                responses[i * per: (i + 1) * per] = again[j * per: (j + 1) * per]
+        t3 = time.perf_counter()
         results = []
-        for i, (ids, prefixes, estimate) in enumerate(plans):
+        for i, ids in enumerate(windows):
             grdr_resp = responses[i * per]
-            if "error" in grdr_resp:
-                raise RuntimeError(f"OpenSearch refused the query: {grdr_resp['error']}")
-            hits = [self._hit(h, ids, prefixes) for h in grdr_resp["hits"]["hits"]]
+            hits = [self._hit(h, ids, prefixes[i]) for h in grdr_resp["hits"]["hits"]]
             if hybrid != "off":
                 hits = self._fuse(hits, responses[i * per + 1], k, hybrid)
-            results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_estimate=estimate,
+            results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_size=self._pool_size(grdr_resp, cap),
                                         timings_ms={}))
         t4 = time.perf_counter()
         n = len(texts)
@@ -201,6 +194,19 @@ class Searcher:
         for r in results:
             r.timings_ms = {key: round(v, 3) for key, v in timings.items()}
         return results
+
+    def _msearch(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        responses = self.client.msearch(body=lines)["responses"]
+        for r in responses:
+            if "error" in r:
+                raise RuntimeError(f"OpenSearch refused the query: {r['error']}")
+        return responses
+
+    @staticmethod
+    def _pool_size(response: dict[str, Any], cap: int) -> int:
+        """Videos in the recalled pool: every recalled video, up to the cap."""
+        total = response["hits"]["total"]
+        return min(cap, int(total["value"] if isinstance(total, dict) else total))
 
     @staticmethod
     def _hit(h: dict[str, Any], ids: list[str], prefixes: list[str]) -> Hit:
@@ -212,8 +218,6 @@ class Searcher:
         return Hit(video_id=h["_id"], score=float(h["_score"]), matched_id=matched, title=src.get("title"))
 
     def _fuse(self, grdr_hits: list[Hit], keyword_resp: dict[str, Any], k: int, mode: HybridMode) -> list[Hit]:
-        if "error" in keyword_resp:
-            raise RuntimeError(f"OpenSearch refused the keyword query: {keyword_resp['error']}")
         keyword = [self._hit(h, [], []) for h in keyword_resp["hits"]["hits"]]
         if mode == "union":  # one score scale (knn_score on both sides): merge, best first
             merged = {h.video_id: h for h in keyword}

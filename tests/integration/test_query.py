@@ -56,6 +56,21 @@ def test_search_reranks_the_recalled_pool_in_one_request(searcher):
     assert 0 < res.recalled_ids <= BEAM
 
 
+def test_one_search_request_per_query(searcher, monkeypatch):
+    """Recall, pool cut and rerank travel in one request: one _msearch line pair per query."""
+    calls: list[int] = []
+    real = searcher.client.msearch
+
+    def counting(body, **kw):
+        calls.append(len(body))
+        return real(body=body, **kw)
+
+    monkeypatch.setattr(searcher.client, "msearch", counting)
+    results = searcher.search_many(["a man is cooking in a kitchen", "a cat plays with a ball"], k=10)
+    assert calls == [4] and all(len(r.hits) == 10 for r in results)
+    assert all(0 < r.pool_size <= POOL for r in results)
+
+
 def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tiny_model_dir):
     ds = load_dataset(catalog[1])
     rows = ds.test_queries()[:60]

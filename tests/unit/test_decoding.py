@@ -88,12 +88,12 @@ def test_inverted_index_pool_order_and_cap():
     video_codes = np.array([[[0, 0, 0], [1, 1, 1]], [[1, 1, 1], [2, 2, 2]], [[2, 2, 2], [0, 0, 1]]])
     inv = InvertedIndex(video_codes, 4)
     ids = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0]])
-    pool = inv.lookup_pool(ids, np.zeros(3), max_pool=10)
-    assert pool.tolist() == [1, 2, 0]
-    assert inv.lookup_pool(ids, np.zeros(3), max_pool=2).tolist() == [1, 2]
-    assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), max_pool=10).tolist() == [1, 2]
-    # the cap counts distinct videos: [1,1,1] adds only video 0 (video 1 came with [2,2,2]), so 2 + 1 fit in 3
-    assert inv.lookup_pool(ids, np.zeros(3), max_pool=3).tolist() == [1, 2, 0]
+    cosine = np.array([0.9, 0.1, 0.5])
+    # [2,2,2] holds videos 1 and 2 (best dense first), [1,1,1] adds video 0 (video 1 came earlier)
+    assert inv.lookup_pool(ids, np.zeros(3), 10, cosine).tolist() == [2, 1, 0]
+    assert inv.lookup_pool(ids, np.zeros(3), 1, cosine).tolist() == [2]  # the cap cuts inside an ID
+    assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), 10, cosine).tolist() == [2, 1]
+    assert inv.lookup_pool(ids[2:], np.zeros(1), 10, cosine).tolist() == [0]
 
 
 def test_inverted_index_counts_a_video_once_per_id():
@@ -101,4 +101,4 @@ def test_inverted_index_counts_a_video_once_per_id():
     inv = InvertedIndex(video_codes, 4)
     key = int(encode_prefix(np.array([1, 1, 1]), 4))
     assert inv.keys.tolist().count(key) == 2
-    assert sorted(inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), max_pool=2).tolist()) == [0, 1]
+    assert sorted(inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), 2, np.zeros(2)).tolist()) == [0, 1]

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
-from query.request import FIRST_RANK_SCRIPT, first_rank_counts, first_rank_request, grdr_request
+from query.request import POOL_ORDER_SCRIPT, grdr_request
 from query.searcher import MAX_QUERY_CHARS, clean_query
 from query.trie_store import parse_ids
 
@@ -34,9 +34,12 @@ def test_control_characters_become_spaces():
 def test_query_text_and_vector_travel_only_as_values():
     evil = '"}}, "script": {"source": "System.exit(0)"'
     body = grdr_request([evil, "1-2-3"], np.ones(4), k=5)
-    script = body["query"]["script_score"]["script"]
-    assert script["source"] == "knn_score" and script["lang"] == "knn"
+    order = body["query"]["script_score"]["script"]
+    assert order["source"] == POOL_ORDER_SCRIPT and order["lang"] == "painless"
+    assert order["params"]["rank"] == {evil: 0, "1-2-3": 1} and order["params"]["query_value"] == [1.0] * 4
     assert body["query"]["script_score"]["query"]["bool"]["filter"][0] == {"terms": {"grdr_ids": [evil, "1-2-3"]}}
+    script = body["rescore"]["query"]["rescore_query"]["script_score"]["script"]
+    assert script["source"] == "knn_score" and script["lang"] == "knn"
     assert script["params"]["query_value"] == [1.0] * 4
 
 
@@ -82,7 +85,7 @@ def test_keyword_candidates_are_rescored_by_the_same_knn_score_with_the_text_as_
     assert rescore["window_size"] == 50  # every keyword hit gets a dense score
     assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
     script = rescore["query"]["rescore_query"]["script_score"]["script"]
-    assert script == grdr_request(["1-2-3"], np.ones(4))["query"]["script_score"]["script"]
+    assert script == grdr_request(["1-2-3"], np.ones(4))["rescore"]["query"]["rescore_query"]["script_score"]["script"]
 
 
 @pytest.mark.parametrize("given,mode", [(True, "union"), (False, "off"), (None, "off"), ("rrf", "rrf"), ("union", "union")])
@@ -95,15 +98,16 @@ def test_unknown_hybrid_mode_is_named():
         hybrid_mode("both")
 
 
-def test_pool_count_request_carries_ids_only_as_values_and_counts_each_video_at_its_best_id():
-    evil = "1-2-3'; ctx.op = 'delete"
-    body = first_rank_request(["4-5-6", evil], extra_filters=[{"term": {"split": "seen"}}])
-    assert body["size"] == 0
-    assert body["query"]["bool"]["filter"] == [{"terms": {"grdr_ids": ["4-5-6", evil]}}, {"term": {"split": "seen"}}]
-    script = body["aggs"]["first_rank"]["terms"]["script"]
-    assert script["source"] == FIRST_RANK_SCRIPT and script["params"]["rank"] == {"4-5-6": 0, evil: 1}
-    resp = {"aggregations": {"first_rank": {"buckets": [{"key": "1", "doc_count": 7}, {"key": "0", "doc_count": 3}]}}}
-    assert first_rank_counts(resp, 3).tolist() == [3, 7, 0]
+def test_one_request_reranks_exactly_the_pool():
+    body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300, extra_filters=[{"term": {"split": "seen"}}])
+    assert body["query"]["script_score"]["query"]["bool"]["filter"][1] == {"term": {"split": "seen"}}
+    rescore = body["rescore"]
+    assert rescore["window_size"] == 300  # the pool: the first max_pool hits in pool order
+    assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
+    assert body["query"]["script_score"]["script"]["params"]["n"] == 2
+    assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)["rescore"]["window_size"] == 500  # k > cap: all reranked
+    with pytest.raises(ValueError, match="max_pool"):
+        grdr_request(["1-2-3"], np.ones(4), max_pool=0)
 
 
 def test_parse_ids():
