@@ -27,19 +27,28 @@ def test_codebook_size_rule():
     assert choose_codebook_size(10**7, 4, 3) == 256
 
 
-def test_no_test_query_reaches_training(tmp_path, monkeypatch):
+@pytest.fixture
+def encoded_texts(monkeypatch) -> list[str]:
+    """Every caption training sends through the text encoder, in order."""
+    import grdr_plugin.model.text as text_mod
+
+    seen: list[str] = []
+    real = text_mod.encode_texts
+
+    def spy(tok, model, texts, *a, **k):
+        seen.extend(texts)
+        return real(tok, model, texts, *a, **k)
+
+    monkeypatch.setattr(text_mod, "encode_texts", spy)
+    return seen
+
+
+def test_no_test_query_reaches_training(tmp_path, encoded_texts):
     import grdr_plugin.model.text as text_mod
     from grdr_plugin.model.train import Trainer
 
     ds = load_dataset(make_dataset(tmp_path / "d"))
-    seen_texts: list[str] = []
-    real = text_mod.encode_texts
-
-    def spy(tok, model, texts, *a, **k):
-        seen_texts.extend(texts)
-        return real(tok, model, texts, *a, **k)
-
-    monkeypatch.setattr(text_mod, "encode_texts", spy)
+    seen_texts = encoded_texts
     cfg, tc = tiny()
     tr = Trainer(ds, tmp_path / "out", cfg, tc)
     tok, enc = text_mod.load_encoder(cfg.encoder)
@@ -121,23 +130,15 @@ def test_collision_stats():
     assert st["levels"][0]["utilisation"] == 0.75
 
 
-def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, monkeypatch):
+def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encoded_texts):
     """`grdr train --holdout`: only the derived train captions are encoded for training."""
     from typer.testing import CliRunner
 
-    import grdr_plugin.model.text as text_mod
     from grdr_plugin.cli import app
     from grdr_plugin.validation import holdout_split, load_spec
 
     data = make_dataset(tmp_path / "d")  # 12 videos: every caption text is distinct
-    encoded: list[str] = []
-    real = text_mod.encode_texts
-
-    def spy(tok, model, texts, *a, **k):
-        encoded.extend(texts)
-        return real(tok, model, texts, *a, **k)
-
-    monkeypatch.setattr(text_mod, "encode_texts", spy)
+    encoded = encoded_texts
     small = [f"--set={k}=1" for k in ("epochs_rerank", "epochs_warmup", "epochs_per_level", "epochs_fit")]
     res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "m"), "--holdout", "0.25",
                                    "--no-onnx", "--threads", "1", "--set=batch_size=8", *small])
