@@ -32,14 +32,14 @@ from ingest.schemas import RecordError
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
-from query.request import FIRST_RANK_SCRIPT
+from query.request import POOL_ORDER_SCRIPT
 from query.searcher import Searcher, clean_query
 from tests.conftest import shared_dataset
 
 ROLES_FILE = Path(__file__).resolve().parents[2] / "docs" / "opensearch-roles.yml"
 ALIAS = "msrvtt"  # the example catalog docs/opensearch-roles.yml grants
 ERRORS_INDEX = "grdr-ingest-errors"
-CONSTANT_SCRIPTS = {"knn_score", FIRST_RANK_SCRIPT}  # every script source grdr sends
+CONSTANT_SCRIPTS = {"knn_score", POOL_ORDER_SCRIPT}  # every script source grdr sends
 INJECTION = ('"}}, "script": {"source": "ctx._source.title = \'pwned\'", "lang": "painless"}}\n'
              '{"index": "grdr-id-registry"}\n{"query": {"match_all": {}}} cooking')
 
@@ -205,16 +205,17 @@ def test_query_text_and_vector_reach_opensearch_only_as_values(secure, catalog, 
             # the text: only ever the value of a DSL "query" key (the BM25 multi_match), never a key or a script
             for p in json_paths(body, lambda v: isinstance(v, str) and "pwned" in v):
                 assert p[-1] == "query" and "multi_match" in p, p
-            # every script source is one of grdr's constants; the vector is only knn_score's params.query_value
+            # every script source is one of grdr's constants; the vector is only their params.query_value
             scripts = {p: at(body, p) for p in json_paths(body, lambda v: isinstance(v, dict) and "source" in v)}
             assert all(script["source"] in CONSTANT_SCRIPTS for script in scripts.values()), scripts
-            knn = [p for p, script in scripts.items() if (script["lang"], script["source"]) == ("knn", "knn_score")]
             vectors = json_paths(body, lambda v: isinstance(v, list) and len(v) == len(qvec)
                                  and all(isinstance(x, float) for x in v))
-            assert [p + ("params", "query_value") for p in knn] == vectors
-            for p in knn:
-                assert set(scripts[p]["params"]) == {"field", "query_value", "space_type"}
-                np.testing.assert_allclose(scripts[p]["params"]["query_value"], qvec, rtol=1e-5, atol=1e-6)
+            assert sorted(p + ("params", "query_value") for p in scripts) == sorted(vectors)
+            for p, script in scripts.items():
+                want = ({"field", "query_value", "space_type"} if (script["lang"], script["source"]) == ("knn", "knn_score")
+                        else {"field", "vector", "n", "rank", "query_value"})  # the pool order (painless)
+                assert set(script["params"]) == want
+                np.testing.assert_allclose(script["params"]["query_value"], qvec, rtol=1e-5, atol=1e-6)
     admin = client_of(secure, ADMIN_ROLE)
     assert admin.count(index=ALIAS, body={"query": {"term": {"title.raw": "pwned"}}})["count"] == 0
 
