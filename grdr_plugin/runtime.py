@@ -147,6 +147,8 @@ class ModelRuntime:
             if past is None:  # decoder_step.onnx of any export takes one memory row per beam
                 cache.clear()
                 return self.step_session.run(["logprobs"], {**memory(rows), "prefix": prefix})[0]
+            if not rows.size:
+                return np.zeros((0, self.cfg.codebook_size), dtype=np.float32)
             # one call per query: its beams share one memory row (the graph's contract); the
             # search lists a query's beams contiguously
             parts = []

@@ -153,31 +153,34 @@ class Searcher:
         beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
         windows = [self.window(b, cap, bool(clauses)) for b in beams]
         size = max(k, KEYWORD_CANDIDATES) if hybrid == "rrf" else k
+        reranked = max(cap, size)  # the request's rescore window: k > cap widens the pool to k
 
-        def requests(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
-            qvec = queries.query_vec[i]
-            out = [{"index": self.index}, grdr_request(windows[i], qvec, k=size, max_pool=cap, prefixes=prefixes,
-                                                       extra_filters=clauses)]
+        def grdr_lines(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
+            return [{"index": self.index}, grdr_request(windows[i], queries.query_vec[i], k=size, max_pool=cap,
+                                                        prefixes=prefixes, extra_filters=clauses)]
+
+        def keyword_lines(i: int) -> list[dict[str, Any]]:
             if hybrid == "rrf":
-                out += [{"index": self.index}, bm25_request(texts[i], size=size, filters=clauses)]
-            elif hybrid == "union":
-                out += [{"index": self.index},
-                        keyword_candidates_request(texts[i], qvec, size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
-            return out
+                return [{"index": self.index}, bm25_request(texts[i], size=size, filters=clauses)]
+            if hybrid == "union":
+                return [{"index": self.index}, keyword_candidates_request(texts[i], queries.query_vec[i],
+                                                                          size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
+            return []
 
         per = 1 if hybrid == "off" else 2
         prefixes: list[list[str]] = [[] for _ in texts]
-        responses = self._msearch([line for i in range(len(texts)) for line in requests(i, [])])
+        responses = self._msearch([line for i in range(len(texts)) for line in grdr_lines(i, []) + keyword_lines(i)])
         # A pool smaller than k (few or filtered videos under the decoded IDs): widen by shorter
-        # prefixes and ask again, for those queries only.
-        short = [i for i in range(len(texts)) if self._pool_size(responses[i * per], cap) < k and beams[i]]
-        for i in short:
-            prefixes[i] = self.widen(beams[i], k, self._pool_size(responses[i * per], cap))
-        short = [i for i in short if prefixes[i]]
+        # prefixes and ask again, the GRDR request of those queries only.
+        for i in range(len(texts)):
+            have = self._pool_size(responses[i * per], reranked)
+            if have < k and beams[i]:
+                prefixes[i] = self.widen(beams[i], k, have)
+        short = [i for i in range(len(texts)) if prefixes[i]]
         if short:
-            again = self._msearch([line for i in short for line in requests(i, prefixes[i])])
-            for j, i in enumerate(short):
-                responses[i * per: (i + 1) * per] = again[j * per: (j + 1) * per]
+            again = self._msearch([line for i in short for line in grdr_lines(i, prefixes[i])])
+            for i, resp in zip(short, again):
+                responses[i * per] = resp
         t3 = time.perf_counter()
         results = []
         for i, ids in enumerate(windows):
@@ -185,7 +188,7 @@ class Searcher:
             hits = [self._hit(h, ids, prefixes[i]) for h in grdr_resp["hits"]["hits"]]
             if hybrid != "off":
                 hits = self._fuse(hits, responses[i * per + 1], k, hybrid)
-            results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_size=self._pool_size(grdr_resp, cap),
+            results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_size=self._pool_size(grdr_resp, reranked),
                                         timings_ms={}))
         t4 = time.perf_counter()
         n = len(texts)
@@ -203,10 +206,10 @@ class Searcher:
         return responses
 
     @staticmethod
-    def _pool_size(response: dict[str, Any], cap: int) -> int:
-        """Videos in the recalled pool: every recalled video, up to the cap."""
+    def _pool_size(response: dict[str, Any], reranked: int) -> int:
+        """Videos in the recalled pool: every recalled video, up to the rescore window."""
         total = response["hits"]["total"]
-        return min(cap, int(total["value"] if isinstance(total, dict) else total))
+        return min(reranked, int(total["value"] if isinstance(total, dict) else total))
 
     @staticmethod
     def _hit(h: dict[str, Any], ids: list[str], prefixes: list[str]) -> Hit:

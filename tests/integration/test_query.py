@@ -69,6 +69,10 @@ def test_one_search_request_per_query(searcher, monkeypatch):
     results = searcher.search_many(["a man is cooking in a kitchen", "a cat plays with a ball"], k=10)
     assert calls == [4] and all(len(r.hits) == 10 for r in results)
     assert all(0 < r.pool_size <= POOL for r in results)
+    # k above the cap widens the rescore window to k, not the terms: still one request, k hits
+    calls.clear()
+    small_cap = searcher.search("a man is cooking in a kitchen", k=10, max_pool=3)
+    assert calls == [2] and len(small_cap.hits) == 10 and small_cap.pool_size == 10
 
 
 def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tiny_model_dir):
