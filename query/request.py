@@ -32,6 +32,14 @@ def recall_clause(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
     return {"bool": {"should": [ids, {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}}], "minimum_should_match": 1}}
 
 
+# OpenSearch's default index.max_rescore_window: the pool is a rescore window, so it cannot exceed it.
+MAX_RESCORE_WINDOW = 10_000
+
+
+def check_max_pool(max_pool: int) -> None:
+    if not 1 <= max_pool <= MAX_RESCORE_WINDOW:
+        raise ValueError(f"max_pool: must be between 1 and {MAX_RESCORE_WINDOW} (OpenSearch's index.max_rescore_window)")
+
 # The pool order of grdr_plugin.pool: each recalled video's best (lowest) rank among the decoded
 # IDs (n when only a widening prefix matched), then its cosine.  Constant source; IDs and the
 # query vector travel in params only.
@@ -50,8 +58,7 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
     rescore of exactly those by knn_score.  Top-k back with the IDs each hit holds."""
     if k < 1:
         raise ValueError("k: must be at least 1")
-    if max_pool < 1:
-        raise ValueError("max_pool: must be at least 1")
+    check_max_pool(max_pool)
     ids = [str(s) for s in semantic_ids]
     rerank = knn_rerank_script(query_vec)
     order = {"lang": "painless", "source": POOL_ORDER_SCRIPT,

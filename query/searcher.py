@@ -21,7 +21,7 @@ from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request, rrf
-from query.request import grdr_request
+from query.request import check_max_pool, grdr_request
 from query.trie_store import TrieStore
 
 MAX_QUERY_CHARS = 2000
@@ -66,6 +66,7 @@ class Searcher:
                  rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0)):
         if not 1 <= beam_size <= MAX_BEAM:
             raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
+        check_max_pool(max_pool)
         self.settings = settings or get_settings()
         self.client = client or self.settings.opensearch_client()
         self.index = index
@@ -134,8 +135,8 @@ class Searcher:
         hybrid = hybrid_mode(hybrid)
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k: must be between 1 and {MAX_K}")
-        if max_pool is not None and max_pool < 1:
-            raise ValueError("max_pool: must be at least 1")
+        if max_pool is not None:
+            check_max_pool(max_pool)
         if beam_size is not None and not 1 <= beam_size <= MAX_BEAM:
             raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
         if isinstance(filters, dict):

@@ -106,8 +106,9 @@ def test_one_request_reranks_exactly_the_pool():
     assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
     assert body["query"]["script_score"]["script"]["params"]["n"] == 2
     assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)["rescore"]["window_size"] == 500  # k > cap: all reranked
-    with pytest.raises(ValueError, match="max_pool"):
-        grdr_request(["1-2-3"], np.ones(4), max_pool=0)
+    for bad in (0, 10_001):
+        with pytest.raises(ValueError, match="max_pool"):
+            grdr_request(["1-2-3"], np.ones(4), max_pool=bad)
 
 
 def test_parse_ids():
@@ -115,3 +116,10 @@ def test_parse_ids():
     assert parse_ids([], 3).shape == (0, 3)
     with pytest.raises(ValueError, match="levels"):
         parse_ids(["1-2"], 3)
+
+
+def test_searcher_refuses_a_pool_larger_than_the_rescore_window():
+    from query.searcher import Searcher
+
+    with pytest.raises(ValueError, match="max_pool: must be between 1 and 10000"):
+        Searcher("unused-model-dir", index="unused", max_pool=20_000)  # refused before any IO
