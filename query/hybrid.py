@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from grdr_plugin.index import VECTOR_FIELD
-from query.request import knn_rerank_script
+from query.request import knn_rerank_script, knn_rescore
 
 HybridMode = Literal["off", "rrf", "union"]
 HYBRID_MODES: tuple[str, ...] = ("off", "rrf", "union")
@@ -60,7 +60,5 @@ def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
     """BM25's top `size` documents, each rescored by the same knn_score as the GRDR request (the
     keyword score is dropped: query_weight 0), so both lists share one score scale."""
     body = bm25_request(text, size=size, filters=filters)
-    body["rescore"] = {"window_size": size, "query": {
-        "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": knn_rerank_script(query_vec)}},
-        "query_weight": 0.0, "rescore_query_weight": 1.0}}
+    body["rescore"] = knn_rescore(knn_rerank_script(query_vec), size)
     return body

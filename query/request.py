@@ -24,6 +24,14 @@ def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]
     }
 
 
+def knn_rescore(rerank_script: dict[str, Any], window: int) -> dict[str, Any]:
+    """Rescore the first `window` hits by the knn_score script alone (the first phase's score is
+    dropped: query_weight 0), so the returned scores are (1 + cos) / 2."""
+    return {"window_size": window, "query": {
+        "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": rerank_script}},
+        "query_weight": 0.0, "rescore_query_weight": 1.0}}
+
+
 def recall_clause(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> dict[str, Any]:
     """The recalled pool: videos holding any chosen ID, or (widening) any chosen shorter prefix."""
     ids = {"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}
@@ -71,9 +79,7 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
         "query": {"script_score": {"query": {"bool": {"filter": filters}}, "script": order}},
         # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
         # every returned hit is reranked
-        "rescore": {"window_size": max(max_pool, k), "query": {
-            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": rerank}},
-            "query_weight": 0.0, "rescore_query_weight": 1.0}},
+        "rescore": knn_rescore(rerank, max(max_pool, k)),
         # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
         "docvalue_fields": [ID_FIELD],
     }
