@@ -2,10 +2,10 @@
 
 The set of valid IDs is given as `valid_prefixes`: for each level l (0-based) a sorted int64
 array of the base-C encodings of every valid prefix of length l+1 (see
-`grdr_plugin.model.ids.encode_prefix`).  Masking a candidate is then one vectorised
-`np.searchsorted` membership test, so the same code serves in-process evaluation (torch or
-onnxruntime step functions) and the query layer (onnxruntime + a trie store that can export
-its prefixes).
+`grdr_plugin.model.ids.encode_prefix`).  A beam's valid continuations are then one contiguous
+run of the next level's array (two vectorised `np.searchsorted` per beam), so the same code
+serves in-process evaluation (torch or onnxruntime step functions) and the query layer
+(onnxruntime + a trie store that can export its prefixes).
 
 Guarantee: an emitted beam is always a full valid ID.  When fewer valid continuations than
 `beam_size` exist, the missing beams are padding: codes -1 and score -inf.  Callers must drop
@@ -33,12 +33,18 @@ def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
     return [np.unique(encode_prefix(ids[:, : l + 1], codebook_size)) for l in range(levels)]
 
 
-def _is_member(sorted_table: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    if sorted_table.size == 0:
-        return np.zeros(keys.shape, dtype=bool)
-    pos = np.searchsorted(sorted_table, keys)
-    pos = np.minimum(pos, sorted_table.size - 1)
-    return sorted_table[pos] == keys
+def _children(table: np.ndarray, parents: np.ndarray, codebook_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every valid continuation of the encoded prefixes `parents` [N]: (parent index, code) pairs
+    whose concatenation is in the sorted `table` of next-level prefixes, parent by parent, codes
+    ascending.  A parent's children are one contiguous run of the table, so this is two binary
+    searches per parent (a vectorised trie walk), not one per candidate code."""
+    C = codebook_size
+    lo = np.searchsorted(table, parents * C)
+    counts = np.searchsorted(table, parents * C + C) - lo
+    total = int(counts.sum())
+    parent = np.repeat(np.arange(parents.size), counts)
+    child = table[np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(total)]
+    return parent, child - parents[parent] * C
 
 
 def constrained_beam_search(
@@ -64,20 +70,17 @@ def constrained_beam_search(
     enc = np.zeros((Q, 1), dtype=np.int64)  # encoded prefix of each beam
     for level in range(levels):
         b = codes.shape[1]
-        live = np.isfinite(scores)  # [Q, b]; only live beams are sent to the model
-        qi, bi = np.nonzero(live)
-        logp = np.full((Q, b, C), -np.inf, dtype=np.float64)
+        qi, bi = np.nonzero(np.isfinite(scores))  # live beams; only they are sent to the model
+        total = np.full((Q, b * C), -np.inf)  # dead beams and invalid codes stay -inf
         if qi.size:
-            out = np.asarray(step_fn(qi.astype(np.int64), codes[qi, bi]), dtype=np.float64)
+            out = np.asarray(step_fn(qi.astype(np.int64), codes[qi, bi]))
             if out.shape != (qi.size, C):
                 raise ValueError(f"step_fn returned shape {out.shape}, expected {(qi.size, C)}")
+            row, code = _children(valid_prefixes[level], enc[qi, bi], C)
             # A model may emit -inf/NaN for codes it deems impossible; they stay selectable
             # (at the bottom) when valid, so validity never depends on the model's opinion.
-            out = np.nan_to_num(out, nan=-1e30, neginf=-1e30, posinf=1e30)
-            logp[qi, bi] = out
-        cand_enc = enc[:, :, None] * C + np.arange(C, dtype=np.int64)[None, None, :]  # [Q, b, C]
-        valid = _is_member(valid_prefixes[level], cand_enc) & live[:, :, None]
-        total = np.where(valid, scores[:, :, None] + logp, -np.inf).reshape(Q, b * C)
+            logp = np.fmin(np.fmax(out[row, code], -1e30), 1e30)  # fmax maps NaN to -1e30
+            total[qi[row], bi[row] * C + code] = scores[qi[row], bi[row]] + logp
         k = min(B, b * C)
         top = np.argpartition(-total, k - 1, axis=1)[:, :k] if k < b * C else np.tile(np.arange(b * C), (Q, 1))
         top_scores = np.take_along_axis(total, top, axis=1)

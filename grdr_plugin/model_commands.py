@@ -142,6 +142,19 @@ def eval_cmd(
         typer.echo(json.dumps(res))
 
 
+def export_cmd(model: Path = typer.Option(..., "--model", help="model folder written by `grdr train`")) -> None:
+    """(Re)write MODEL/onnx/ from the saved weights, e.g. after an upgrade adds serving graphs.
+    The fingerprint (weights + config) does not change, so indices built by the model stay valid."""
+    from grdr_plugin.model.artifacts import WEIGHTS
+    from grdr_plugin.model.export import export_onnx
+
+    if not (model / WEIGHTS).is_file():
+        _fail(f"--model: {model / WEIGHTS} not found; train a model with `grdr train` first")
+    out = export_onnx(model)
+    typer.echo(f"wrote {', '.join(sorted(p.name for p in out.glob('*.onnx')))} to {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("export")(export_cmd)
     app.command("eval")(eval_cmd)

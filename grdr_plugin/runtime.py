@@ -20,6 +20,10 @@ from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
 
 
+STEP_MEMORY = ("mem_k", "mem_v", "mem_bias", "text_vec")  # what decoder_step.onnx reads of a query
+LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx
+
+
 class ModelCard(BaseModel):
     """The part of config.json the serving path relies on."""
 
@@ -113,53 +117,64 @@ class ModelRuntime:
     def encode_queries(self, texts: list[str]) -> Queries:
         """Text encoder + decoder memory, once per query."""
         states, mask, qvec = self._encode_text(texts)
-        memory = self.memory_session.run(["mem_k", "mem_v", "mem_bias", "text_vec"],
-                                         {"token_states": states, "attention_mask": mask})
-        return Queries(query_vec=qvec, state=tuple(memory))
+        names = [o.name for o in self.memory_session.get_outputs()]  # older exports lack the fold_* outputs
+        memory = self.memory_session.run(names, {"token_states": states, "attention_mask": mask})
+        return Queries(query_vec=qvec, state=dict(zip(names, memory)))
 
     @cached_property
-    def has_cached_step(self) -> bool:
-        return (self.model_dir / "onnx" / "decoder_step_cached.onnx").is_file()
-
-    @cached_property
-    def cached_step_session(self):
-        return self._graph("decoder_step_cached")
+    def level_sessions(self) -> Optional[list]:
+        """(session, takes past_k/past_v) of decoder_level{n}.onnx for every level, or None for a
+        folder exported before they existed (`grdr export` writes them)."""
+        paths = [self.model_dir / "onnx" / f"decoder_level{n}.onnx" for n in range(self.cfg.levels)]
+        if not all(p.is_file() for p in paths):
+            return None
+        sessions = [self._graph(p.stem) for p in paths]
+        # past_* are inputs only where positions are cached (not at n = 0, nor when no block is)
+        return [(s, "past_k" in {i.name for i in s.get_inputs()}) for s in sessions]
 
     def step_fn(self, q: Queries):
         """A beam-search step function over these queries (see grdr_plugin.decoding).
 
         Steps of one beam search extend the previous step's prefixes, so it keeps their
-        self-attention keys/values and runs decoder_step_cached.onnx (one new position per beam).
+        self-attention keys/values and runs decoder_level{n}.onnx (one new position per beam).
         A call whose prefixes do not all extend the previous call's (a caller probing arbitrary
-        prefixes), or a model exported before that graph existed, runs the stateless
-        decoder_step.onnx instead: same log-probabilities.
+        prefixes), or a folder without level graphs, runs the stateless decoder_step.onnx
+        instead: same log-probabilities.
         """
-        mem_k, mem_v, mem_bias, text_vec = q.state
-        layers, heads, _, head_dim = mem_k.shape[1:]
-        cache = _StepCache(self.cfg.codebook_size, self.cfg.levels, layers, heads, head_dim)
+        levels = self.level_sessions
+        cache = _StepCache(self.cfg.codebook_size, self.cfg.levels)
 
-        def memory(rows) -> dict[str, np.ndarray]:
-            return {"mem_k": mem_k[rows], "mem_v": mem_v[rows], "mem_bias": mem_bias[rows], "text_vec": text_vec[rows]}
+        def memory(rows, names) -> dict[str, np.ndarray]:
+            return {name: q.state[name][rows] for name in names}
 
         def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
             prefix = np.ascontiguousarray(prefix, dtype=np.int64)
-            past = cache.past(rows, prefix) if self.has_cached_step else None
-            if past is None:  # decoder_step.onnx of any export takes one memory row per beam
+            n = prefix.shape[1]
+            past = cache.past(rows, prefix) if levels else None
+            if past is None:  # decoder_step.onnx takes one memory row per beam
                 cache.clear()
-                return self.step_session.run(["logprobs"], {**memory(rows), "prefix": prefix})[0]
+                return self.step_session.run(["logprobs"], {**memory(rows, STEP_MEMORY), "prefix": prefix})[0]
             if not rows.size:
                 return np.zeros((0, self.cfg.codebook_size), dtype=np.float32)
+            session, takes_past = levels[n]
             # one call per query: its beams share one memory row (the graph's contract); the
             # search lists a query's beams contiguously
             parts = []
             for sl in _runs(rows):
                 r = rows[sl.start]
-                parts.append(self.cached_step_session.run(
-                    ["logprobs", "present_k", "present_v"],
-                    {**memory(slice(r, r + 1)), "prefix": prefix[sl], "past_k": past[0][sl], "past_v": past[1][sl]}))
-            logprobs, keys, values = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
-            cache.store(rows, prefix, keys, values)
-            return logprobs
+                feed = {**memory(slice(r, r + 1), LEVEL_MEMORY), "prefix": prefix[sl]}
+                if takes_past:
+                    feed.update(past_k=past[0][sl], past_v=past[1][sl])
+                parts.append(session.run(None, feed))
+            outputs = [np.concatenate(x) for x in zip(*parts)] if len(parts) > 1 else parts[0]
+            if n + 1 < self.cfg.levels:
+                new_k, new_v = outputs[1], outputs[2]
+                if n:
+                    new_k, new_v = np.concatenate([past[0], new_k], axis=3), np.concatenate([past[1], new_v], axis=3)
+                cache.store(rows, prefix, new_k, new_v)
+            else:
+                cache.clear()
+            return outputs[0]
         return step
 
     def encode_videos(self, frames: np.ndarray, pooled: Optional[np.ndarray] = None,
@@ -191,10 +206,9 @@ def _runs(rows: np.ndarray) -> list[slice]:
 class _StepCache:
     """The last step's self-attention keys/values, found again by (query row, prefix)."""
 
-    def __init__(self, codebook_size: int, levels: int, layers: int, heads: int, head_dim: int):
+    def __init__(self, codebook_size: int, levels: int):
         self.base = codebook_size ** levels  # an encoded prefix of any length is < base
         self.codebook_size = codebook_size
-        self.shape = (layers, heads, 0, head_dim)
         self.clear()
 
     def clear(self) -> None:
@@ -203,13 +217,12 @@ class _StepCache:
     def _key(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         return rows.astype(np.int64) * self.base + encode_prefix(prefix, self.codebook_size)
 
-    def past(self, rows: np.ndarray, prefix: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
-        """past_k/past_v for `prefix` [R, n]: empty for n = 0, else the parents' stored entries
-        (None when the previous call did not hold every parent)."""
+    def past(self, rows: np.ndarray, prefix: np.ndarray) -> Optional[tuple[np.ndarray, ...]]:
+        """past_k/past_v for `prefix` [R, n]: () for n = 0 (nothing before it), else the parents'
+        stored entries (None when the previous call did not hold every parent)."""
         n = prefix.shape[1]
         if n == 0:
-            empty = np.zeros((rows.size, *self.shape), dtype=np.float32)
-            return empty, empty
+            return ()
         if self.length != n - 1 or self.keys is None:
             return None
         want = self._key(rows, prefix[:, :-1])

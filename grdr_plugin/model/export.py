@@ -4,23 +4,31 @@ text_encoder.onnx   input_ids int64 [B,T], attention_mask int64 [B,T]
                     -> token_states float32 [B,T,H], query_vec float32 [B,D] (unit norm)
 decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
                     -> mem_k, mem_v float32 [B,layers,heads,T+1,dh] (cross-attention keys/values),
-                       mem_bias float32 [B,1,1,T+1] (padding mask), text_vec float32 [B,d]
+                       mem_bias float32 [B,1,1,T+1] (padding mask), text_vec float32 [B,d],
+                       fold_k [B,layers,w,heads*(T+1)], fold_bias [B,layers,heads*(T+1)],
+                       fold_v [B,layers,heads*(T+1),w]: the same memory with the cross-attention
+                       q and o projections folded in (Attention.fold)
 decoder_step.onnx   mem_k, mem_v, mem_bias, text_vec (rows gathered per beam), prefix int64 [B,t]
                     (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
                     -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
-decoder_step_cached.onnx  mem_k, mem_v, mem_bias, text_vec of ONE query ([1, ...]: all B beams share it;
-                    exports before 2026-11-27 also took one row per beam),
-                    prefix int64 [B,t], past_k, past_v float32 [B,layers,heads,t,dh] (the self-attention
-                    keys/values of positions 0..t-1, returned by the previous step; t = 0: empty)
-                    -> logprobs float32 [B,C], present_k, present_v [B,layers,heads,t+1,dh]
+decoder_level{n}.onnx  (n = 0..L-1) one step for prefixes of exactly n codes: fold_k, fold_bias,
+                    fold_v, text_vec of ONE query ([1, ...]: all B beams share it), prefix int64
+                    [B,n], past_k, past_v float32 [B,cached,heads,n,dh] (the self-attention keys/values
+                    of positions 0..n-1 of the cached blocks: every block but the first when the graph
+                    holds per-prefix tables of all C**n prefixes (CodeDecoder.level_tables), else every
+                    block)
+                    -> logprobs float32 [B,C], new_k, new_v [B,cached,heads,1,dh] (position n's, to
+                    append to past; the last level has none)
 video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
                     -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
 
 The decoder's memory (projections of the query's token states) is computed once per query;
 each beam-search step only gathers it by row, so a step costs the decoder blocks alone.  The
-cached step (what the serving path runs) also reuses the earlier positions' self-attention, so a
-step computes one position per beam instead of t+1; decoder_step.onnx stays for callers that hold
-no cache (any prefix, in any order).
+level graphs (what the serving path runs) compute one new position per beam: earlier positions'
+self-attention comes from the cache, the first block's self-attention and the output head's prefix
+terms from per-prefix tables (they see codes only), and the position count is fixed per graph so
+attention over it is unrolled.
+decoder_step.onnx stays for callers that hold no cache (any prefix, in any order).
 """
 from __future__ import annotations
 
@@ -34,6 +42,8 @@ from grdr_plugin.model.artifacts import ONNX_DIR
 from grdr_plugin.model.nets import GRDR, masked_mean
 
 OPSET = 17
+FOLDED = ["fold_k", "fold_bias", "fold_v"]  # decoder memory with the cross-attention projections folded in
+MAX_TABLE_BYTES = 32 << 20  # per-prefix tables of one level graph
 
 
 class TextEncoderGraph(nn.Module):
@@ -55,8 +65,11 @@ class DecoderMemoryGraph(nn.Module):
     def forward(self, token_states, attention_mask):
         pooled = F.normalize(masked_mean(token_states, attention_mask), dim=-1)
         text_vec = self.model.text_code(pooled)
-        kv, bias = self.model.decoder.memory(token_states, attention_mask, text_vec)
-        return torch.stack([k for k, _ in kv], 1), torch.stack([v for _, v in kv], 1), bias, text_vec
+        dec = self.model.decoder
+        kv, bias = dec.memory(token_states, attention_mask, text_vec)
+        folded = dec.fold_memory(kv, bias)
+        return (torch.stack([k for k, _ in kv], 1), torch.stack([v for _, v in kv], 1), bias, text_vec,
+                *(torch.stack(part, 1) for part in zip(*folded)))
 
 
 class DecoderStepGraph(nn.Module):
@@ -70,16 +83,26 @@ class DecoderStepGraph(nn.Module):
         return logits[:, -1].log_softmax(-1)
 
 
-class DecoderStepCachedGraph(nn.Module):
-    def __init__(self, model: GRDR):
-        super().__init__()
-        self.model = model
+class DecoderLevelGraph(nn.Module):
+    """decoder_level{n}.onnx: one beam-search step for prefixes of exactly n codes."""
 
-    def forward(self, mem_k, mem_v, mem_bias, text_vec, prefix, past_k, past_v):
-        kv = [(mem_k[:, i], mem_v[:, i]) for i in range(mem_k.shape[1])]
-        logits, keys, values = self.model.decoder.decode_cached(kv, mem_bias, text_vec, prefix, past_k, past_v,
-                                                                self.model.rq.codebooks)
-        return logits.log_softmax(-1), keys, values
+    def __init__(self, model: GRDR, n: int):
+        super().__init__()
+        self.model, self.n = model, n
+        cfg = model.cfg
+        # per-prefix lookups (the first block's self-attention, the output head's prefix terms)
+        # while the tables stay small: C**n rows of 2w + C + 2 floats
+        small = cfg.codebook_size ** n * (2 * cfg.decoder_dim + cfg.codebook_size + 2) * 4 <= MAX_TABLE_BYTES
+        self.tables = model.decoder.level_tables(n, model.rq.codebooks) if small else None
+
+    @property
+    def cached_layers(self) -> int:
+        return self.model.cfg.decoder_layers - (self.tables is not None)
+
+    def forward(self, fold_k, fold_bias, fold_v, text_vec, prefix, past_k, past_v):
+        folded = [(fold_k[:, i], fold_bias[:, i], fold_v[:, i]) for i in range(fold_k.shape[1])]
+        return self.model.decoder.decode_level(folded, text_vec, prefix, past_k, past_v,
+                                               self.model.rq.codebooks, self.tables)
 
 
 class VideoEncoderGraph(nn.Module):
@@ -98,6 +121,34 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                       opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
+def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
+    """decoder_level{n}.onnx for n = 0..L-1, traced with one memory row that every beam shares
+    (see Attention.attend_shared); the last level has no keys/values to hand on."""
+    cfg = model.cfg
+    heads = model.decoder.heads
+    for n in range(cfg.levels):
+        graph = DecoderLevelGraph(model, n)
+        rows = 1 if n == 0 else 3
+        prefix = torch.zeros(rows, n, dtype=torch.int64)
+        past = torch.randn(rows, graph.cached_layers, heads, n, cfg.decoder_dim // heads)
+        last = n == cfg.levels - 1
+        outputs = ["logprobs"] if last else ["logprobs", "new_k", "new_v"]
+        axes = {name: {0: "batch"} for name in ["prefix", "past_k", "past_v", *outputs]}
+        axes.update({"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"}})
+        module = _FirstOutput(graph) if last else graph
+        _export(module, (*one_memory, prefix, past, past), out / f"decoder_level{n}.onnx",
+                [*FOLDED, "text_vec", "prefix", "past_k", "past_v"], outputs, axes)
+
+
+class _FirstOutput(nn.Module):
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        return self.module(*args)[0]
+
+
 def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Module | None = None) -> Path:
     """Write MODEL_DIR/onnx/*.onnx from the saved folder (or from given in-memory modules)."""
     from grdr_plugin.model.artifacts import load_model
@@ -109,6 +160,7 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
     cfg = model.cfg
     out = model_dir / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
+    (out / "decoder_step_cached.onnx").unlink(missing_ok=True)  # replaced by decoder_level{n}.onnx
     b, t = 2, 7
     ids = torch.randint(1000, 2000, (b, t), dtype=torch.int64)
     mask = torch.ones(b, t, dtype=torch.int64)
@@ -120,28 +172,20 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                  "token_states": {0: "batch", 1: "tokens"}, "query_vec": {0: "batch"}})
         states = torch.randn(b, t, cfg.text_dim)
         _export(DecoderMemoryGraph(model), (states, mask), out / "decoder_memory.onnx",
-                ["token_states", "attention_mask"], ["mem_k", "mem_v", "mem_bias", "text_vec"],
+                ["token_states", "attention_mask"], ["mem_k", "mem_v", "mem_bias", "text_vec", *FOLDED],
                 {"token_states": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                  "mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
-                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"}})
-        mem_k, mem_v, mem_bias, text_vec = DecoderMemoryGraph(model)(states, mask)
+                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
+                 "fold_k": {0: "batch", 3: "heads_memory"}, "fold_bias": {0: "batch", 2: "heads_memory"},
+                 "fold_v": {0: "batch", 2: "heads_memory"}})
+        mem_k, mem_v, mem_bias, text_vec, *folded = DecoderMemoryGraph(model)(states, mask)
         prefix = torch.zeros(b, min(1, cfg.levels - 1), dtype=torch.int64)
         _export(DecoderStepGraph(model), (mem_k, mem_v, mem_bias, text_vec, prefix), out / "decoder_step.onnx",
                 ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix"], ["logprobs"],
                 {"mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
                  "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
                  "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
-        dec = model.decoder
-        past = torch.randn(b, cfg.decoder_layers, dec.heads, prefix.shape[1], cfg.decoder_dim // dec.heads)
-        one = (mem_k[:1], mem_v[:1], mem_bias[:1], text_vec[:1])  # traced with one shared memory row: see attend_one
-        _export(DecoderStepCachedGraph(model), (*one, prefix, past, past),
-                out / "decoder_step_cached.onnx",
-                ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix", "past_k", "past_v"],
-                ["logprobs", "present_k", "present_v"],
-                {"mem_k": {3: "memory"}, "mem_v": {3: "memory"}, "mem_bias": {3: "memory"},
-                 "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"},
-                 "past_k": {0: "batch", 3: "steps"}, "past_v": {0: "batch", 3: "steps"},
-                 "present_k": {0: "batch", 3: "steps_out"}, "present_v": {0: "batch", 3: "steps_out"}})
+        _export_levels(model, (*(part[:1] for part in folded), text_vec[:1]), out)
         frames = torch.randn(3, cfg.frames, cfg.feature_dim)
         pooled = torch.randn(3, cfg.feature_dim)
         _export(VideoEncoderGraph(model), (frames, pooled), out / "video_encoder.onnx",

@@ -121,26 +121,41 @@ class Attention(nn.Module):
         b, h, t, dh = out.shape
         return self.o(out.transpose(1, 2).reshape(b, t, h * dh))
 
-    def attend_one(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias) -> torch.Tensor:
-        """attend() for ONE query position x [B,1,d] (inference); same math, cheaper kernels.
+    def fold(self, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
+        """Fold the q and o projections into a memory k/v [B,h,T,dh] with bias [B,1,1,T], once per
+        query: q_h·k_t = x·(W_q,h^T k_t) + b_q,h·k_t and o = sum_h att_h (v_h W_o,h^T).  Returns
+        keys [B,d,h·T], key_bias [B,h·T], values [B,h·T,d] for attend_folded."""
+        b, heads, t, dh = k.shape
+        keys = torch.einsum("hdi,bhtd->biht", self.q.weight.reshape(heads, dh, -1), k).reshape(b, -1, heads * t)
+        key_bias = torch.einsum("hd,bhtd->bht", self.q.bias.reshape(heads, dh), k) + bias[:, 0] * math.sqrt(dh)
+        values = torch.einsum("bhtd,ohd->bhto", v, self.o.weight.reshape(-1, heads, dh)).reshape(b, heads * t, -1)
+        return keys / math.sqrt(dh), key_bias.reshape(b, heads * t) / math.sqrt(dh), values
 
-        k/v [B or 1, h, T, dh]; bias broadcastable to [B, h, 1, T].  As q @ k^T a batch of 1×T
-        products is B·h tiny GEMMs in onnxruntime.  One memory that every row shares (k batch 1:
-        one query's beams) becomes h GEMMs [B, dh] x [dh, T]; per-row keys (the self-attention
-        cache) become an elementwise product and a sum.  In an ONNX trace the branch is fixed
-        by the traced shapes (export.py traces the shared-memory case for cross-attention).
-        """
-        q = _split_heads(self.q(x), self.heads)  # [B, h, 1, dh]
-        b, h, _, dh = q.shape
-        if k.shape[0] == 1:
-            qh = q[:, :, 0].transpose(0, 1)  # [h, B, dh]
-            bias_h = bias[0].transpose(0, 1) if torch.is_tensor(bias) else bias  # [1, 1, T] -> broadcast [h, B, T]
-            att = qh @ k[0].transpose(-1, -2) / math.sqrt(dh) + bias_h  # [h, B, T]
-            out = (att.softmax(-1) @ v[0]).transpose(0, 1)  # [B, h, dh]
-        else:
-            att = (q * k).sum(-1) / math.sqrt(dh) + (bias[:, :, 0] if torch.is_tensor(bias) else bias)  # [B, h, T]
-            out = (att.softmax(-1).unsqueeze(-1) * v).sum(-2)  # [B, h, dh]
-        return self.o(out.reshape(b, 1, h * dh))
+    def attend_folded(self, x: torch.Tensor, keys: torch.Tensor, key_bias: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """attend() for ONE query position x [B,1,d] against one folded memory (batch 1, see fold)
+        that every row shares (one query's beams): two GEMMs of width h·T (a few dozen) per row
+        instead of the q and o projections (width d) and h small ones."""
+        att = (x[:, 0] @ keys[0] + key_bias).reshape(x.shape[0], self.heads, -1).softmax(-1)  # [B, h, T]
+        return (att.reshape(x.shape[0], -1) @ values[0] + self.o.bias).unsqueeze(1)
+
+    def project_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of one position x [B,1,d], each [B,h,dh], as one GEMM (weights concatenated)."""
+        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        qkv = F.linear(x[:, 0], w, torch.cat([self.q.bias, self.k.bias, self.v.bias]))
+        return tuple(part.reshape(x.shape[0], self.heads, -1) for part in qkv.chunk(3, dim=-1))
+
+    def attend_cached(self, q: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """attend() for ONE query position, its query q [B,h,dh] given, over per-row keys/values of
+        each position ([B,h,dh] each, the new one last) -> [B,1,d].  Written per position: a decoder
+        step has at most L of them, and an unrolled product + last-axis sum is far cheaper in
+        onnxruntime than B·h tiny GEMMs or a reduction over the position axis (an ONNX trace fixes
+        the count: one graph per level)."""
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        att = torch.stack([(q * k).sum(-1) for k in keys], -1).mul(scale).softmax(-1)  # [B, h, n]
+        out = att[..., :1] * values[0]
+        for j in range(1, len(values)):
+            out = out + att[..., j: j + 1] * values[j]
+        return self.o(out.reshape(q.shape[0], 1, -1))
 
 
 class DecoderBlock(nn.Module):
@@ -156,15 +171,21 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(self.self_att(h, h, self_bias))
         return self._cross_and_mlp(x, mem, mem_bias)
 
-    def forward_cached(self, x_new, past_k, past_v, mem, mem_bias):
-        """One new position `x_new` [B,1,w] after cached self-attention keys/values [B,h,n,dh]
-        of the earlier positions (inference only) -> (output [B,1,w], keys, values [B,h,n+1,dh])."""
-        h = self.ln1(x_new)
-        k_new, v_new = self.self_att.keys_values(h)
-        k, v = torch.cat([past_k, k_new], dim=2), torch.cat([past_v, v_new], dim=2)
-        x = x_new + self.self_att.attend_one(h, k, v, 0.0)  # the last position sees every earlier one
-        x = x + self.cross_att.attend_one(self.ln2(x), *mem, mem_bias)
-        return x + self.mlp(self.ln3(x)), k, v
+    def forward_cached(self, x_new, past_k, past_v, folded):
+        """One new position `x_new` [B,1,w] after cached self-attention keys/values [B,h,n,dh] of
+        the earlier positions and one folded memory every row shares (inference only) ->
+        (output [B,1,w], this position's keys and values [B,h,1,dh])."""
+        q, k_new, v_new = self.self_att.project_one(self.ln1(x_new))
+        n = past_k.shape[2]
+        keys = [past_k[:, :, j] for j in range(n)] + [k_new]
+        values = [past_v[:, :, j] for j in range(n)] + [v_new]
+        x = x_new + self.self_att.attend_cached(q, keys, values)  # the last position sees every earlier one
+        return self.cross_and_mlp_one(x, folded), k_new.unsqueeze(2), v_new.unsqueeze(2)
+
+    def cross_and_mlp_one(self, x, folded):
+        """Cross-attention (one folded memory every row shares) and MLP of one position x [B,1,w]."""
+        x = x + self.cross_att.attend_folded(self.ln2(x), *folded)
+        return x + self.mlp(self.ln3(x))
 
     def _cross_and_mlp(self, x, mem, mem_bias):
         x = x + self.drop(self.cross_att(self.ln2(x), mem, mem_bias))
@@ -211,6 +232,10 @@ class CodeDecoder(nn.Module):
         kv = [(_split_heads(b.cross_att.k(mem), self.heads), _split_heads(b.cross_att.v(mem), self.heads)) for b in self.blocks]
         return kv, bias
 
+    def fold_memory(self, kv, bias):
+        """memory() with each block's cross-attention projections folded in (Attention.fold)."""
+        return [blk.cross_att.fold(k, v, bias) for blk, (k, v) in zip(self.blocks, kv)]
+
     def decode(self, kv, mem_bias, text_vec, prefix, codebooks) -> torch.Tensor:
         """Logits [B, n+1, C] given precomputed memory: rows aligned with prefix, or one row that
         every prefix shares (one query's beams, with no per-beam copy of the memory)."""
@@ -224,27 +249,101 @@ class CodeDecoder(nn.Module):
         cum = torch.cat([torch.zeros_like(text_vec).unsqueeze(1), torch.cumsum(words, dim=1)], dim=1)  # [B, n+1, d]
         return self._logits(text_vec.unsqueeze(1) - cum, x, codebooks[: n + 1])
 
-    def decode_cached(self, kv, mem_bias, text_vec, prefix, past_k, past_v, codebooks):
-        """The last position only, reusing the self-attention keys/values of the earlier ones.
+    def level_tables(self, n: int, codebooks, chunk: int = 4096) -> dict[str, torch.Tensor]:
+        """What decode_level needs per prefix of n codes that depends on the codes alone, for all
+        C**n prefixes (row = the prefix's base-C encoding, first code most significant, as
+        `grdr_plugin.model.ids.encode_prefix`), so a serving graph gathers it instead of computing it:
 
-        past_k/past_v [B, layers, heads, n, dh] (n = prefix length; n = 0 is empty) ->
-        (logits [B, C] of level n+1, keys/values [B, layers, heads, n+1, dh]).  Equals
-        decode(...)[:, -1] (inference: dropout off); a beam step then costs one position, not n+1.
+        state     [P, w]  the first block's state after its self-attention at position n (the text
+                          enters at cross-attention)
+        sum_books [P, C]  S·b_c, S = the prefix's summed codewords, b_c = level n+1's unit codewords
+        sum_out   [P, w]  W_out^T S
+        sum_sq    [P]     |S|^2
+        sum_bias  [P]     S·b_out
+        and the head's constants: text_keys [d, n·C + C + w + 1] (what the query vector t is dotted
+        with: the codewords of levels 1..n, the b_c, W_out, b_out), gram = W_out^T W_out,
+        out_bias = W_out^T b_out, bias_sq = |b_out|^2, out_books = W_out^T b_c [w, C], bias_books = b_out·b_c [C].
+        """
+        size = codebooks.shape[1]
+        prefixes = torch.cartesian_prod(*[torch.arange(size)] * n).reshape(-1, n) if n else torch.zeros(1, 0, dtype=torch.int64)
+        blk = self.blocks[0]
+        causal = torch.triu(torch.ones(n + 1, n + 1), diagonal=1) * -1e4
+        books = F.normalize(codebooks[n], dim=-1)
+        parts = []
+        for part in prefixes.split(chunk):
+            words, x = self._inputs(part, codebooks)
+            h = blk.ln1(x)
+            summed = words.sum(1)
+            parts.append({"state": (x + blk.self_att(h, h, causal))[:, -1], "sum_books": summed @ books.T,
+                          "sum_out": summed @ self.out.weight, "sum_sq": (summed * summed).sum(-1),
+                          "sum_bias": summed @ self.out.bias})
+        weight, bias = self.out.weight, self.out.bias  # [d, w], [d]
+        text_keys = torch.cat([codebooks[:n].reshape(n * size, books.shape[1]), books, weight.T, bias[None]]).T
+        return {**{key: torch.cat([p[key] for p in parts]) for key in parts[0]},
+                "text_keys": text_keys, "gram": weight.T @ weight, "out_bias": weight.T @ bias, "bias_sq": bias @ bias,
+                "out_books": weight.T @ books.T, "bias_books": books @ bias}
+
+    def decode_level(self, folded, text_vec, prefix, past_k, past_v, codebooks, tables=None):
+        """The last position only, given one folded memory every row shares (one query's beams).
+
+        prefix [B, n]; past_k/past_v [B, cached layers, heads, n, dh]: the self-attention keys and
+        values of positions 0..n-1 of every block but the first when `tables` (= level_tables(n))
+        are given, of every block otherwise -> (log-probabilities [B, C] of level n+1, this
+        position's keys/values [B, cached layers, heads, 1, dh]).  Equals
+        decode(...)[:, -1].log_softmax(-1) (inference: dropout off); a step costs one position.
         """
         b, n = prefix.shape[0], prefix.shape[1]
-        text_vec = text_vec.expand(b, -1)
-        words = self._words(prefix, codebooks)
-        # input of position n only: BOS when n = 0, else the last codeword (no Python branch: the
-        # ONNX trace must serve every prefix length; words[:, -1:] is empty when n = 0)
-        x = torch.cat([self.bos.expand(b, 1, -1), self._embed(words[:, -1:])], dim=1)[:, -1:] + self.level_emb[n: n + 1]
+        blocks = list(self.blocks)
+        if tables is not None:
+            index = prefix.new_zeros(b)
+            for j in range(n):  # base-C encoding, as the tables' rows
+                index = index * codebooks.shape[1] + prefix[:, j]
+            x = blocks.pop(0).cross_and_mlp_one(tables["state"][index].unsqueeze(1), folded[0])
+            folded = folded[1:]
+        elif n:
+            x = self._embed(self._words(prefix[:, -1:], codebooks[n - 1: n])) + self.level_emb[n]
+        else:
+            x = self.bos.expand(b, 1, -1) + self.level_emb[0]
         keys, values = [], []
-        for i, (blk, (k, v)) in enumerate(zip(self.blocks, kv)):
-            x, k_all, v_all = blk.forward_cached(x, past_k[:, i], past_v[:, i], (k, v), mem_bias)
-            keys.append(k_all)
-            values.append(v_all)
-        residual = text_vec - words.sum(1)
-        logits = self._logits(residual.unsqueeze(1), x, codebooks[n: n + 1])[:, 0]
-        return logits, torch.stack(keys, 1), torch.stack(values, 1)
+        for i, (blk, mem) in enumerate(zip(blocks, folded)):
+            x, k, v = blk.forward_cached(x, past_k[:, i], past_v[:, i], mem)
+            keys.append(k)
+            values.append(v)
+        u = self.ln(x[:, 0])
+        if tables is not None:
+            logits = self._folded_logits(u, text_vec, prefix, index, codebooks, tables)
+        else:
+            residual = F.normalize(text_vec - self._words(prefix, codebooks).sum(1), dim=-1)
+            z = F.normalize(self.prior_gain * residual + self.out(u), dim=-1)
+            logits = self.scale() * (z @ F.normalize(codebooks[n], dim=-1).T)
+        if not keys:  # a one-block decoder with tables caches nothing
+            none = text_vec.new_zeros(b, 0, self.heads, 1, x.shape[-1] // self.heads)
+            return logits.log_softmax(-1), none, none
+        return logits.log_softmax(-1), torch.stack(keys, 1), torch.stack(values, 1)
+
+    def _folded_logits(self, u, text_vec, prefix, index, codebooks, tables):
+        """_logits() of level n+1 without the d-wide vectors: with r = t - S (the residual prior),
+        y = W_out u + b_out and z = (g r/|r| + y) / |g r/|r| + y|,
+          z·b_c = (g (t·b_c - S·b_c)/|r| + u·(W_out^T b_c) + b_out·b_c) / |g r/|r| + y|
+          |r|^2 = |t|^2 - 2 t·S + |S|^2,   |y|^2 = u^T (W_out^T W_out) u + 2 u·(W_out^T b_out) + |b_out|^2
+          |g r/|r| + y|^2 = g^2 + 2 g (u·(W_out^T t - W_out^T S) + t·b_out - S·b_out)/|r| + |y|^2
+        where every S term is a table row and t·S sums one entry per code; per row that is two
+        GEMMs of width C and w instead of d-wide ones (d = code_dim > w here)."""
+        tab, n, size = tables, prefix.shape[1], codebooks.shape[1]
+        t = text_vec[:1]  # [1, d]
+        # one GEMM for every dot product with t (ONNX Runtime is slow on matrix-vector products)
+        t_keys = t @ tab["text_keys"]
+        t_books, t_out, t_bias = t_keys[:, n * size:(n + 1) * size], t_keys[:, (n + 1) * size:-1], t_keys[0, -1]
+        t_dot_s = torch.zeros_like(u[:, 0])
+        for j in range(n):
+            t_dot_s = t_dot_s + t_keys[0, j * size + prefix[:, j]]
+        inv_r = ((t * t).sum() - 2 * t_dot_s + tab["sum_sq"][index]).clamp_min(1e-24).rsqrt()  # F.normalize's eps
+        y_sq = ((u @ tab["gram"] + 2 * tab["out_bias"]) * u).sum(-1) + tab["bias_sq"]
+        r_dot_y = ((u * (t_out - tab["sum_out"][index])).sum(-1) + t_bias - tab["sum_bias"][index]) * inv_r
+        g = self.prior_gain
+        norm = (g * g + 2 * g * r_dot_y + y_sq).clamp_min(1e-24).rsqrt()
+        dots = g * (t_books - tab["sum_books"][index]) * inv_r[:, None] + u @ tab["out_books"] + tab["bias_books"]
+        return self.scale() * dots * norm[:, None]
 
     def _words(self, prefix, codebooks):
         """Codewords of the prefix [B, n, d]."""

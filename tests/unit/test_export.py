@@ -21,13 +21,20 @@ from grdr_plugin.model.tiny import build_tiny_model  # noqa: E402
 TEXTS = ["a man is slicing a tomato", "two dogs run on the beach", "a woman sings", "cooking pasta in a kitchen"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from grdr_plugin.model.export import export_onnx
+@pytest.fixture(scope="module", params=[(1, True), (2, True), (2, False)], ids=["1-block", "2-blocks", "2-blocks-no-tables"])
+def exported(tmp_path_factory, request):
+    """A tiny model folder exported from disk.  With per-prefix tables a one-block decoder caches
+    nothing (its only block's self-attention is a table) and two blocks cache the second's
+    keys/values; without them (too many prefixes) every block is computed and cached."""
+    from grdr_plugin.model import export
 
+    layers, tables = request.param
     d = tmp_path_factory.mktemp("model")
-    build_tiny_model(d, export=False)
-    export_onnx(d)  # from the saved folder, as `grdr train` does
+    build_tiny_model(d, export=False, decoder_layers=layers)
+    with pytest.MonkeyPatch.context() as mp:
+        if not tables:
+            mp.setattr(export, "MAX_TABLE_BYTES", 0)
+        export.export_onnx(d)  # from the saved folder, as `grdr train` does
     return d
 
 
@@ -72,8 +79,8 @@ def test_onnx_matches_torch(exported):
     np.testing.assert_allclose(st, so, atol=1e-3)
 
 
-def test_cached_step_extends_the_previous_step_and_equals_torch(exported):
-    """The serving step reuses the last step's self-attention (decoder_step_cached.onnx) for one query's
+def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
+    """The serving step reuses the last step's self-attention (decoder_level{n}.onnx) for one query's
     beams (shared memory row) and for many queries (gathered rows); a prefix whose parent it did not
     see runs the stateless graph. Every path gives torch's log-probabilities."""
     from grdr_plugin.model.runtime import TorchBackend
@@ -88,7 +95,9 @@ def test_cached_step_extends_the_previous_step_and_equals_torch(exported):
         for _ in range(3):
             np.testing.assert_allclose(torch_step(rows, prefix), onnx_step(rows, prefix), atol=1e-3)
             prefix = np.concatenate([prefix, rng.integers(0, 8, (rows.size, 1))], axis=1)
+    assert "step_session" not in vars(ob)  # every step above ran a level graph
     cache_misses = ob.step_fn(oq)
     cache_misses(np.arange(4), np.zeros((4, 0), np.int64))
     stranger = rng.integers(0, 8, (4, 2))  # length 2 after a length-0 call: no parent cached
     np.testing.assert_allclose(tb.step_fn(tq)(np.arange(4), stranger), cache_misses(np.arange(4), stranger), atol=1e-3)
+    assert "step_session" in vars(ob)

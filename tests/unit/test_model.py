@@ -13,9 +13,9 @@ from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_s
 from tests.unit.test_data import make_dataset  # noqa: E402
 
 
-def tiny(views: int = 2) -> tuple[ModelConfig, TrainConfig]:
+def tiny(views: int = 2, decoder_layers: int = 1) -> tuple[ModelConfig, TrainConfig]:
     cfg = ModelConfig(views=views, levels=3, codebook_size=4, feature_dim=16, frames=3, code_dim=16, rerank_dim=8,
-                      decoder_dim=16, decoder_layers=1, decoder_heads=2, hidden_dim=32)
+                      decoder_dim=16, decoder_layers=decoder_layers, decoder_heads=2, hidden_dim=32)
     tc = TrainConfig(batch_size=8, threads=1, epochs_rerank=1, epochs_warmup=1, epochs_per_level=1, epochs_fit=1)
     return cfg, tc
 
@@ -152,31 +152,35 @@ def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encode
     assert set(encoded) == {val.query_text[i] for i in val.train_queries()}
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_cached_decoding_equals_full_decoding(shared):
-    """decode_cached (one new position, self-attention cache) == decode(...)[:, -1] for every
-    prefix length, with one memory all rows share (attend_one's GEMM path) or one per row."""
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("tabled", [True, False])
+def test_level_decoding_equals_full_decoding(layers, tabled):
+    """decode_level (one new position: cached self-attention, the first block and the output
+    head's prefix terms from per-prefix tables or computed, one memory every row shares) ==
+    decode(...)[:, -1] for every prefix length."""
     from grdr_plugin.model.nets import GRDR
 
-    cfg, _ = tiny()
+    cfg, _ = tiny(decoder_layers=layers)
     model = GRDR(cfg).eval()
     dec, books = model.decoder, model.rq.codebooks
     g = torch.Generator().manual_seed(0)
     rows = 5
-    states = torch.randn(1 if shared else rows, 6, cfg.text_dim, generator=g)
+    states = torch.randn(1, 6, cfg.text_dim, generator=g)
     mask = torch.ones(states.shape[:2], dtype=torch.int64)
     mask[0, 4:] = 0
-    text_vec = torch.nn.functional.normalize(torch.randn(states.shape[0], cfg.code_dim, generator=g), dim=-1)
+    text_vec = torch.nn.functional.normalize(torch.randn(1, cfg.code_dim, generator=g), dim=-1)
     with torch.no_grad():
         kv, bias = dec.memory(states, mask, text_vec)
         full_kv = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in kv]
         full_bias, full_text = bias.expand(rows, -1, -1, -1), text_vec.expand(rows, -1)
-        shape = (rows, cfg.decoder_layers, dec.heads, 0, cfg.decoder_dim // dec.heads)
-        past_k = past_v = torch.zeros(shape)
+        cached = layers - tabled
+        past_k = past_v = torch.zeros(rows, cached, dec.heads, 0, cfg.decoder_dim // dec.heads)
         prefix = torch.zeros(rows, 0, dtype=torch.int64)
         for n in range(cfg.levels):
-            want = dec.decode(full_kv, full_bias, full_text, prefix, books)[:, -1]
-            got, past_k, past_v = dec.decode_cached(kv, bias, text_vec, prefix, past_k, past_v, books)
+            want = dec.decode(full_kv, full_bias, full_text, prefix, books)[:, -1].log_softmax(-1)
+            tables = dec.level_tables(n, books) if tabled else None
+            got, new_k, new_v = dec.decode_level(dec.fold_memory(kv, bias), text_vec, prefix, past_k, past_v, books, tables)
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-            assert past_k.shape[3] == n + 1
+            assert new_k.shape == (rows, cached, dec.heads, 1, cfg.decoder_dim // dec.heads)
+            past_k, past_v = torch.cat([past_k, new_k], dim=3), torch.cat([past_v, new_v], dim=3)
             prefix = torch.cat([prefix, torch.randint(0, cfg.codebook_size, (rows, 1), generator=g)], dim=1)
