@@ -3,8 +3,8 @@
 Every video holding a decoded ID is a candidate, at its best-ranked ID.  Candidates are ordered
 by that rank (best beam first), then by the dense score, and the first `max_pool` are the pool,
 which the dense reranker then orders.  OpenSearch applies the rule inside the one search request
-(`query.request.grdr_request`: a painless first phase scores `pool_order_key`, a rescore of the
-first `max_pool` hits by knn_score ranks the pool); in-process evaluation applies it with
+(`query.request.grdr_request`: a first phase scores `pool_order_key` with native queries and
+the k-NN scorer, a rescore of the first `max_pool` hits by knn_score ranks the pool); in-process evaluation applies it with
 `pool_members`.  Both therefore recall the same videos.  Ordering the last, partly fitting ID's
 videos by dense score (rather than dropping that ID) keeps the pool full without knowing in
 advance how many distinct videos each ID holds, which is what lets one request do it.
@@ -20,10 +20,11 @@ DEFAULT_MAX_POOL = 300
 
 
 def pool_order_key(best_rank: np.ndarray, n_ids: int, cosine: np.ndarray) -> np.ndarray:
-    """float32, higher = earlier: `(n_ids - best_rank) + (1 + cosine) / 2`, what the painless
-    script returns (Lucene keeps scores as float32, so ties fall where OpenSearch's fall)."""
-    return ((n_ids - np.asarray(best_rank, dtype=np.float64)) + 0.5 * (1.0 + np.asarray(cosine, dtype=np.float64))
-            ).astype(np.float32)
+    """float32, higher = earlier: `(n_ids - best_rank) + (1 + cosine) / 2`, as OpenSearch scores it
+    (function_score sums the dis_max rank score and the knn_score script, both float32, in float32;
+    so ties fall where OpenSearch's fall)."""
+    rank_score = (n_ids - np.asarray(best_rank, dtype=np.int64)).astype(np.float32)
+    return rank_score + (0.5 * (1.0 + np.asarray(cosine, dtype=np.float64))).astype(np.float32)
 
 
 def pool_members(best_rank: np.ndarray, n_ids: int, cosine: np.ndarray, max_pool: int) -> np.ndarray:

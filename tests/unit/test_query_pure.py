@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
-from query.request import POOL_ORDER_SCRIPT, grdr_request
+from query.request import grdr_request
 from query.searcher import MAX_QUERY_CHARS, clean_query
 from query.trie_store import parse_ids
 
@@ -34,13 +34,22 @@ def test_control_characters_become_spaces():
 def test_query_text_and_vector_travel_only_as_values():
     evil = '"}}, "script": {"source": "System.exit(0)"'
     body = grdr_request([evil, "1-2-3"], np.ones(4), k=5)
-    order = body["query"]["script_score"]["script"]
-    assert order["source"] == POOL_ORDER_SCRIPT and order["lang"] == "painless"
-    assert order["params"]["rank"] == {evil: 0, "1-2-3": 1} and order["params"]["query_value"] == [1.0] * 4
-    assert body["query"]["script_score"]["query"]["bool"]["filter"][0] == {"terms": {"grdr_ids": [evil, "1-2-3"]}}
-    script = body["rescore"]["query"]["rescore_query"]["script_score"]["script"]
-    assert script["source"] == "knn_score" and script["lang"] == "knn"
-    assert script["params"]["query_value"] == [1.0] * 4
+    first = body["query"]["function_score"]
+    assert first["query"]["dis_max"]["queries"] == [
+        {"constant_score": {"filter": {"term": {"grdr_ids": evil}}, "boost": 2}},
+        {"constant_score": {"filter": {"term": {"grdr_ids": "1-2-3"}}, "boost": 1}}]
+    for script in (first["functions"][0]["script_score"]["script"],
+                   body["rescore"]["query"]["rescore_query"]["script_score"]["script"]):
+        assert script["source"] == "knn_score" and script["lang"] == "knn"
+        assert script["params"]["query_value"] == [1.0] * 4
+
+
+def test_pool_order_with_prefixes_filters_and_nothing_decoded():
+    body = grdr_request(["1-2-3"], np.ones(4), prefixes=["1-2"], extra_filters=[{"term": {"tags": "x"}}])
+    recalled = body["query"]["function_score"]["query"]["bool"]
+    assert recalled["filter"] == [{"term": {"tags": "x"}}]
+    assert recalled["must"][0]["dis_max"]["queries"][-1] == {"constant_score": {"filter": {"terms": {"grdr_prefixes": ["1-2"]}}, "boost": 0}}
+    assert grdr_request([], np.ones(4))["query"] == {"match_none": {}}
 
 
 def test_nan_query_vector_is_refused():
@@ -100,11 +109,11 @@ def test_unknown_hybrid_mode_is_named():
 
 def test_one_request_reranks_exactly_the_pool():
     body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300, extra_filters=[{"term": {"split": "seen"}}])
-    assert body["query"]["script_score"]["query"]["bool"]["filter"][1] == {"term": {"split": "seen"}}
+    assert body["query"]["function_score"]["query"]["bool"]["filter"] == [{"term": {"split": "seen"}}]
     rescore = body["rescore"]
     assert rescore["window_size"] == 300  # the pool: the first max_pool hits in pool order
     assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
-    assert body["query"]["script_score"]["script"]["params"]["n"] == 2
+    assert body["query"]["function_score"]["boost_mode"] == "sum"  # best rank + (1 + cos) / 2
     assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)["rescore"]["window_size"] == 500  # k > cap: all reranked
     for bad in (0, 10_001):
         with pytest.raises(ValueError, match="max_pool"):
