@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from grdr_plugin.console import console, print_json, user_errors
+from grdr_plugin.pool import DEFAULT_BEAM
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -27,6 +28,8 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
           pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at the default beam), "
                                                          "comma-separated, e.g. 1000,3000"),
+          pool_beams: str = typer.Option(str(DEFAULT_BEAM), "--pool-beams", help="beams the --pools caps are measured at, "
+                                                                                   "comma-separated, e.g. 20,50,300"),
           report: Optional[Path] = typer.Option(Path("docs"), "--report", help="folder for BENCHMARKS.md + plots"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """GRDR vs exact dense vs HNSW on the local cluster: quality, latency, throughput, storage, RAM."""
@@ -36,7 +39,8 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
 
         cfg = BenchConfig(dataset=dataset, model=model, scales=_ints(scale, "--scale"), queries=queries,
                           clients=_ints(clients, "--clients"), beams=_ints(beams, "--beams"),
-                          ef_search=_ints(ef_search, "--ef-search"), pools=_ints(pools, "--pools"))
+                          ef_search=_ints(ef_search, "--ef-search"), pools=_ints(pools, "--pools"),
+                          pool_beams=_ints(pool_beams, "--pool-beams"))
         if cfg.default_beam not in cfg.beams or cfg.default_ef_search not in cfg.ef_search:
             raise ValueError(f"--beams must include {cfg.default_beam} and --ef-search {cfg.default_ef_search}")
         result = run_bench(cfg, log=lambda msg: console.print(f"[dim]•[/dim] {msg}", highlight=False))

@@ -55,6 +55,7 @@ class BenchConfig(BaseModel):
     # extra caps on the recalled pool, measured at the default beam: at 100k+ a copy-grown catalog puts
     # ~N/1000 near-duplicates behind each real video, so a fixed 300 holds only a few IDs' videos
     pools: list[int] = Field(default_factory=list)
+    pool_beams: list[int] = Field(default_factory=lambda: [DEFAULT_BEAM], description="beams the pool caps are measured at")
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
     ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
@@ -234,10 +235,11 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
         log(f"[{n:,}] GRDR beam {beam}")
         m, _ = measure(grdr_fn(searcher, beam), texts, truth, dense_results)
         curves["grdr"].append({"beam": beam, "max_pool": cfg.max_pool, **m})
-    for pool in sorted(set(cfg.pools) - {cfg.max_pool}):
-        log(f"[{n:,}] GRDR beam {cfg.default_beam}, pool cap {pool}")
-        m, _ = measure(grdr_fn(searcher, cfg.default_beam, pool), texts, truth, dense_results)
-        curves["grdr_pool"].append({"beam": cfg.default_beam, "max_pool": pool, **m})
+    for beam in cfg.pool_beams:
+        for pool in sorted(set(cfg.pools) - {cfg.max_pool}):
+            log(f"[{n:,}] GRDR beam {beam}, pool cap {pool}")
+            m, _ = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_results)
+            curves["grdr_pool"].append({"beam": beam, "max_pool": pool, **m})
     for ef in cfg.ef_search:
         log(f"[{n:,}] HNSW ef_search {ef}")
         m, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef)), texts, truth, dense_results)
