@@ -101,6 +101,10 @@ class Searcher:
         totals = np.cumsum([self.store.video_count(b) for b in beams])
         return beams[:int(np.searchsorted(totals, self.runtime.cfg.views * max_pool, side="right")) + 1]
 
+    def videos_per_id(self, ids: list[str]) -> float:
+        """Mean videos under these IDs by the trie's counts (what query.request plans the pool order by)."""
+        return float(np.mean([self.store.video_count(s) for s in ids])) if ids else 0.0
+
     def widen(self, beams: list[str], k: int, have: int) -> list[str]:
         """Shorter prefixes of the best beams, longest first, until the trie says `have` plus their
         videos reach k: the recalled pool holds fewer than k videos."""
@@ -158,7 +162,8 @@ class Searcher:
 
         def grdr_lines(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
             return [{"index": self.index}, grdr_request(windows[i], queries.query_vec[i], k=size, max_pool=cap,
-                                                        prefixes=prefixes, extra_filters=clauses)]
+                                                        prefixes=prefixes, extra_filters=clauses,
+                                                        videos_per_id=self.videos_per_id(windows[i]))]
 
         def keyword_lines(i: int) -> list[dict[str, Any]]:
             if hybrid == "rrf":

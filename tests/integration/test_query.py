@@ -84,6 +84,26 @@ def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tin
     assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}
 
 
+@pytest.mark.parametrize("prefixes,filters", [([], []), (["1-2"], [{"term": {"split": "seen"}}])])
+def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters):
+    """query.request plans the best-rank part of the pool order two ways (one boosted clause per
+    ID, or a terms filter + the rank script); OpenSearch scores and ranks them alike."""
+    from grdr_plugin.model.ids import format_id
+    from query.request import grdr_request
+
+    for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
+        q = searcher.runtime.encode_queries([text])
+        codes, scores = searcher.decode(q)
+        ids = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], POOL, False)
+        hits = []
+        for videos_per_id in (0.0, float("inf")):
+            body = grdr_request(ids, q.query_vec[0], k=20, max_pool=POOL, prefixes=prefixes, extra_filters=filters,
+                                videos_per_id=videos_per_id)
+            resp = searcher.client.search(index=searcher.index, body=body)
+            hits.append([(h["_id"], round(h["_score"], 5)) for h in resp["hits"]["hits"]])
+        assert hits[0] == hits[1] and len(hits[0]) == 20
+
+
 def test_a_small_pool_is_widened_by_prefixes_to_fill_k(tiny_model_dir, catalog, client):
     narrow = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=1, max_pool=1)
     res = narrow.search("two dogs run on the beach", k=50)

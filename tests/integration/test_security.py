@@ -32,13 +32,14 @@ from ingest.schemas import RecordError
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
+from query.request import RANK_SCRIPT
 from query.searcher import Searcher, clean_query
 from tests.conftest import shared_dataset
 
 ROLES_FILE = Path(__file__).resolve().parents[2] / "docs" / "opensearch-roles.yml"
 ALIAS = "msrvtt"  # the example catalog docs/opensearch-roles.yml grants
 ERRORS_INDEX = "grdr-ingest-errors"
-CONSTANT_SCRIPTS = {"knn_score"}  # every script source grdr sends
+CONSTANT_SCRIPTS = {"knn_score", RANK_SCRIPT}  # every script source grdr sends
 INJECTION = ('"}}, "script": {"source": "ctx._source.title = \'pwned\'", "lang": "painless"}}\n'
              '{"index": "grdr-id-registry"}\n{"query": {"match_all": {}}} cooking')
 
@@ -211,7 +212,9 @@ def test_query_text_and_vector_reach_opensearch_only_as_values(secure, catalog, 
                                  and all(isinstance(x, float) for x in v))
             assert sorted(p + ("params", "query_value") for p in scripts) == sorted(vectors)
             for p, script in scripts.items():
-                assert (script["lang"], set(script["params"])) == ("knn", {"field", "query_value", "space_type"})
+                want = ({"field", "query_value", "space_type"} if (script["lang"], script["source"]) == ("knn", "knn_score")
+                        else {"field", "n", "rank"})  # the best-rank script (painless)
+                assert set(script["params"]) == want
                 np.testing.assert_allclose(script["params"]["query_value"], qvec, rtol=1e-5, atol=1e-6)
     admin = client_of(secure, ADMIN_ROLE)
     assert admin.count(index=ALIAS, body={"query": {"term": {"title.raw": "pwned"}}})["count"] == 0

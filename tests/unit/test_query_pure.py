@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
-from query.request import grdr_request
+from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request
 from query.searcher import MAX_QUERY_CHARS, clean_query
 from query.trie_store import parse_ids
 
@@ -50,6 +50,22 @@ def test_pool_order_with_prefixes_filters_and_nothing_decoded():
     assert recalled["filter"] == [{"term": {"tags": "x"}}]
     assert recalled["must"][0]["dis_max"]["queries"][-1] == {"constant_score": {"filter": {"terms": {"grdr_prefixes": ["1-2"]}}, "boost": 0}}
     assert grdr_request([], np.ones(4))["query"] == {"match_none": {}}
+
+
+def test_sparse_ids_rank_by_script_instead_of_one_clause_per_id():
+    """Below CLAUSE_MIN_VIDEOS_PER_ID videos per ID the rank comes from RANK_SCRIPT over one terms
+    filter; the score is the same sum: (n - best rank) + knn_score."""
+    evil = '"}}, "script": {"source": "System.exit(0)"'
+    body = grdr_request([evil, "1-2-3"], np.ones(4), prefixes=["1-2"], extra_filters=[{"term": {"tags": "x"}}],
+                        videos_per_id=CLAUSE_MIN_VIDEOS_PER_ID - 1)
+    first = body["query"]["function_score"]
+    assert (first["score_mode"], first["boost_mode"]) == ("sum", "replace")
+    recall, tags = first["query"]["bool"]["filter"]
+    assert recall == {"bool": {"should": [{"terms": {"grdr_ids": [evil, "1-2-3"]}}, {"terms": {"grdr_prefixes": ["1-2"]}}],
+                               "minimum_should_match": 1}} and tags == {"term": {"tags": "x"}}
+    rank, knn = (f["script_score"]["script"] for f in first["functions"])
+    assert rank["source"] == RANK_SCRIPT and rank["params"] == {"field": "grdr_ids", "n": 2, "rank": {evil: 0, "1-2-3": 1}}
+    assert knn["source"] == "knn_score" and knn["params"]["query_value"] == [1.0] * 4
 
 
 def test_nan_query_vector_is_refused():
