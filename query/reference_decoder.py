@@ -22,8 +22,9 @@ per query for all three methods (the ONNX path runs decoder_memory.onnx once per
 `ModelRuntime.encode_queries`).  Model work per step differs on purpose, and the report says so:
 hf_generate and ours_torch recompute every prefix position at each step (HF with
 `use_cache=False`: the wrapped decoder does not implement HF's cache classes); ours_onnx runs
-decoder_step_cached.onnx, which keeps the earlier positions' self-attention keys/values and
-shares one query's memory across its beams, i.e. one new position per beam and step.  So
+decoder_level{n}.onnx, which keeps the earlier positions' self-attention keys/values and shares
+one query's memory across its beams, i.e. one new position per beam and step (docs/MODEL.md,
+"Serving decoder").  So
 hf_generate vs ours_torch isolates the search machinery; hf_generate vs ours_onnx is the
 serving path against the reference code.
 """
