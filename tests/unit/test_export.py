@@ -101,3 +101,24 @@ def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
     stranger = rng.integers(0, 8, (4, 2))  # length 2 after a length-0 call: no parent cached
     np.testing.assert_allclose(tb.step_fn(tq)(np.arange(4), stranger), cache_misses(np.arange(4), stranger), atol=1e-3)
     assert "step_session" in vars(ob)
+
+
+def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_path):
+    """`grdr export` brings a folder exported before the level graphs up to date (the stale cached
+    step graph goes), and refuses a folder without weights, naming the flag."""
+    from typer.testing import CliRunner
+
+    from grdr_plugin.cli import app
+
+    build_tiny_model(tmp_path, export=False)
+    before = json.loads((tmp_path / "config.json").read_text())["fingerprint"]
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "decoder_step_cached.onnx").write_bytes(b"an older export")
+    result = CliRunner().invoke(app, ["export", "--model", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (tmp_path / "onnx").glob("*.onnx")}
+    assert {"decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx", "decoder_memory.onnx"} <= names
+    assert "decoder_step_cached.onnx" not in names
+    assert compute_fingerprint(tmp_path) == before
+    missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "--model" in missing.output and "grdr train" in missing.output
