@@ -40,14 +40,15 @@ def check_max_pool(max_pool: int) -> None:
     if not 1 <= max_pool <= MAX_RESCORE_WINDOW:
         raise ValueError(f"max_pool: must be between 1 and {MAX_RESCORE_WINDOW} (OpenSearch's index.max_rescore_window)")
 
+
 # Each recalled video's best rank as n - rank (0 when only a widening prefix matched), read from
 # its ID doc values.  Constant source; the IDs travel in params only.
 RANK_SCRIPT = ("int best = params.n; "
                "for (def id : doc[params.field]) { def r = params.rank[id]; if (r != null && r < best) { best = r; } } "
                "return params.n - best;")
 # Mean videos per decoded ID at which one query clause per ID (boosted by rank) beats the rank
-# script: a clause costs about as much as scripting four documents (measured: 300 IDs of ~1.4
-# videos at 1k videos, 6.0 vs 3.9 ms per request; ~20 IDs of ~50 videos at 100k, 3.5 vs 4.8 ms).
+# script: a clause costs about as much as scripting a few documents (development timings: 300 IDs
+# of ~1.4 videos at 1k videos favour the script, ~20 IDs of ~50 videos at 100k the clauses).
 CLAUSE_MIN_VIDEOS_PER_ID = 4.0
 
 
