@@ -88,7 +88,7 @@ class DecoderLevelGraph(nn.Module):
 
     def __init__(self, model: GRDR, n: int):
         super().__init__()
-        self.model, self.n = model, n
+        self.model = model
         cfg = model.cfg
         # per-prefix lookups (the first block's self-attention, the output head's prefix terms)
         # while the tables stay small: C**n rows of 2w + C + 2 floats
@@ -123,7 +123,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
 
 def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
     """decoder_level{n}.onnx for n = 0..L-1, traced with one memory row that every beam shares
-    (see Attention.attend_shared); the last level has no keys/values to hand on."""
+    (see Attention.attend_folded); the last level has no keys/values to hand on."""
     cfg = model.cfg
     heads = model.decoder.heads
     for n in range(cfg.levels):
