@@ -26,7 +26,7 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           clients: str = typer.Option("1,4", "--clients", help="concurrent clients for the throughput runs"),
           beams: str = typer.Option("20,50,100,200,300", "--beams", help="GRDR beam sizes for the recall/latency curve"),
           ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
-          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at the default beam), "
+          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at each --pool-beams beam), "
                                                          "comma-separated, e.g. 1000,3000"),
           pool_beams: str = typer.Option(str(DEFAULT_BEAM), "--pool-beams", help="beams the --pools caps are measured at, "
                                                                                    "comma-separated, e.g. 20,50,300"),

@@ -33,6 +33,11 @@ def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
     return [np.unique(encode_prefix(ids[:, : l + 1], codebook_size)) for l in range(levels)]
 
 
+def _run_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The ranges [start, start + length) concatenated, vectorised: ([5, 9], [2, 3]) -> [5, 6, 9, 10, 11]."""
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+
+
 def _children(table: np.ndarray, parents: np.ndarray, codebook_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Every valid continuation of the encoded prefixes `parents` [N]: (parent index, code) pairs
     whose concatenation is in the sorted `table` of next-level prefixes, parent by parent, codes
@@ -41,10 +46,8 @@ def _children(table: np.ndarray, parents: np.ndarray, codebook_size: int) -> tup
     C = codebook_size
     lo = np.searchsorted(table, parents * C)
     counts = np.searchsorted(table, parents * C + C) - lo
-    total = int(counts.sum())
     parent = np.repeat(np.arange(parents.size), counts)
-    child = table[np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(total)]
-    return parent, child - parents[parent] * C
+    return parent, table[_run_indices(lo, counts)] - parents[parent] * C
 
 
 def constrained_beam_search(
@@ -127,8 +130,7 @@ class InvertedIndex:
         keys = encode_prefix(ids, self.codebook_size)
         lo = np.searchsorted(self.keys, keys, side="left")
         lengths = np.searchsorted(self.keys, keys, side="right") - lo
-        idx = np.repeat(lo - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-        cand, rank = self.vids[idx], np.repeat(np.arange(len(ids)), lengths)
+        cand, rank = self.vids[_run_indices(lo, lengths)], np.repeat(np.arange(len(ids)), lengths)
         _, first = np.unique(cand, return_index=True)  # each video once, at its best-ranked ID
         cand, rank = cand[first], rank[first]
         return cand[pool_members(rank, len(ids), cosine[cand], max_pool)]

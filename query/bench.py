@@ -52,7 +52,7 @@ class BenchConfig(BaseModel):
     beams: list[int] = Field(default_factory=lambda: [20, 50, 100, 200, 300])
     default_beam: int = DEFAULT_BEAM
     max_pool: int = DEFAULT_MAX_POOL
-    # extra caps on the recalled pool, measured at the default beam: at 100k+ a copy-grown catalog puts
+    # extra caps on the recalled pool, measured at each of pool_beams: at 100k+ a copy-grown catalog puts
     # ~N/1000 near-duplicates behind each real video, so a fixed 300 holds only a few IDs' videos
     pools: list[int] = Field(default_factory=list)
     pool_beams: list[int] = Field(default_factory=lambda: [DEFAULT_BEAM], description="beams the pool caps are measured at")

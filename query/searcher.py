@@ -90,20 +90,18 @@ class Searcher:
         return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
                                        cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
-    def window(self, beams: list[str], max_pool: int, filtered: bool) -> list[str]:
-        """The decoded IDs the request recalls.  Unfiltered, only the leading IDs that can reach
-        the pool: a video sits under at most K of its IDs, so once the trie's per-ID totals pass
-        K x cap the IDs so far hold more than cap distinct videos, and no later ID's video comes
-        before them in pool order.  (Totals gone stale by ingest, which adds videos, only widen
-        the window.)  With filters, totals say nothing about what passes them: every ID."""
-        if filtered:
-            return beams
-        totals = np.cumsum([self.store.video_count(b) for b in beams])
-        return beams[:int(np.searchsorted(totals, self.runtime.cfg.views * max_pool, side="right")) + 1]
-
-    def videos_per_id(self, ids: list[str]) -> float:
-        """Mean videos under these IDs by the trie's counts (what query.request plans the pool order by)."""
-        return float(np.mean([self.store.video_count(s) for s in ids])) if ids else 0.0
+    def window(self, beams: list[str], max_pool: int, filtered: bool) -> tuple[list[str], float]:
+        """The decoded IDs the request recalls, and their mean videos per ID by the trie's counts
+        (what query.request plans the pool order by).  Unfiltered, only the leading IDs that can
+        reach the pool: a video sits under at most K of its IDs, so once the trie's per-ID totals
+        pass K x cap the IDs so far hold more than cap distinct videos, and no later ID's video
+        comes before them in pool order.  (Totals gone stale by ingest, which adds videos, only
+        widen the window.)  With filters, totals say nothing about what passes them: every ID."""
+        counts = np.array([self.store.video_count(b) for b in beams], dtype=np.int64)
+        if not filtered:
+            keep = int(np.searchsorted(np.cumsum(counts), self.runtime.cfg.views * max_pool, side="right")) + 1
+            beams, counts = beams[:keep], counts[:keep]
+        return beams, float(counts.mean()) if counts.size else 0.0
 
     def widen(self, beams: list[str], k: int, have: int) -> list[str]:
         """Shorter prefixes of the best beams, longest first, until the trie says `have` plus their
@@ -156,14 +154,15 @@ class Searcher:
         t2 = time.perf_counter()
         cap = max_pool or self.max_pool
         beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
-        windows = [self.window(b, cap, bool(clauses)) for b in beams]
+        planned = [self.window(b, cap, bool(clauses)) for b in beams]  # (recalled IDs, videos per ID) per query
         size = max(k, KEYWORD_CANDIDATES) if hybrid == "rrf" else k
         reranked = max(cap, size)  # the request's rescore window: k > cap widens the pool to k
 
         def grdr_lines(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
-            return [{"index": self.index}, grdr_request(windows[i], queries.query_vec[i], k=size, max_pool=cap,
+            ids, videos_per_id = planned[i]
+            return [{"index": self.index}, grdr_request(ids, queries.query_vec[i], k=size, max_pool=cap,
                                                         prefixes=prefixes, extra_filters=clauses,
-                                                        videos_per_id=self.videos_per_id(windows[i]))]
+                                                        videos_per_id=videos_per_id)]
 
         def keyword_lines(i: int) -> list[dict[str, Any]]:
             if hybrid == "rrf":
@@ -189,7 +188,7 @@ class Searcher:
                 responses[i * per] = resp
         t3 = time.perf_counter()
         results = []
-        for i, ids in enumerate(windows):
+        for i, (ids, _) in enumerate(planned):
             grdr_resp = responses[i * per]
             hits = [self._hit(h, ids, prefixes[i]) for h in grdr_resp["hits"]["hits"]]
             if hybrid != "off":

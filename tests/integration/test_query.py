@@ -94,7 +94,7 @@ def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters)
     for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
         q = searcher.runtime.encode_queries([text])
         codes, scores = searcher.decode(q)
-        ids = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], POOL, False)
+        ids, _ = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], POOL, False)
         hits = []
         for videos_per_id in (0.0, float("inf")):
             body = grdr_request(ids, q.query_vec[0], k=20, max_pool=POOL, prefixes=prefixes, extra_filters=filters,
