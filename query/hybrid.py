@@ -1,8 +1,11 @@
 """Keyword (BM25 over title/description/tags) + semantic search, two ways:
 
-* ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking, client side (the
-  neural-search plugin's `hybrid` query + score-ranker pipeline would do the same inside
-  OpenSearch; that plugin is not served for 3.5.0 where we fetch plugins, so RRF runs here).
+* ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking.  Inside OpenSearch
+  when the node has the neural-search plugin: one `hybrid` query whose request carries a
+  temporary search pipeline with the score-ranker processor (RRF); otherwise client side
+  (`rrf`).  The local cluster cannot install that plugin (it is not served from Maven Central),
+  so the client side is what `make test` runs live; the plugin path is checked for its request
+  shape only, and falls back to the client side on a refusal (query.searcher).
 * ``union``: BM25's top documents join the generatively recalled pool and everything is ranked
   by the same exact knn_score.  BM25 only adds candidates the decoder missed; it never pushes a
   document above one with a higher dense score, so a weak keyword ranking cannot drag the fused
@@ -14,8 +17,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import VECTOR_FIELD
-from query.request import knn_rerank_script, knn_rescore
+from grdr_plugin.index import ID_FIELD
+from query.request import HIT_SOURCE, knn_rerank_script, knn_rescore, recalled_by_cosine_query
 
 HybridMode = Literal["off", "rrf", "union"]
 HYBRID_MODES: tuple[str, ...] = ("off", "rrf", "union")
@@ -36,12 +39,12 @@ def hybrid_mode(value: HybridMode | bool | None) -> HybridMode:
 BM25_FIELDS = ["title^2", "description", "tags"]
 
 
+def bm25_query(text: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"bool": {"must": [{"multi_match": {"query": text, "fields": BM25_FIELDS}}], "filter": filters}}
+
+
 def bm25_request(text: str, *, size: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "size": size,
-        "_source": {"excludes": [VECTOR_FIELD]},
-        "query": {"bool": {"must": [{"multi_match": {"query": text, "fields": BM25_FIELDS}}], "filter": filters}},
-    }
+    return {"size": size, "_source": HIT_SOURCE, "query": bm25_query(text, filters)}
 
 
 def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], rank_constant: int = 60) -> list[tuple[str, float]]:
@@ -62,3 +65,40 @@ def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
     body = bm25_request(text, size=size, filters=filters)
     body["rescore"] = knn_rescore(knn_rerank_script(query_vec), size)
     return body
+
+
+NEURAL_SEARCH_PLUGIN = "opensearch-neural-search"
+
+
+def neural_search_present(client) -> bool:
+    """Whether every node lists the neural-search plugin (`_cat/plugins`): its `hybrid` query
+    runs on whichever node holds the shard."""
+    rows = client.cat.plugins(format="json")
+    nodes = {r.get("name") for r in rows}
+    with_plugin = {r.get("name") for r in rows if r.get("component") == NEURAL_SEARCH_PLUGIN}
+    return bool(with_plugin) and with_plugin == nodes
+
+
+def rrf_pipeline(weights: Sequence[float], rank_constant: int) -> dict[str, Any]:
+    """A temporary search pipeline (in the request body, so no pipeline-admin permission) with the
+    score-ranker processor.  Its weights lie in [0, 1]: ours are scaled to sum to 1, which keeps
+    the fused order of the client-side `rrf` with the same weights."""
+    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("hybrid_weights: two non-negative weights (GRDR, BM25), not both 0")
+    combination: dict[str, Any] = {"technique": "rrf", "rank_constant": rank_constant}
+    if weights[0] != weights[1]:  # equal weights are the processor's default (and older versions take no weights)
+        combination["parameters"] = {"weights": [w / sum(weights) for w in weights]}
+    return {"phase_results_processors": [{"score-ranker-processor": {"combination": combination}}]}
+
+
+def native_hybrid_request(semantic_ids: Sequence[str], query_vec: np.ndarray, text: str, *, size: int,
+                          filters: list[dict[str, Any]], prefixes: Sequence[str], pipeline: dict[str, Any]) -> dict[str, Any]:
+    """One `hybrid` query: the recalled videos by cosine and BM25, fused by the pipeline's RRF."""
+    return {
+        "size": size,
+        "_source": HIT_SOURCE,
+        "docvalue_fields": [ID_FIELD],
+        "query": {"hybrid": {"queries": [recalled_by_cosine_query(semantic_ids, query_vec, prefixes, filters),
+                                         bm25_query(text, filters)]}},
+        "search_pipeline": pipeline,
+    }

@@ -32,6 +32,9 @@ def knn_rescore(rerank_script: dict[str, Any], window: int) -> dict[str, Any]:
         "query_weight": 0.0, "rescore_query_weight": 1.0}}
 
 
+# What a hit reads of a video's source (query.searcher.Hit): its title, not the 2 KB vector.
+HIT_SOURCE = {"includes": ["title"]}
+
 # OpenSearch's default index.max_rescore_window: the pool is a rescore window, so it cannot exceed it.
 MAX_RESCORE_WINDOW = 10_000
 
@@ -52,6 +55,29 @@ RANK_SCRIPT = ("int best = params.n; "
 CLAUSE_MIN_VIDEOS_PER_ID = 4.0
 
 
+def _widen_clause(prefixes: Sequence[str]) -> Optional[dict[str, Any]]:
+    return {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}} if prefixes else None
+
+
+def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> dict[str, Any]:
+    """Videos holding any of the decoded IDs, or (widening) an ID under any of `prefixes`."""
+    widen = _widen_clause(prefixes)
+    if not semantic_ids and not widen:  # nothing decoded (an empty index): nothing recalled
+        return {"match_none": {}}
+    clauses = ([{"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}] if semantic_ids else []) + ([widen] if widen else [])
+    return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
+
+
+def recalled_by_cosine_query(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float],
+                             prefixes: Sequence[str] = (),
+                             extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+    """Every recalled video scored by knn_score alone, no pool cap: the GRDR side of a `hybrid`
+    query (neural-search applies a request's rescore to every sub-query, BM25's too, so the
+    pool-order-then-rescore form of grdr_request cannot be one)."""
+    return {"script_score": {"query": {"bool": {"filter": [recall_filter(semantic_ids, prefixes), *(extra_filters or [])]}},
+                             "script": knn_rerank_script(query_vec)}}
+
+
 def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any], prefixes: Sequence[str] = (),
                      extra_filters: Optional[list[dict[str, Any]]] = None,
                      videos_per_id: float = float("inf")) -> dict[str, Any]:
@@ -63,7 +89,7 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
     sparse IDs: no per-ID clause)."""
     n = len(semantic_ids)
     ids = [str(s) for s in semantic_ids]
-    widen = {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}} if prefixes else None
+    widen = _widen_clause(prefixes)
     if not ids and not widen:  # nothing decoded (an empty index): nothing recalled
         return {"match_none": {}}
     knn = {"script_score": {"script": rerank_script}}
@@ -76,8 +102,7 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
         if extra_filters:
             recalled = {"bool": {"must": [recalled], "filter": extra_filters}}
         return {"function_score": {"query": recalled, "functions": [knn], "boost_mode": "sum"}}
-    clauses = [{"terms": {ID_FIELD: ids}}] + ([widen] if widen else [])
-    recall = clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
+    recall = recall_filter(ids, prefixes)
     rank = {"lang": "painless", "source": RANK_SCRIPT, "params": {"field": ID_FIELD, "n": n, "rank": {s: i for i, s in enumerate(ids)}}}
     return {"function_score": {"query": {"bool": {"filter": [recall, *(extra_filters or [])]}},
                                "functions": [{"script_score": {"script": rank}}, knn],
@@ -97,7 +122,7 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
     rerank = knn_rerank_script(query_vec)
     return {
         "size": k,
-        "_source": {"excludes": [VECTOR_FIELD]},
+        "_source": HIT_SOURCE,
         "query": pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id),
         # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
         # every returned hit is reranked

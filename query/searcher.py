@@ -5,12 +5,14 @@
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from opensearchpy.exceptions import RequestError
 from pydantic import BaseModel
 
 from grdr_plugin.decoding import constrained_beam_search
@@ -20,9 +22,12 @@ from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request, rrf
+from query.hybrid import (KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request,
+                          native_hybrid_request, neural_search_present, rrf, rrf_pipeline)
 from query.request import check_max_pool, grdr_request
 from query.trie_store import TrieStore
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 1000
@@ -63,7 +68,10 @@ def clean_query(text: str) -> str:
 class Searcher:
     def __init__(self, model_dir: Path | str, index: str, *, settings: Optional[Settings] = None, client=None,
                  beam_size: int = DEFAULT_BEAM, max_pool: int = DEFAULT_MAX_POOL, threads: int = 1, poll_interval_s: float = 0.5,
-                 rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0)):
+                 rrf_rank_constant: int = 60, hybrid_weights: tuple[float, float] = (1.0, 1.0),
+                 native_hybrid: Optional[bool] = None):
+        """native_hybrid: fuse hybrid="rrf" inside OpenSearch (neural-search's `hybrid` query and
+        score-ranker pipeline); None = when every node has that plugin."""
         if not 1 <= beam_size <= MAX_BEAM:
             raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
         check_max_pool(max_pool)
@@ -73,6 +81,7 @@ class Searcher:
         self.runtime = ModelRuntime(model_dir, threads=threads)
         self.beam_size, self.max_pool = beam_size, max_pool
         self.rrf_rank_constant, self.hybrid_weights = rrf_rank_constant, hybrid_weights
+        self.rrf_pipeline = rrf_pipeline(hybrid_weights, rrf_rank_constant)
         target = alias_target(self.client, index)
         if target is None:
             raise LookupError(f"--index: no alias {index!r}; create it with `grdr index create` or `grdr ingest`")
@@ -82,6 +91,14 @@ class Searcher:
         cfg = self.runtime.cfg
         self.store = TrieStore(self.client, index, levels=cfg.levels, codebook_size=cfg.codebook_size,
                                poll_interval_s=poll_interval_s).build()
+        self.native_hybrid = self._detect_neural_search() if native_hybrid is None else native_hybrid
+
+    def _detect_neural_search(self) -> bool:
+        try:
+            return neural_search_present(self.client)
+        except Exception as exc:  # e.g. a role without cluster:monitor/nodes/info: fuse client side
+            log.info("cannot list the cluster's plugins (%s); hybrid rrf fuses client side", exc)
+            return False
 
     # ---- pure-ish planning ----
 
@@ -132,7 +149,10 @@ class Searcher:
         widened by shorter prefixes).
 
         hybrid: "off", "rrf" or "union" (query.hybrid; True = the default, union).  beam_size and
-        max_pool override the Searcher's for this call.
+        max_pool override the Searcher's for this call.  With native_hybrid, "rrf" is one `hybrid`
+        query per query instead: no pool cap on its GRDR side (query.request.recalled_by_cosine_query),
+        widening planned up front from the trie's counts, and a client-side rerun of the batch if
+        OpenSearch refuses it.
         """
         hybrid = hybrid_mode(hybrid)
         if not 1 <= k <= MAX_K:
@@ -172,6 +192,13 @@ class Searcher:
                                                                           size=max(k, KEYWORD_CANDIDATES), filters=clauses)]
             return []
 
+        if hybrid == "rrf" and self.native_hybrid:
+            native = self._native_rrf(texts, queries.query_vec, beams, planned, k, size, clauses)
+            if native is not None:
+                t3 = time.perf_counter()
+                return _with_timings(native, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t3 - started)
+            return self.search_many(texts, k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool)
+
         per = 1 if hybrid == "off" else 2
         prefixes: list[list[str]] = [[] for _ in texts]
         responses = self._msearch([line for i in range(len(texts)) for line in grdr_lines(i, []) + keyword_lines(i)])
@@ -196,12 +223,31 @@ class Searcher:
             results.append(SearchResult(hits=hits[:k], recalled_ids=len(ids), pool_size=self._pool_size(grdr_resp, reranked),
                                         timings_ms={}))
         t4 = time.perf_counter()
-        n = len(texts)
-        timings = {"encode": (t1 - t0) * 1e3 / n, "decode": (t2 - t1) * 1e3 / n,
-                   "opensearch": (t3 - t2) * 1e3 / n, "total": (t4 - started) * 1e3 / n}
-        for r in results:
-            r.timings_ms = {key: round(v, 3) for key, v in timings.items()}
-        return results
+        return _with_timings(results, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t4 - started)
+
+    def _native_rrf(self, texts: list[str], query_vecs: np.ndarray, beams: list[list[str]],
+                    planned: list[tuple[list[str], float]], k: int, size: int,
+                    clauses: list[dict[str, Any]]) -> Optional[list[SearchResult]]:
+        """hybrid="rrf" inside OpenSearch, one `hybrid` request per query; None (and native_hybrid
+        off from now on) when OpenSearch refuses it."""
+        prefixes = [self.widen(beams[i], k, round(videos_per_id * len(ids))) if beams[i] else []
+                    for i, (ids, videos_per_id) in enumerate(planned)]
+        lines = [line for i, (ids, _) in enumerate(planned)
+                 for line in ({"index": self.index},
+                              native_hybrid_request(ids, query_vecs[i], texts[i], size=size, filters=clauses,
+                                                    prefixes=prefixes[i], pipeline=self.rrf_pipeline))]
+        try:  # an unknown `hybrid` query fails the whole _msearch (400); other errors come per response
+            responses = self.client.msearch(body=lines)["responses"]
+        except RequestError as exc:
+            responses = [{"error": exc.info or exc.error}]
+        refused = next((r["error"] for r in responses if "error" in r), None)
+        if refused is not None:
+            log.warning("OpenSearch refused the hybrid query (%s); hybrid rrf fuses client side from now on", refused)
+            self.native_hybrid = False
+            return None
+        return [SearchResult(hits=[self._hit(h, ids, prefixes[i]) for h in resp["hits"]["hits"]][:k],
+                             recalled_ids=len(ids), pool_size=self._pool_size(resp, size), timings_ms={})
+                for i, ((ids, _), resp) in enumerate(zip(planned, responses))]
 
     def _msearch(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         responses = self.client.msearch(body=lines)["responses"]
@@ -235,3 +281,10 @@ class Searcher:
         fused = rrf([[h.video_id for h in grdr_hits], [h.video_id for h in keyword]], self.hybrid_weights,
                     self.rrf_rank_constant)
         return [by_id[vid].model_copy(update={"score": score}) for vid, score in fused[:k]]
+
+
+def _with_timings(results: list[SearchResult], **seconds: float) -> list[SearchResult]:
+    """Each stage's time of a batch, per query in ms, on every result of it."""
+    for r in results:
+        r.timings_ms = {stage: round(v * 1e3 / len(results), 3) for stage, v in seconds.items()}
+    return results

@@ -165,6 +165,18 @@ def test_hybrid_rrf_fuses_the_two_rankings(searcher):
         searcher.search("a man is cooking", hybrid="both")
 
 
+def test_without_neural_search_rrf_fuses_client_side(searcher, tiny_model_dir, catalog, client, caplog):
+    """The node has no neural-search: detected as absent; forced on, OpenSearch refuses the
+    `hybrid` query and the batch is fused client side instead (same hits), once and for all."""
+    assert searcher.native_hybrid is False
+    forced = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL, native_hybrid=True)
+    texts = ["a man is cooking", "a cat plays with a ball"]
+    with caplog.at_level("WARNING", logger="query.searcher"):
+        fused = forced.search_many(texts, k=10, hybrid="rrf")
+    assert forced.native_hybrid is False and "refused the hybrid query" in caplog.text
+    assert [r.hits for r in fused] == [r.hits for r in searcher.search_many(texts, k=10, hybrid="rrf")]
+
+
 def test_http_api(searcher):
     api = TestClient(create_app(searcher))
     assert api.get("/health").json()["fingerprint"] == searcher.runtime.fingerprint
