@@ -24,8 +24,15 @@ def user_errors() -> Iterator[None]:
     from opensearchpy.exceptions import (AuthenticationException, AuthorizationException,
                                          ConnectionError as OSConnectionError, SSLError, TransportError)
 
+    from pydantic import ValidationError
+
     try:
         yield
+    except ValidationError as exc:  # a config model's errors, one per field, without pydantic's dump of the input
+        console.print("[red]error:[/red] " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()))
+        raise typer.Exit(1)
     except (ValueError, LookupError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 from opensearchpy import helpers
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index, hnsw_index_body
@@ -64,6 +64,15 @@ class BenchConfig(BaseModel):
     batch_size: Optional[int] = None
     keep_indices: bool = False
     work_dir: Optional[Path] = None
+
+    @model_validator(mode="after")
+    def _headline_settings_are_measured(self) -> "BenchConfig":
+        """The report's headline rows are the default beam and ef_search: both must be in the sweep."""
+        if self.default_beam not in self.beams:
+            raise ValueError(f"beams (--beams): must include the default beam {self.default_beam}")
+        if self.default_ef_search not in self.ef_search:
+            raise ValueError(f"ef_search (--ef-search): must include the default {self.default_ef_search}")
+        return self
 
 
 def machine() -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""The benchmark report's verdict line: the fastest GRDR setting that reaches 95 % of dense R@10."""
+"""The benchmark report's verdict line (the fastest GRDR setting that reaches 95 % of dense R@10) and the sweep it needs."""
+import pytest
+
 from query.bench_report import _fastest_line
 
 DENSE = {"R@10": 40.0, "p50_ms": 50.0}
@@ -19,3 +21,18 @@ def test_fastest_setting_reaching_95_percent_of_dense_is_named_with_both_ratios(
 def test_no_setting_reaching_95_percent_reports_the_best_recall():
     line = _fastest_line([setting(20, 300, 30.0, 10.0), setting(300, 300, 33.0, 15.0)], DENSE, HNSW)
     assert line.startswith("No GRDR setting") and "beam 300, pool 300: R@10 33.0" in line
+
+
+def test_bench_refuses_a_sweep_without_the_headline_settings(tmp_path):
+    from typer.testing import CliRunner
+
+    from grdr_plugin.cli import app
+    from query.bench import BenchConfig
+
+    with pytest.raises(ValueError, match=r"beams \(--beams\): must include the default beam"):
+        BenchConfig(dataset=tmp_path, model=tmp_path, beams=[20])
+    with pytest.raises(ValueError, match=r"ef_search \(--ef-search\): must include the default"):
+        BenchConfig(dataset=tmp_path, model=tmp_path, ef_search=[10])
+    out = CliRunner().invoke(app, ["bench", "--dataset", str(tmp_path), "--model", str(tmp_path), "--beams", "20"])
+    assert out.exit_code == 1 and "beams (--beams): must include the default beam 300" in out.output
+    assert "input_value" not in out.output  # one line per field, not pydantic's dump
