@@ -112,24 +112,39 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  max_pool: int = DEFAULT_MAX_POOL, prefixes: Sequence[str] = (),
                  extra_filters: Optional[list[dict[str, Any]]] = None,
-                 videos_per_id: float = float("inf")) -> dict[str, Any]:
+                 videos_per_id: float = float("inf"), recalled_videos: Optional[int] = None) -> dict[str, Any]:
     """One request: recall = the decoded IDs (plus user filters); the pool = the first `max_pool`
     recalled videos in pool order (pool_order_query); rerank = a rescore of exactly those by
-    knn_score.  Top-k back with the IDs each hit holds."""
+    knn_score.  Top-k back with the IDs each hit holds.
+
+    recalled_videos: the trie's count of videos behind the IDs (with multiplicity, so at least
+    the videos recalled).  When it fits the pool, every recalled video is in the pool and pool
+    order is moot: one knn_score query over the recall ranks them (`recall_fits`), with no
+    first-phase rank, no second knn_score pass.  A count gone stale (ingest since the trie was
+    built) shows in the response's total exceeding the pool; the caller then asks in pool order."""
     if k < 1:
         raise ValueError("k: must be at least 1")
     check_max_pool(max_pool)
-    rerank = knn_rerank_script(query_vec)
-    return {
+    body: dict[str, Any] = {
         "size": k,
         "_source": HIT_SOURCE,
-        "query": pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id),
-        # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
-        # every returned hit is reranked
-        "rescore": knn_rescore(rerank, max(max_pool, k)),
         # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
         "docvalue_fields": [ID_FIELD],
     }
+    if recall_fits(recalled_videos, max_pool, k):
+        body["query"] = recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters)
+        return body
+    rerank = knn_rerank_script(query_vec)
+    body["query"] = pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id)
+    # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
+    # every returned hit is reranked
+    body["rescore"] = knn_rescore(rerank, max(max_pool, k))
+    return body
+
+
+def recall_fits(recalled_videos: Optional[int], max_pool: int, k: int) -> bool:
+    """Whether grdr_request ranks the whole recall by knn_score alone (see there)."""
+    return recalled_videos is not None and recalled_videos <= max(max_pool, k)
 
 
 def exact_dense_request(query_vec: np.ndarray | Sequence[float], *, k: int = 10) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import (KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request,
                           native_hybrid_request, neural_search_present, rrf, rrf_pipeline)
-from query.request import check_max_pool, grdr_request
+from query.request import check_max_pool, grdr_request, recall_fits
 from query.trie_store import TrieStore
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,9 @@ class Searcher:
         return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
                                        cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
 
-    def window(self, beams: list[str], max_pool: int, filtered: bool) -> tuple[list[str], float]:
-        """The decoded IDs the request recalls, and their mean videos per ID by the trie's counts
-        (what query.request plans the pool order by).  Unfiltered, only the leading IDs that can
+    def window(self, beams: list[str], max_pool: int, filtered: bool) -> tuple[list[str], np.ndarray]:
+        """The decoded IDs the request recalls, and the trie's video count of each (what
+        query.request plans the request by).  Unfiltered, only the leading IDs that can
         reach the pool: a video sits under at most K of its IDs, so once the trie's per-ID totals
         pass K x cap the IDs so far hold more than cap distinct videos, and no later ID's video
         comes before them in pool order.  (Totals gone stale by ingest, which adds videos, only
@@ -118,7 +118,7 @@ class Searcher:
         if not filtered:
             keep = int(np.searchsorted(np.cumsum(counts), self.runtime.cfg.views * max_pool, side="right")) + 1
             beams, counts = beams[:keep], counts[:keep]
-        return beams, float(counts.mean()) if counts.size else 0.0
+        return beams, counts
 
     def widen(self, beams: list[str], k: int, have: int) -> list[str]:
         """Shorter prefixes of the best beams, longest first, until the trie says `have` plus their
@@ -174,15 +174,16 @@ class Searcher:
         t2 = time.perf_counter()
         cap = max_pool or self.max_pool
         beams = [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(texts))]
-        planned = [self.window(b, cap, bool(clauses)) for b in beams]  # (recalled IDs, videos per ID) per query
+        planned = [self.window(b, cap, bool(clauses)) for b in beams]  # (recalled IDs, their video counts) per query
         size = max(k, KEYWORD_CANDIDATES) if hybrid == "rrf" else k
         reranked = max(cap, size)  # the request's rescore window: k > cap widens the pool to k
 
-        def grdr_lines(i: int, prefixes: list[str]) -> list[dict[str, Any]]:
-            ids, videos_per_id = planned[i]
-            return [{"index": self.index}, grdr_request(ids, queries.query_vec[i], k=size, max_pool=cap,
-                                                        prefixes=prefixes, extra_filters=clauses,
-                                                        videos_per_id=videos_per_id)]
+        def grdr_lines(i: int, prefixes: list[str], pool_order: bool = False) -> list[dict[str, Any]]:
+            ids, counts = planned[i]
+            return [{"index": self.index}, grdr_request(
+                ids, queries.query_vec[i], k=size, max_pool=cap, prefixes=prefixes, extra_filters=clauses,
+                videos_per_id=float(counts.mean()) if counts.size else 0.0,
+                recalled_videos=None if pool_order else int(counts.sum()))]
 
         def keyword_lines(i: int) -> list[dict[str, Any]]:
             if hybrid == "rrf":
@@ -202,16 +203,19 @@ class Searcher:
         per = 1 if hybrid == "off" else 2
         prefixes: list[list[str]] = [[] for _ in texts]
         responses = self._msearch([line for i in range(len(texts)) for line in grdr_lines(i, []) + keyword_lines(i)])
-        # A pool smaller than k (few or filtered videos under the decoded IDs): widen by shorter
-        # prefixes and ask again, the GRDR request of those queries only.
-        for i in range(len(texts)):
+        # Ask again, the GRDR request of those queries only, in pool order: a pool smaller than k
+        # (few or filtered videos under the decoded IDs) widened by shorter prefixes, or a recall
+        # that stale trie counts said would fit the pool and did not.
+        again = []
+        for i, (_, counts) in enumerate(planned):
             have = self._pool_size(responses[i * per], reranked)
             if have < k and beams[i]:
                 prefixes[i] = self.widen(beams[i], k, have)
-        short = [i for i in range(len(texts)) if prefixes[i]]
-        if short:
-            again = self._msearch([line for i in short for line in grdr_lines(i, prefixes[i])])
-            for i, resp in zip(short, again):
+            overflow = recall_fits(int(counts.sum()), cap, size) and self._recalled(responses[i * per]) > reranked
+            if prefixes[i] or overflow:
+                again.append(i)
+        if again:
+            for i, resp in zip(again, self._msearch([line for i in again for line in grdr_lines(i, prefixes[i], True)])):
                 responses[i * per] = resp
         t3 = time.perf_counter()
         results = []
@@ -226,12 +230,12 @@ class Searcher:
         return _with_timings(results, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t4 - started)
 
     def _native_rrf(self, texts: list[str], query_vecs: np.ndarray, beams: list[list[str]],
-                    planned: list[tuple[list[str], float]], k: int, size: int,
+                    planned: list[tuple[list[str], np.ndarray]], k: int, size: int,
                     clauses: list[dict[str, Any]]) -> Optional[list[SearchResult]]:
         """hybrid="rrf" inside OpenSearch, one `hybrid` request per query; None (and native_hybrid
         off from now on) when OpenSearch refuses it."""
-        prefixes = [self.widen(beams[i], k, round(videos_per_id * len(ids))) if beams[i] else []
-                    for i, (ids, videos_per_id) in enumerate(planned)]
+        prefixes = [self.widen(beams[i], k, int(counts.sum())) if beams[i] else []
+                    for i, (_, counts) in enumerate(planned)]
         lines = [line for i, (ids, _) in enumerate(planned)
                  for line in ({"index": self.index},
                               native_hybrid_request(ids, query_vecs[i], texts[i], size=size, filters=clauses,
@@ -257,10 +261,14 @@ class Searcher:
         return responses
 
     @staticmethod
-    def _pool_size(response: dict[str, Any], reranked: int) -> int:
-        """Videos in the recalled pool: every recalled video, up to the rescore window."""
+    def _recalled(response: dict[str, Any]) -> int:
         total = response["hits"]["total"]
-        return min(reranked, int(total["value"] if isinstance(total, dict) else total))
+        return int(total["value"] if isinstance(total, dict) else total)
+
+    @classmethod
+    def _pool_size(cls, response: dict[str, Any], reranked: int) -> int:
+        """Videos in the recalled pool: every recalled video, up to the rescore window."""
+        return min(reranked, cls._recalled(response))
 
     @staticmethod
     def _hit(h: dict[str, Any], ids: list[str], prefixes: list[str]) -> Hit:

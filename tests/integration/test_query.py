@@ -104,6 +104,44 @@ def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters)
         assert hits[0] == hits[1] and len(hits[0]) == 20
 
 
+def test_a_recall_that_fits_the_pool_ranks_like_the_pool_order_form(searcher):
+    """Trie count <= cap: one knn_score query over the recall returns what the pool-order form does."""
+    from grdr_plugin.model.ids import format_id
+    from query.request import grdr_request
+
+    for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
+        q = searcher.runtime.encode_queries([text])
+        codes, scores = searcher.decode(q)
+        ids, counts = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], 1000, False)
+        fits = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000, recalled_videos=int(counts.sum()))
+        ordered = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000)
+        assert "rescore" not in fits and "rescore" in ordered
+        hits = [[(h["_id"], round(h["_score"], 5)) for h in searcher.client.search(index=searcher.index, body=b)["hits"]["hits"]]
+                for b in (fits, ordered)]
+        assert hits[0] == hits[1] and len(hits[0]) == 20
+
+
+def test_stale_trie_counts_fall_back_to_pool_order(searcher, monkeypatch):
+    """Counts that say the recall fits when it does not (videos ingested under known IDs since
+    the trie was built): the response's total shows it and the query is asked again in pool order."""
+    texts = ["a man is cooking in a kitchen", "a cat plays with a ball"]
+    expected = searcher.search_many(texts, k=10)
+    sent: list[list[dict]] = []
+    real = searcher.client.msearch
+
+    def recording(body, **kw):
+        sent.append(body[1::2])
+        return real(body=body, **kw)
+
+    monkeypatch.setattr(searcher.client, "msearch", recording)
+    monkeypatch.setattr(searcher.store, "video_count", lambda sid: 0)
+    stale = searcher.search_many(texts, k=10)
+    # asked as fitting (no rescore); both recalls overflow the pool of 40: both asked again in pool order
+    assert [["rescore" in b for b in bodies] for bodies in sent] == [[False, False], [True, True]]
+    assert [r.hits for r in stale] == [r.hits for r in expected]
+    assert [r.pool_size for r in stale] == [r.pool_size for r in expected] == [POOL, POOL]
+
+
 def test_a_small_pool_is_widened_by_prefixes_to_fill_k(tiny_model_dir, catalog, client):
     narrow = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=1, max_pool=1)
     res = narrow.search("two dogs run on the beach", k=50)

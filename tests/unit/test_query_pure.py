@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
-from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request
+from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
 from query.searcher import MAX_QUERY_CHARS, clean_query
 from query.trie_store import parse_ids
 
@@ -134,6 +134,19 @@ def test_one_request_reranks_exactly_the_pool():
     for bad in (0, 10_001):
         with pytest.raises(ValueError, match="max_pool"):
             grdr_request(["1-2-3"], np.ones(4), max_pool=bad)
+
+
+@pytest.mark.parametrize("recalled,k,fits", [(300, 10, True), (0, 10, True), (301, 10, False), (450, 500, True),
+                                             (None, 10, False)])
+def test_a_recall_that_fits_the_pool_is_one_knn_query(recalled, k, fits):
+    """Trie count <= pool (or k): every recalled video is in the pool, pool order is moot."""
+    filters = [{"term": {"split": "seen"}}]
+    body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=k, max_pool=300, prefixes=["7"], extra_filters=filters,
+                        recalled_videos=recalled)
+    assert ("rescore" not in body) is fits and ("script_score" in body["query"]) is fits
+    if fits:
+        assert body["query"] == recalled_by_cosine_query(["4-5-6", "1-2-3"], np.ones(4), ["7"], filters)
+        assert body["size"] == k and body["docvalue_fields"] == ["grdr_ids"]
 
 
 def test_parse_ids():
