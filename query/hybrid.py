@@ -1,7 +1,7 @@
 """Keyword (BM25 over title/description/tags) + semantic search, two ways:
 
 * ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking.  Inside OpenSearch
-  when the node has the neural-search plugin: one `hybrid` query whose request carries a
+  when every node has the neural-search plugin: one `hybrid` query whose request carries a
   temporary search pipeline with the score-ranker processor (RRF); otherwise client side
   (`rrf`).  The local cluster cannot install that plugin (it is not served from Maven Central),
   so the client side is what `make test` runs live; the plugin path is checked for its request
@@ -72,7 +72,8 @@ NEURAL_SEARCH_PLUGIN = "opensearch-neural-search"
 
 def neural_search_present(client) -> bool:
     """Whether every node lists the neural-search plugin (`_cat/plugins`): its `hybrid` query
-    runs on whichever node holds the shard."""
+    runs on whichever node holds the shard.  (A node with no plugin at all has no row; grdr
+    needs k-NN on every node, so there is none.)"""
     rows = client.cat.plugins(format="json")
     nodes = {r.get("name") for r in rows}
     with_plugin = {r.get("name") for r in rows if r.get("component") == NEURAL_SEARCH_PLUGIN}

@@ -46,7 +46,7 @@ class SearchResult(BaseModel):
     hits: list[Hit]
     timings_ms: dict[str, float]
     recalled_ids: int = 0  # decoded IDs in the terms filter
-    pool_size: int = 0  # videos the reranker saw (recalled, up to the cap)
+    pool_size: int = 0  # videos the reranker saw (recalled, up to the cap; native hybrid: matched by either side)
 
 
 def clean_query(text: str) -> str:
@@ -250,7 +250,7 @@ class Searcher:
             self.native_hybrid = False
             return None
         return [SearchResult(hits=[self._hit(h, ids, prefixes[i]) for h in resp["hits"]["hits"]][:k],
-                             recalled_ids=len(ids), pool_size=self._pool_size(resp, size), timings_ms={})
+                             recalled_ids=len(ids), pool_size=self._recalled(resp), timings_ms={})
                 for i, ((ids, _), resp) in enumerate(zip(planned, responses))]
 
     def _msearch(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
