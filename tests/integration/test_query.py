@@ -215,6 +215,21 @@ def test_without_neural_search_rrf_fuses_client_side(searcher, tiny_model_dir, c
     assert [r.hits for r in fused] == [r.hits for r in searcher.search_many(texts, k=10, hybrid="rrf")]
 
 
+def test_a_temporary_pipeline_travels_in_an_msearch_body_line(searcher):
+    """What the native rrf request relies on, checked on this OpenSearch with a core processor: a
+    pipeline in one _msearch body applies to that search only (the score-ranker processor itself
+    needs neural-search: refused here by name, in that response only)."""
+    only_unseen = {"request_processors": [{"filter_query": {"query": {"term": {"split": "unseen"}}}}]}
+    ranker = {"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrf"}}}]}
+    lines = [{"index": searcher.index}, {"size": 0, "query": {"match_all": {}}, "search_pipeline": only_unseen},
+             {"index": searcher.index}, {"size": 0, "query": {"match_all": {}}},
+             {"index": searcher.index}, {"size": 0, "query": {"match_all": {}}, "search_pipeline": ranker}]
+    filtered, everything, refused = searcher.client.msearch(body=lines)["responses"]
+    unseen = searcher.client.count(index=searcher.index, body={"query": {"term": {"split": "unseen"}}})["count"]
+    assert filtered["hits"]["total"]["value"] == unseen < everything["hits"]["total"]["value"] == 1000
+    assert "score-ranker-processor" in refused["error"]["reason"]
+
+
 def test_http_api(searcher):
     api = TestClient(create_app(searcher))
     assert api.get("/health").json()["fingerprint"] == searcher.runtime.fingerprint
