@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,6 @@ from query.evaluate import latency_summary, rank_of, recall_at
 from query.request import exact_dense_request
 from query.searcher import Searcher
 
-_SEGMENT_FILE = re.compile(r"^(_[0-9a-z]+)[._]")
 # Lucene file extensions -> the structure they hold (for the storage breakdown).
 LUCENE_PARTS = {
     "terms dictionary + index (keyword/text fields, incl. grdr_ids)": (".tim", ".tip", ".tmd"),
@@ -63,7 +61,7 @@ class BenchConfig(BaseModel):
     noise: float = 1.5  # see grdr_plugin.scale
     batch_size: Optional[int] = None
     keep_indices: bool = False
-    work_dir: Optional[Path] = None
+    work_dir: Optional[Path] = None  # where the grown catalogs are written (a temporary folder in it, removed after ingest)
 
     @model_validator(mode="after")
     def _headline_settings_are_measured(self) -> "BenchConfig":
@@ -119,40 +117,25 @@ def build_hnsw(client, source_alias: str, name: str, dim: int, m: int, ef_constr
 
 # ---- storage ----
 
-def index_uuid(client, index: str) -> str:
-    return client.indices.get_settings(index=index)[index]["settings"]["index"]["uuid"]
-
-
-def live_segments(client, index: str) -> set[str]:
-    shards = client.indices.segments(index=index)["indices"][index]["shards"]
-    return {name for copies in shards.values() for copy in copies for name in copy["segments"]}
-
-
-def lucene_breakdown(data_root: Path, uuid: str, segments: set[str]) -> Optional[dict[str, int]]:
-    """Bytes per Lucene structure of the live segments, read from the local node's files
-    (None for a remote cluster). Files of merged-away segments are ignored until deleted."""
-    folders = list(data_root.glob(f"nodes/*/indices/{uuid}/*/index"))
-    if not folders:
-        return None
+def lucene_parts(file_sizes: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Bytes per Lucene structure from `_stats` segment file sizes (per extension, files inside
+    compound segments included: small indices are stored as .cfs)."""
     sizes = {part: 0 for part in LUCENE_PARTS}
-    for folder in folders:
-        for f in folder.iterdir():
-            seg = _SEGMENT_FILE.match(f.name)
-            if seg and seg.group(1) not in segments:
-                continue
-            part = next((p for p, exts in LUCENE_PARTS.items() if f.suffix in exts), "points / norms / other")
-            sizes[part] += f.stat().st_size
+    for ext, entry in file_sizes.items():
+        part = next((p for p, exts in LUCENE_PARTS.items() if f".{ext}" in exts), "points / norms / other")
+        sizes[part] += int(entry["size_in_bytes"])
     return sizes
 
 
-def storage(client, index: str, data_root: Path) -> dict[str, Any]:
+def storage(client, index: str) -> dict[str, Any]:
     client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
     client.indices.refresh(index=index)
-    stats = client.indices.stats(index=index, metric="store,docs")["indices"][index]["primaries"]
+    stats = client.indices.stats(index=index, metric="store,docs,segments",
+                                 params={"include_segment_file_sizes": "true"})["indices"][index]["primaries"]
     n = stats["docs"]["count"]
     size = stats["store"]["size_in_bytes"]
     return {"index_bytes": size, "bytes_per_video": round(size / max(n, 1), 1),
-            "parts": lucene_breakdown(data_root, index_uuid(client, index), live_segments(client, index))}
+            "parts": lucene_parts(stats["segments"].get("file_sizes", {}))}
 
 
 # ---- running queries ----
@@ -218,20 +201,20 @@ def throughput(fn: QueryFn, texts: list[str], clients: int) -> float:
 def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
     client = settings.opensearch_client()
     src = load_dataset(cfg.dataset)
-    work = Path(cfg.work_dir or tempfile.mkdtemp(prefix="grdr-bench-"))
-    data = cfg.dataset if scale <= src.n_videos else grow_dataset(cfg.dataset, scale, work / f"data-{scale}",
-                                                                   noise=cfg.noise)
     n = max(scale, src.n_videos)
     alias, hnsw_name = f"bench-{src.name}-{n}", f"bench-{src.name}-{n}-hnsw"
-    log(f"[{n:,}] ingesting through Celery")
-    ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or settings.ingest_batch_size)
+    # the grown catalog (5 GB of frames at 1M) is only read by the ingest: gone once it is indexed
+    with tempfile.TemporaryDirectory(prefix="grdr-bench-", dir=cfg.work_dir) as work:
+        data = cfg.dataset if scale <= src.n_videos else grow_dataset(cfg.dataset, scale, Path(work) / f"data-{scale}",
+                                                                       noise=cfg.noise)
+        log(f"[{n:,}] ingesting through Celery")
+        ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or settings.ingest_batch_size)
     log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
     searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
                         max_pool=cfg.max_pool)
     hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.cfg.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
     target = alias_target(client, alias)
-    data_root = settings.home / "opensearch" / "data"
-    store = {"grdr": storage(client, target, data_root), "hnsw": storage(client, hnsw_name, data_root)}
+    store = {"grdr": storage(client, target), "hnsw": storage(client, hnsw_name)}
 
     rows = src.test_queries()[: cfg.queries]
     texts = [src.query_text[r] for r in rows]
@@ -262,7 +245,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
            "hnsw": vector_fn(searcher, hnsw_name, hnsw_body(cfg.default_ef_search))}
     qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in fns.items()}
 
-    parts_h = store["hnsw"]["parts"] or {}
+    parts_h = store["hnsw"]["parts"]
     hnsw_ram = parts_h.get("HNSW graph", 0) + parts_h.get("flat vectors", 0)
     systems = {
         "grdr": {**grdr, "qps": qps["grdr"], "index_bytes": store["grdr"]["index_bytes"],
@@ -270,7 +253,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
                  "ids": len(searcher.store)},
         "dense_exact": {**dense, "qps": qps["dense_exact"], "index_bytes": store["grdr"]["index_bytes"],
                         # index.knn false keeps vectors in doc values: what every exact query scans.
-                        "recall_ram_bytes": (store["grdr"]["parts"] or {}).get("doc values", 0)},
+                        "recall_ram_bytes": store["grdr"]["parts"]["doc values"]},
         "hnsw": {**hnsw_default, "qps": qps["hnsw"], "index_bytes": store["hnsw"]["index_bytes"],
                  "recall_ram_bytes": hnsw_ram, "build": hnsw, "m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction},
     }

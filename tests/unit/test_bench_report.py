@@ -23,6 +23,11 @@ def test_no_setting_reaching_95_percent_reports_the_best_recall():
     assert line.startswith("No GRDR setting") and "beam 300, pool 300: R@10 33.0" in line
 
 
+def test_a_dense_baseline_that_recalls_nothing_gets_no_ratio():
+    line = _fastest_line([setting(20, 300, 0.0, 10.0)], {"R@10": 0.0, "p50_ms": 50.0}, HNSW)
+    assert "recalls no test query" in line
+
+
 def test_bench_refuses_a_sweep_without_the_headline_settings(tmp_path):
     from typer.testing import CliRunner
 

@@ -1,0 +1,33 @@
+"""`grdr bench` end to end on a small grown catalog: the real ingest, the three systems, the report."""
+import json
+
+from query.bench import BenchConfig, run_bench
+from query.bench_report import write_report
+from tests.conftest import shared_dataset
+
+
+def test_bench_measures_three_systems_and_cleans_up(tiny_model_dir, settings, client, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = BenchConfig(dataset=shared_dataset("msrvtt"), model=tiny_model_dir, scales=[2000], queries=10, clients=[1],
+                      throughput_queries=10, beams=[20, 300], ef_search=[100], pools=[1000], pool_beams=[20],
+                      work_dir=work)
+    result = run_bench(cfg, log=lambda _: None, settings=settings)
+    scale = result["scales"]["2000"]
+    assert result["videos"] == scale["videos"] == 2000 and scale["ingest"]["videos"] == 2000
+    systems = scale["systems"]
+    assert set(systems) == {"grdr", "dense_exact", "hnsw"}
+    for name, system in systems.items():
+        assert 0 <= system["R@1"] <= system["R@5"] <= system["R@10"] <= 100, name
+        assert 0 < system["p50_ms"] <= system["p99_ms"] and system["qps"]["1"] > 0, name
+    assert set(systems["grdr"]["stages_ms"]) == {"encode", "decode", "opensearch", "total"}
+    assert 0 < systems["grdr"]["recall_ram_bytes"] < systems["hnsw"]["recall_ram_bytes"]
+    assert [(c["beam"], c["max_pool"]) for c in scale["curves"]["grdr_pool"]] == [(20, 1000)]
+    assert "overlap@10" in systems["grdr"] and scale["storage"]["grdr"]["bytes_per_video"] > 0
+    # the grown catalog is gone after ingest, and so are the bench's indices
+    assert list(work.iterdir()) == []
+    assert not client.indices.exists(index="bench-msrvtt-2000-hnsw")
+    assert not client.indices.exists_alias(name="bench-msrvtt-2000")
+    report = write_report(result, tmp_path / "report", "grdr bench ...")
+    assert (tmp_path / "report" / "BENCHMARKS.md").is_file() and report
+    json.dumps(result)  # the --json line is plain JSON
