@@ -72,7 +72,8 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY) -
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "index": searcher.index, "fingerprint": searcher.runtime.fingerprint,
-                "ids": len(searcher.store), "pid": os.getpid()}  # pid: `grdr loadtest` samples its RSS
+                "ids": len(searcher.store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
+                "rrf_fusion": "opensearch" if searcher.native_hybrid else "client"}  # where hybrid="rrf" is fused
 
     # Searches are CPU-bound (ONNX + numpy): a few threads use the cores fully, and more only add
     # per-thread allocator arenas (the query process's memory then creeps up under load).

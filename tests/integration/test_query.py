@@ -233,7 +233,8 @@ def test_a_temporary_pipeline_travels_in_an_msearch_body_line(searcher):
 
 def test_http_api(searcher):
     api = TestClient(create_app(searcher))
-    assert api.get("/health").json()["fingerprint"] == searcher.runtime.fingerprint
+    health = api.get("/health").json()
+    assert health["fingerprint"] == searcher.runtime.fingerprint and health["rrf_fusion"] == "client"
     ok = api.post("/search", json={"text": "a cat plays with a ball", "k": 3})
     assert ok.status_code == 200 and len(ok.json()["hits"]) == 3
     bad_k = api.post("/search", json={"text": "x", "k": 0})
