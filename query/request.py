@@ -71,9 +71,9 @@ def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
 def recalled_by_cosine_query(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float],
                              prefixes: Sequence[str] = (),
                              extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
-    """Every recalled video scored by knn_score alone, no pool cap: the GRDR side of a `hybrid`
-    query (neural-search applies a request's rescore to every sub-query, BM25's too, so the
-    pool-order-then-rescore form of grdr_request cannot be one)."""
+    """Every recalled video scored by knn_score alone, no pool order: grdr_request's form when the
+    whole recall fits the pool, and the GRDR side of a `hybrid` query (neural-search applies a
+    request's rescore to every sub-query, BM25's too, so the pool-order-then-rescore form cannot be one)."""
     return {"script_score": {"query": {"bool": {"filter": [recall_filter(semantic_ids, prefixes), *(extra_filters or [])]}},
                              "script": knn_rerank_script(query_vec)}}
 
