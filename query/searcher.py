@@ -151,8 +151,8 @@ class Searcher:
         hybrid: "off", "rrf" or "union" (query.hybrid; True = the default, union).  beam_size and
         max_pool override the Searcher's for this call.  With native_hybrid, "rrf" is one `hybrid`
         query per query instead: no pool cap on its GRDR side (query.request.recalled_by_cosine_query),
-        widening planned up front from the trie's counts, and a client-side rerun of the batch if
-        OpenSearch refuses it.
+        widening planned up front from the trie's counts, and the client-side requests for the batch
+        if OpenSearch refuses it.
         """
         hybrid = hybrid_mode(hybrid)
         if not 1 <= k <= MAX_K:
@@ -198,7 +198,7 @@ class Searcher:
             if native is not None:
                 t3 = time.perf_counter()
                 return _with_timings(native, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t3 - started)
-            return self.search_many(texts, k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool)
+            # refused: the same encoded and decoded batch is fused client side below
 
         per = 1 if hybrid == "off" else 2
         prefixes: list[list[str]] = [[] for _ in texts]
