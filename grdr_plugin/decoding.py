@@ -33,6 +33,19 @@ def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
     return [np.unique(encode_prefix(ids[:, : l + 1], codebook_size)) for l in range(levels)]
 
 
+def validity_masks(valid_prefixes: list[np.ndarray], codebook_size: int) -> list[np.ndarray]:
+    """The valid IDs as dense masks, as decoder_search.onnx reads them: per level n a bool array
+    [C**n, C] whose row p (a valid or invalid prefix of n codes, base-C encoded) marks the codes
+    that continue it to a valid prefix of n + 1 codes."""
+    C = codebook_size
+    masks = []
+    for n, table in enumerate(valid_prefixes):
+        mask = np.zeros(C ** (n + 1), dtype=bool)
+        mask[table] = True
+        masks.append(mask.reshape(C ** n, C))
+    return masks
+
+
 def _run_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The ranges [start, start + length) concatenated, vectorised: ([5, 9], [2, 3]) -> [5, 6, 9, 10, 11]."""
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))

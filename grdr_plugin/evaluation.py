@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from grdr_plugin.data import Dataset
-from grdr_plugin.decoding import InvertedIndex, constrained_beam_search
+from grdr_plugin.decoding import InvertedIndex
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
 
@@ -55,7 +55,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
         gscore = scores[np.arange(len(g)), g]
         dense_rank[sl] = 1 + (scores > gscore[:, None]).sum(1)  # ties in the query's favour
         if "grdr" in modes:
-            ids, sc = constrained_beam_search(backend.step_fn(q), len(texts), cfg.levels, cfg.codebook_size, inv.prefixes, beam)
+            ids, sc = backend.beam_search(q, inv.prefixes, beam)
             for j in range(len(texts)):
                 pool = inv.lookup_pool(ids[j], sc[j], max_pool, scores[j])
                 pool_size[s + j] = len(pool)

@@ -3,7 +3,7 @@
 Used by the ingest workers (video side), the query layer (text side + decoder) and in-process
 evaluation (`grdr eval --backend onnx`). Reads only JSON, tokenizer files and ONNX graphs from a
 model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.runtime.TorchBackend`:
-`cfg`, `encode_videos`, `encode_queries`, `step_fn`.
+`cfg`, `encode_videos`, `encode_queries`, `step_fn`, `beam_search`.
 """
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from grdr_plugin.decoding import constrained_beam_search, validity_masks
 from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
 
 
 STEP_MEMORY = ("mem_k", "mem_v", "mem_bias", "text_vec")  # what decoder_step.onnx reads of a query
-LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx
+LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx, decoder_search.onnx
+SEARCH_OUTPUTS = ["ids", "scores"]  # of decoder_search.onnx
 
 
 class ModelCard(BaseModel):
@@ -131,6 +133,40 @@ class ModelRuntime:
         sessions = [self._graph(p.stem) for p in paths]
         # past_* are inputs only where positions are cached (not at n = 0, nor when no block is)
         return [(s, "past_k" in {i.name for i in s.get_inputs()}) for s in sessions]
+
+    @cached_property
+    def search_session(self):
+        """decoder_search.onnx (the whole beam search of one query), or None for a folder
+        exported without it (older exports; decoders too large for per-prefix tables)."""
+        path = self.model_dir / "onnx" / "decoder_search.onnx"
+        return self._graph(path.stem) if path.is_file() else None
+
+    def beam_search(self, q: Queries, valid_prefixes: list[np.ndarray], beam_size: int,
+                    masks: Optional[list[np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Trie-constrained beam search of every query, in `constrained_beam_search`'s format
+        (codes int64 [Q, beam, L], scores float32 [Q, beam], padding beams -1 / -inf): one
+        decoder_search.onnx call per query, the trie as `validity_masks` of `valid_prefixes`
+        (pass `masks` when they are kept), or the level graphs + numpy search without it."""
+        cfg = self.cfg
+        if self.search_session is None:
+            return constrained_beam_search(self.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
+                                           valid_prefixes, beam_size)
+        if beam_size < 1:
+            raise ValueError("beam_size: must be at least 1")
+        n_queries, levels, size = len(q.query_vec), cfg.levels, cfg.codebook_size
+        codes = np.full((n_queries, beam_size, levels), -1, dtype=np.int64)
+        scores = np.full((n_queries, beam_size), -np.inf, dtype=np.float32)
+        if not valid_prefixes[-1].size:  # nothing indexed: every beam is padding
+            return codes, scores
+        masks = validity_masks(valid_prefixes, size) if masks is None else masks
+        fixed = {f"valid{n}": m for n, m in enumerate(masks)}
+        fixed["beam"] = np.array(beam_size, dtype=np.int64)
+        digits = size ** np.arange(levels - 1, -1, -1)  # base-C id -> codes
+        for i in range(n_queries):
+            ids, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **{name: q.state[name][i: i + 1] for name in LEVEL_MEMORY}})
+            codes[i, : len(ids)] = ids[:, None] // digits % size
+            scores[i, : len(best)] = best
+        return codes, scores
 
     def step_fn(self, q: Queries):
         """A beam-search step function over these queries (see grdr_plugin.decoding).

@@ -15,7 +15,6 @@ import numpy as np
 from opensearchpy.exceptions import RequestError
 from pydantic import BaseModel
 
-from grdr_plugin.decoding import constrained_beam_search
 from grdr_plugin.index import ID_FIELD, alias_target, check_fingerprint
 from grdr_plugin.model.ids import format_id
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
@@ -103,9 +102,8 @@ class Searcher:
     # ---- pure-ish planning ----
 
     def decode(self, queries: Queries, beam_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.runtime.cfg
-        return constrained_beam_search(self.runtime.step_fn(queries), len(queries.query_vec), cfg.levels,
-                                       cfg.codebook_size, self.store.tables, beam_size or self.beam_size)
+        masks = self.store.masks if self.runtime.search_session is not None else None
+        return self.runtime.beam_search(queries, self.store.tables, beam_size or self.beam_size, masks=masks)
 
     def window(self, beams: list[str], max_pool: int, filtered: bool) -> tuple[list[str], np.ndarray]:
         """The decoded IDs the request recalls, and the trie's video count of each (what

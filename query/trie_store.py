@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Optional
 import marisa_trie
 import numpy as np
 
-from grdr_plugin.decoding import prefix_tables
+from grdr_plugin.decoding import prefix_tables, validity_masks
 from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.index import ID_FIELD, alias_target
 
@@ -68,6 +68,7 @@ class TrieStore:
         self.base = marisa_trie.Trie()
         self.base_counts = np.zeros(0, dtype=np.int64)
         self._tables: list[np.ndarray] = []
+        self._masks: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])  # (the tables they are of, masks)
         self._last_poll = 0.0
         self.build_seconds = 0.0
 
@@ -143,6 +144,16 @@ class TrieStore:
     def tables(self) -> list[np.ndarray]:
         return self._tables
 
+    @property
+    def masks(self) -> list[np.ndarray]:
+        """`tables` as the dense validity masks the fused decoder graph reads (built on first use
+        after each change: a query process without that graph never holds them)."""
+        tables, masks = self._masks
+        if tables is not self._tables:
+            tables = self._tables
+            self._masks = (tables, validity_masks(tables, self.codebook_size))
+        return self._masks[1]
+
     def __contains__(self, sid: str) -> bool:
         return sid in self.base or sid in self.delta
 
@@ -161,7 +172,8 @@ class TrieStore:
         return base + sum(n for k, n in self.delta.items() if k.startswith(head))
 
     def memory_bytes(self) -> int:
-        """Bytes of the recall structure: trie file + counts + prefix tables + delta strings."""
+        """Bytes of the recall structure: trie file + counts + prefix tables + validity masks (once
+        built) + delta strings."""
         trie_bytes = os.path.getsize(f"{self._base_stem}.marisa") if getattr(self, "_base_stem", None) else 0
         return (trie_bytes + int(self.base_counts.nbytes) + sum(int(t.nbytes) for t in self._tables)
-                + sum(len(k) + 8 for k in self.delta))
+                + sum(int(m.nbytes) for m in self._masks[1]) + sum(len(k) + 8 for k in self.delta))

@@ -40,6 +40,7 @@ from torch import nn
 
 from grdr_plugin.model.artifacts import ONNX_DIR
 from grdr_plugin.model.nets import GRDR, masked_mean
+from grdr_plugin.model.search_graph import SearchGraph
 
 OPSET = 17
 FOLDED = ["fold_k", "fold_bias", "fold_v"]  # decoder memory with the cross-attention projections folded in
@@ -83,17 +84,22 @@ class DecoderStepGraph(nn.Module):
         return logits[:, -1].log_softmax(-1)
 
 
+def tables_fit(cfg) -> bool:
+    """Per-prefix lookups (the first block's self-attention, the output head's prefix terms) while
+    the largest level's tables stay small: C**(L-1) rows of 2w + C + 2 floats.  All levels or none:
+    a level with tables caches every block but the first, one without caches every block, so
+    mixing them would hand a level the wrong cache."""
+    rows = cfg.codebook_size ** (cfg.levels - 1)
+    return rows * (2 * cfg.decoder_dim + cfg.codebook_size + 2) * 4 <= MAX_TABLE_BYTES
+
+
 class DecoderLevelGraph(nn.Module):
     """decoder_level{n}.onnx: one beam-search step for prefixes of exactly n codes."""
 
-    def __init__(self, model: GRDR, n: int):
+    def __init__(self, model: GRDR, n: int, tables: bool):
         super().__init__()
         self.model = model
-        cfg = model.cfg
-        # per-prefix lookups (the first block's self-attention, the output head's prefix terms)
-        # while the tables stay small: C**n rows of 2w + C + 2 floats
-        small = cfg.codebook_size ** n * (2 * cfg.decoder_dim + cfg.codebook_size + 2) * 4 <= MAX_TABLE_BYTES
-        self.tables = model.decoder.level_tables(n, model.rq.codebooks) if small else None
+        self.tables = model.decoder.level_tables(n, model.rq.codebooks) if tables else None
 
     @property
     def cached_layers(self) -> int:
@@ -126,8 +132,10 @@ def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
     (see Attention.attend_folded); the last level has no keys/values to hand on."""
     cfg = model.cfg
     heads = model.decoder.heads
+    steps, tables = [], tables_fit(cfg)
     for n in range(cfg.levels):
-        graph = DecoderLevelGraph(model, n)
+        graph = DecoderLevelGraph(model, n, tables)
+        steps.append(graph)
         rows = 1 if n == 0 else 3
         prefix = torch.zeros(rows, n, dtype=torch.int64)
         past = torch.randn(rows, graph.cached_layers, heads, n, cfg.decoder_dim // heads)
@@ -138,6 +146,16 @@ def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
         module = _FirstOutput(graph) if last else graph
         _export(module, (*one_memory, prefix, past, past), out / f"decoder_level{n}.onnx",
                 [*FOLDED, "text_vec", "prefix", "past_k", "past_v"], outputs, axes)
+    search = out / "decoder_search.onnx"
+    search.unlink(missing_ok=True)
+    if tables:  # it reads every level's tables
+        size = cfg.codebook_size
+        valid = [torch.rand(size ** n, size) < 0.5 for n in range(cfg.levels)]
+        names = [f"valid{n}" for n in range(cfg.levels)]
+        axes = {"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"},
+                "ids": {0: "beams"}, "scores": {0: "beams"}}
+        _export(SearchGraph(model, [step.tables for step in steps]), (*one_memory, torch.tensor(5), *valid), search,
+                [*FOLDED, "text_vec", "beam", *names], ["ids", "scores"], axes)
 
 
 class _FirstOutput(nn.Module):

@@ -5,14 +5,17 @@
                   layer and the ingest workers run.
 
 Both expose: `encode_videos(frames, pooled) -> (codes int64 [N,K,L], video_vec float32 [N,D])`,
-`encode_queries(texts) -> Queries` and `step_fn(queries)` for `constrained_beam_search`.
+`encode_queries(texts) -> Queries`, `step_fn(queries)` for `constrained_beam_search` and
+`beam_search(queries, valid_prefixes, beam_size)`.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from grdr_plugin.decoding import constrained_beam_search
 from grdr_plugin.runtime import Queries
 
 
@@ -74,3 +77,10 @@ class TorchBackend:
                 return logits[:, -1].log_softmax(-1).cpu().numpy()
 
         return step
+
+    def beam_search(self, q: Queries, valid_prefixes: list[np.ndarray], beam_size: int,
+                    masks: Optional[list[np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """`constrained_beam_search` over step_fn (`masks` serves ModelRuntime's fused graph only)."""
+        cfg = self.cfg
+        return constrained_beam_search(self.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
+                                       valid_prefixes, beam_size)

@@ -33,6 +33,7 @@ def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_pa
     fill(client, alias, [["1-1-1"]])
     store = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path, poll_interval_s=0.2).build()
     assert store.refresh(force=True) == 0  # nothing new yet
+    assert store.masks[2].sum() == 1 and not store.masks[2][2 * 8 + 2, 2]
     t0 = time.perf_counter()
     id_registry.publish_ids(client, alias, ["2-2-2", "3-3-3", "1-1-1"])
     published = time.perf_counter()
@@ -43,6 +44,7 @@ def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_pa
     visible = time.perf_counter() - published
     assert "3-3-3" in store and len(store) == 3
     assert 2 * 64 + 2 * 8 + 2 in store.tables[2]
+    assert store.masks[2][2 * 8 + 2, 2] and store.masks[2].sum() == 3  # the decoder graph's view follows
     # Re-publishing known IDs adds nothing; folding keeps every ID and empties the delta.
     id_registry.publish_ids(client, alias, ["2-2-2"])
     assert store.refresh(force=True) == 0

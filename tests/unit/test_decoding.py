@@ -102,3 +102,15 @@ def test_inverted_index_counts_a_video_once_per_id():
     key = int(encode_prefix(np.array([1, 1, 1]), 4))
     assert inv.keys.tolist().count(key) == 2
     assert sorted(inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), 2, np.zeros(2)).tolist()) == [0, 1]
+
+
+def test_validity_masks_mark_each_valid_continuation():
+    from grdr_plugin.decoding import validity_masks
+
+    ids = np.array([[0, 1, 2], [0, 1, 3], [2, 0, 1]])
+    masks = validity_masks(prefix_tables(ids, 4), 4)
+    assert [m.shape for m in masks] == [(1, 4), (4, 4), (16, 4)]
+    assert masks[0][0].tolist() == [True, False, True, False]
+    assert masks[1][0].tolist() == [False, True, False, False] and masks[1][2].tolist() == [True, False, False, False]
+    assert masks[2][1].tolist() == [False, False, True, True] and masks[2][8].tolist() == [False, True, False, False]
+    assert [int(m.sum()) for m in masks] == [2, 2, 3]

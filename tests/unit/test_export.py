@@ -122,3 +122,79 @@ def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_p
     assert compute_fingerprint(tmp_path) == before
     missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "--model" in missing.output and "grdr train" in missing.output
+
+
+def _finite_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[tuple[int, ...]]]:
+    return [[tuple(c) for c, s in zip(q_codes, q_scores) if np.isfinite(s)] for q_codes, q_scores in zip(codes.tolist(), scores)]
+
+
+def test_search_graph_returns_the_level_search_ids(exported, request):
+    """decoder_search.onnx (the whole search of a query in one graph, the trie as validity masks)
+    returns constrained_beam_search's IDs and scores over the level graphs, for one to every valid
+    ID and beams below and above their count.  A folder too large for per-prefix tables has no
+    such graph; beam_search then runs the level search."""
+    from grdr_plugin.runtime import ModelRuntime
+
+    ob = ModelRuntime(exported)
+    has_tables = request.node.callspec.id != "2-blocks-no-tables"
+    assert (ob.search_session is not None) == has_tables
+    oq = ob.encode_queries(TEXTS)
+    rng = np.random.default_rng(2)
+    for n_ids in (1, 6, 60, 512):
+        ids = np.unique(rng.integers(0, 8, (n_ids, 3)), axis=0)
+        tables = prefix_tables(ids, 8)
+        valid = {tuple(i) for i in ids.tolist()}
+        for beam in (1, 3, 50, 600):
+            graph_codes, graph_scores = ob.beam_search(oq, tables, beam)
+            level_codes, level_scores = constrained_beam_search(ob.step_fn(oq), len(TEXTS), 3, 8, tables, beam)
+            assert graph_codes.shape == level_codes.shape == (len(TEXTS), beam, 3)
+            found = _finite_ids(graph_codes, graph_scores)
+            assert found == _finite_ids(level_codes, level_scores)
+            assert all(len(f) == min(beam, len(valid)) and set(f) <= valid for f in found)
+            np.testing.assert_allclose(graph_scores, level_scores, atol=1e-4)
+            assert (graph_codes[~np.isfinite(graph_scores)] == -1).all()
+    no_ids = [np.zeros(0, np.int64)] * 3
+    codes, scores = ob.beam_search(oq, no_ids, 4)
+    assert (codes == -1).all() and np.isneginf(scores).all()
+
+
+def test_search_graph_emits_only_valid_ids_from_a_broken_model(tmp_path):
+    """A decoder whose every log-probability is NaN (corrupt weights) still yields exactly
+    min(beam, valid) IDs, all of them valid: validity comes from the masks, not the model."""
+    from grdr_plugin.model.export import export_onnx
+    from grdr_plugin.runtime import ModelRuntime
+
+    model, encoder, _ = build_tiny_model(tmp_path, export=False, decoder_layers=2)
+    with torch.no_grad():
+        model.decoder.out.weight.fill_(float("nan"))
+    export_onnx(tmp_path, model, encoder)
+    ob = ModelRuntime(tmp_path)
+    assert ob.search_session is not None
+    oq = ob.encode_queries(TEXTS)
+    ids = np.array([[0, 1, 2], [0, 1, 3], [5, 5, 5], [7, 0, 0]])
+    for beam in (1, 2, 4, 10):
+        codes, scores = ob.beam_search(oq, prefix_tables(ids, 8), beam)
+        for found in _finite_ids(codes, scores):
+            assert len(found) == min(beam, len(ids)) and set(found) <= {tuple(i) for i in ids.tolist()}
+
+
+def test_a_table_budget_that_fits_only_the_short_levels_serves_without_tables(tmp_path, monkeypatch):
+    """Per-prefix tables are all levels or none: with a budget that fits levels 0-1's tables but
+    not level 2's, a level with tables would hand the next one a cache without the first block
+    (a C=256 model used to fail so at its last step).  Beam search through the level graphs
+    equals torch's."""
+    from grdr_plugin.model import export
+    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.runtime import ModelRuntime
+
+    build_tiny_model(tmp_path, export=False, decoder_layers=2)
+    monkeypatch.setattr(export, "MAX_TABLE_BYTES", 5000)  # level 1: 8 rows x 42 floats; level 2: 64 rows
+    export.export_onnx(tmp_path)
+    tb, ob = TorchBackend(tmp_path), ModelRuntime(tmp_path)
+    assert ob.search_session is None
+    ids = np.unique(np.random.default_rng(3).integers(0, 8, (40, 3)), axis=0)
+    tables = prefix_tables(ids, 8)
+    ct, st = tb.beam_search(tb.encode_queries(TEXTS), tables, 5)
+    co, so = ob.beam_search(ob.encode_queries(TEXTS), tables, 5)
+    np.testing.assert_array_equal(ct, co)
+    np.testing.assert_allclose(st, so, atol=1e-3)
