@@ -23,7 +23,7 @@ from grdr_plugin.model.safe_files import refuse_pickles
 
 STEP_MEMORY = ("mem_k", "mem_v", "mem_bias", "text_vec")  # what decoder_step.onnx reads of a query
 LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx, decoder_search.onnx
-SEARCH_OUTPUTS = ["ids", "scores"]  # of decoder_search.onnx
+SEARCH_OUTPUTS = ["codes", "scores"]  # of decoder_search.onnx
 
 
 class ModelCard(BaseModel):
@@ -72,6 +72,7 @@ class ModelRuntime:
         refuse_pickles(self.model_dir)
         self.cfg = ModelCard(**json.loads(cfg_path.read_text()))
         self.threads = threads
+        self._kept_search_inputs: Optional[tuple] = None
 
     @property
     def fingerprint(self) -> str:
@@ -159,14 +160,21 @@ class ModelRuntime:
         if not valid_prefixes[-1].size:  # nothing indexed: every beam is padding
             return codes, scores
         masks = validity_masks(valid_prefixes, size) if masks is None else masks
-        fixed = {f"valid{n}": m for n, m in enumerate(masks)}
-        fixed["beam"] = np.array(beam_size, dtype=np.int64)
-        digits = size ** np.arange(levels - 1, -1, -1)  # base-C id -> codes
+        fixed = self._search_inputs(masks, beam_size)
         for i in range(n_queries):
-            ids, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **{name: q.state[name][i: i + 1] for name in LEVEL_MEMORY}})
-            codes[i, : len(ids)] = ids[:, None] // digits % size
-            scores[i, : len(best)] = best
+            found, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **{name: q.state[name][i: i + 1] for name in LEVEL_MEMORY}})
+            codes[i, : len(found)], scores[i, : len(best)] = found, best
         return codes, scores
+
+    def _search_inputs(self, masks: list[np.ndarray], beam_size: int) -> dict[str, np.ndarray]:
+        """decoder_search.onnx's inputs other than the query's memory, kept while the same masks
+        (a trie store's, until it changes) and beam size come back: one search per query."""
+        kept = self._kept_search_inputs
+        if kept is None or kept[0] is not masks or kept[1] != beam_size:
+            inputs = {f"valid{n}": m for n, m in enumerate(masks)}
+            inputs["beam"] = np.array(beam_size, dtype=np.int64)
+            kept = self._kept_search_inputs = (masks, beam_size, inputs)
+        return kept[2]
 
     def step_fn(self, q: Queries):
         """A beam-search step function over these queries (see grdr_plugin.decoding).

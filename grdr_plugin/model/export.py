@@ -19,6 +19,11 @@ decoder_level{n}.onnx  (n = 0..L-1) one step for prefixes of exactly n codes: fo
                     block)
                     -> logprobs float32 [B,C], new_k, new_v [B,cached,heads,1,dh] (position n's, to
                     append to past; the last level has none)
+decoder_search.onnx (when per-prefix tables fit, export.tables_fit) the whole beam search of ONE
+                    query: fold_k, fold_bias, fold_v, text_vec [1, ...], beam int64 [], valid{n} bool
+                    [C**n, C] for n = 0..L-1 (grdr_plugin.decoding.validity_masks: the valid IDs)
+                    -> codes int64 [k, L], scores float32 [k] (summed log-probabilities, best first;
+                    k = min(beam, valid IDs reachable), every row a valid ID)
 video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
                     -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
 
@@ -28,6 +33,8 @@ level graphs (what the serving path runs) compute one new position per beam: ear
 self-attention comes from the cache, the first block's self-attention and the output head's prefix
 terms from per-prefix tables (they see codes only), and the position count is fixed per graph so
 attention over it is unrolled.
+decoder_search.onnx chains the level steps with the search between them in one graph
+(grdr_plugin/model/search_graph.py): one onnxruntime call per query.
 decoder_step.onnx stays for callers that hold no cache (any prefix, in any order).
 """
 from __future__ import annotations
@@ -153,9 +160,9 @@ def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
         valid = [torch.rand(size ** n, size) < 0.5 for n in range(cfg.levels)]
         names = [f"valid{n}" for n in range(cfg.levels)]
         axes = {"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"},
-                "ids": {0: "beams"}, "scores": {0: "beams"}}
+                "codes": {0: "beams"}, "scores": {0: "beams"}}
         _export(SearchGraph(model, [step.tables for step in steps]), (*one_memory, torch.tensor(5), *valid), search,
-                [*FOLDED, "text_vec", "beam", *names], ["ids", "scores"], axes)
+                [*FOLDED, "text_vec", "beam", *names], ["codes", "scores"], axes)
 
 
 class _FirstOutput(nn.Module):

@@ -96,7 +96,7 @@ class SearchGraph(nn.Module):
     def forward(self, fold_k, fold_bias, fold_v, text_vec, beam, *valid):
         """fold_k [1, layers, w, h*T], fold_bias [1, layers, h*T], fold_v [1, layers, h*T, w],
         text_vec [1, d] (one query), beam int64 [], valid{n} bool [C**n, C]
-        -> ids int64 [k] (base-C encoded), scores float32 [k] (summed log-probabilities, best first)."""
+        -> codes int64 [k, L], scores float32 [k] (summed log-probabilities, best first)."""
         decoder, size, levels = self.decoder, self.size, len(self.rows)
         layers = fold_k.shape[1]
         memory_length = fold_k.shape[-1] // self.lanes.shape[0]
@@ -126,4 +126,5 @@ class SearchGraph(nn.Module):
             if n + 1 < levels:
                 m2ts = m2ts[parent] + t_keys[0, (levels + n) * size:(levels + n + 1) * size][code].unsqueeze(-1)
                 cache = [(None, None) if k is None else (k[parent], v[parent]) for k, v in cache]
-        return enc, scores
+        digits = size ** torch.arange(levels - 1, -1, -1)
+        return enc.unsqueeze(-1) // digits % size, scores
