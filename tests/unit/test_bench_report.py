@@ -41,3 +41,27 @@ def test_bench_refuses_a_sweep_without_the_headline_settings(tmp_path):
     out = CliRunner().invoke(app, ["bench", "--dataset", str(tmp_path), "--model", str(tmp_path), "--beams", "20"])
     assert out.exit_code == 1 and "beams (--beams): must include the default beam 300" in out.output
     assert "input_value" not in out.output  # one line per field, not pydantic's dump
+
+
+def _measured(r10, p50, encode, **extra):
+    return {"R@10": r10, "p50_ms": p50, "stages_ms": {"encode": {"p50_ms": encode}, "total": {"p50_ms": p50}}, **extra}
+
+
+def test_targets_table_marks_each_target_from_the_run():
+    """At 100k: the speed-up is judged at the fastest setting within 95 % of dense, HNSW's latency at
+    the fastest setting with HNSW's recall, and the encoder's share bounds the speed-up."""
+    from query.bench_report import _target_lines
+
+    settings = [setting(20, 300, 30.0, 10.0), setting(50, 3000, 38.5, 16.0), setting(300, 3000, 41.0, 25.0)]
+    for a in settings:
+        a["stages_ms"] = {"encode": {"p50_ms": 5.0}, "decode": {"p50_ms": 1.0}, "total": {"p50_ms": a["p50_ms"]}}
+    dense = _measured(40.0, 50.0, 5.0)
+    hnsw = _measured(41.0, 8.0, 5.0, ef_search=100, recall_ram_bytes=100e6)
+    text = "\n".join(_target_lines(100_000, settings, {**settings[2], "recall_ram_bytes": 1e6}, dense, hnsw))
+    assert "| ≥ 50× faster than exact dense, R@10 ≥ 95 % of dense | 3.1× at beam 50, pool 3000" in text
+    assert "| R@10 ≥ 95 % of dense at the fast setting | 75.0 % at the fastest setting (beam 20, pool 300" in text
+    assert "3.12× at beam 300, pool 3000 (R@10 41.0 vs 41.0) | **missed** |" in text
+    assert "| recall-structure RAM ≤ 1/10 of HNSW's | 1/100 | met |" in text
+    assert "| GRDR p50 ≤ 20 ms | 10.0 ms fastest setting, 25.0 ms headline (beam 300) | met |" in text
+    assert "| GRDR beam 50, pool 3000 | 5.0 | 1.0 | — | 16.0 |" in text
+    assert "at most 10.0× faster than exact dense" in text
