@@ -138,10 +138,13 @@ class Attention(nn.Module):
         att = (x[:, 0] @ keys[0] + key_bias).reshape(x.shape[0], self.heads, -1).softmax(-1)  # [B, h, T]
         return (att.reshape(x.shape[0], -1) @ values[0] + self.o.bias).unsqueeze(1)
 
+    def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q, k and v projections as one: weight [3d, d], bias [3d]."""
+        return torch.cat([self.q.weight, self.k.weight, self.v.weight]), torch.cat([self.q.bias, self.k.bias, self.v.bias])
+
     def project_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of one position x [B,1,d], each [B,h,dh], as one GEMM (weights concatenated)."""
-        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
-        qkv = F.linear(x[:, 0], w, torch.cat([self.q.bias, self.k.bias, self.v.bias]))
+        qkv = F.linear(x[:, 0], *self.qkv_weights())
         return tuple(part.reshape(x.shape[0], self.heads, -1) for part in qkv.chunk(3, dim=-1))
 
     def attend_cached(self, q: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:

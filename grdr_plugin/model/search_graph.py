@@ -26,8 +26,6 @@ from torch import nn
 
 from grdr_plugin.model.nets import GRDR
 
-TABLE_PARTS = ("state", "sum_books", "sum_out", "sum_sq", "sum_bias")  # of level_tables, one row per prefix
-
 
 class SearchGraph(nn.Module):
     def __init__(self, model: GRDR, tables: list[dict[str, torch.Tensor]]):
@@ -52,8 +50,7 @@ class SearchGraph(nn.Module):
             self.norm_bias = g * g + tables[0]["bias_sq"]
             lanes = (torch.arange(self.width) // (self.width // heads) == torch.arange(heads)[:, None]).float()
             self.lanes, self.lanes_scaled = lanes, lanes.T * (self.width // heads) ** -0.5  # [h, w], [w, h]
-            self.qkv = [(torch.cat([b.self_att.q.weight, b.self_att.k.weight, b.self_att.v.weight]),
-                         torch.cat([b.self_att.q.bias, b.self_att.k.bias, b.self_att.v.bias])) for b in decoder.blocks]
+            self.qkv = [b.self_att.qkv_weights() for b in decoder.blocks]
 
     def _cross_and_mlp(self, i: int, x: torch.Tensor, keys, key_bias, values, memory_length) -> torch.Tensor:
         """Block i's cross-attention over one folded memory (keys [w, h*T], values [h*T, w]) and MLP; x [b, w]."""
