@@ -146,11 +146,10 @@ class TrieStore:
 
     @property
     def masks(self) -> list[np.ndarray]:
-        """`tables` as the dense validity masks the fused decoder graph reads (built on first use
-        after each change: a query process without that graph never holds them)."""
-        tables, masks = self._masks
-        if tables is not self._tables:
-            tables = self._tables
+        """`tables` as the dense validity masks decoder_search.onnx reads (built on first use after
+        each change: a query process without that graph never holds them)."""
+        tables = self._tables
+        if self._masks[0] is not tables:
             self._masks = (tables, validity_masks(tables, self.codebook_size))
         return self._masks[1]
 

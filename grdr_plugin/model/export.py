@@ -29,10 +29,10 @@ video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
 
 The decoder's memory (projections of the query's token states) is computed once per query;
 each beam-search step only gathers it by row, so a step costs the decoder blocks alone.  The
-level graphs (what the serving path runs) compute one new position per beam: earlier positions'
-self-attention comes from the cache, the first block's self-attention and the output head's prefix
-terms from per-prefix tables (they see codes only), and the position count is fixed per graph so
-attention over it is unrolled.
+level graphs (and decoder_search.onnx, built from their tables) compute one new position per
+beam: earlier positions' self-attention comes from the cache, the first block's self-attention and
+the output head's prefix terms from per-prefix tables (they see codes only), and the position count
+is fixed per graph so attention over it is unrolled.
 decoder_search.onnx chains the level steps with the search between them in one graph
 (grdr_plugin/model/search_graph.py): one onnxruntime call per query.
 decoder_step.onnx stays for callers that hold no cache (any prefix, in any order).

@@ -117,7 +117,8 @@ def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_p
     result = CliRunner().invoke(app, ["export", "--model", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "onnx").glob("*.onnx")}
-    assert {"decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx", "decoder_memory.onnx"} <= names
+    assert {"decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx", "decoder_memory.onnx",
+            "decoder_search.onnx"} <= names
     assert "decoder_step_cached.onnx" not in names
     assert compute_fingerprint(tmp_path) == before
     missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nothing")])
