@@ -80,7 +80,7 @@ class TorchBackend:
 
     def beam_search(self, q: Queries, valid_prefixes: list[np.ndarray], beam_size: int,
                     masks: Optional[list[np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
-        """`constrained_beam_search` over step_fn (`masks` serves ModelRuntime's fused graph only)."""
+        """`constrained_beam_search` over step_fn (`masks` serves ModelRuntime's decoder_search.onnx only)."""
         cfg = self.cfg
         return constrained_beam_search(self.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
                                        valid_prefixes, beam_size)
