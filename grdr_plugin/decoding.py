@@ -116,6 +116,14 @@ def constrained_beam_search(
     return codes, scores.astype(np.float32)
 
 
+def beam_search_by_steps(backend, q, valid_prefixes: list[np.ndarray], beam_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`constrained_beam_search` of every query of `q` (a backend's `Queries`) over `backend.step_fn(q)`
+    (any backend with `cfg.levels`, `cfg.codebook_size` and `step_fn`)."""
+    cfg = backend.cfg
+    return constrained_beam_search(backend.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
+                                   valid_prefixes, beam_size)
+
+
 class InvertedIndex:
     """Full ID -> videos, as sorted numpy arrays (the in-process stand-in for the `terms` query)."""
 

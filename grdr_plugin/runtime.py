@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from grdr_plugin.decoding import constrained_beam_search, validity_masks
+from grdr_plugin.decoding import beam_search_by_steps, validity_masks
 from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
 
@@ -72,7 +72,6 @@ class ModelRuntime:
         refuse_pickles(self.model_dir)
         self.cfg = ModelCard(**json.loads(cfg_path.read_text()))
         self.threads = threads
-        self._kept_search_inputs: Optional[tuple] = None
 
     @property
     def fingerprint(self) -> str:
@@ -150,8 +149,7 @@ class ModelRuntime:
         (pass `masks` when they are kept), or the level graphs + numpy search without it."""
         cfg = self.cfg
         if self.search_session is None:
-            return constrained_beam_search(self.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
-                                           valid_prefixes, beam_size)
+            return beam_search_by_steps(self, q, valid_prefixes, beam_size)
         if beam_size < 1:
             raise ValueError("beam_size: must be at least 1")
         n_queries, levels, size = len(q.query_vec), cfg.levels, cfg.codebook_size
@@ -160,21 +158,12 @@ class ModelRuntime:
         if not valid_prefixes[-1].size:  # nothing indexed: every beam is padding
             return codes, scores
         masks = validity_masks(valid_prefixes, size) if masks is None else masks
-        fixed = self._search_inputs(masks, beam_size)
+        fixed = {f"valid{n}": m for n, m in enumerate(masks)}
+        fixed["beam"] = np.array(beam_size, dtype=np.int64)
         for i in range(n_queries):
             found, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **{name: q.state[name][i: i + 1] for name in LEVEL_MEMORY}})
             codes[i, : len(found)], scores[i, : len(best)] = found, best
         return codes, scores
-
-    def _search_inputs(self, masks: list[np.ndarray], beam_size: int) -> dict[str, np.ndarray]:
-        """decoder_search.onnx's inputs other than the query's memory, kept while the same masks
-        (a trie store's, until it changes) and beam size come back: one search per query."""
-        kept = self._kept_search_inputs
-        if kept is None or kept[0] is not masks or kept[1] != beam_size:
-            inputs = {f"valid{n}": m for n, m in enumerate(masks)}
-            inputs["beam"] = np.array(beam_size, dtype=np.int64)
-            kept = self._kept_search_inputs = (masks, beam_size, inputs)
-        return kept[2]
 
     def step_fn(self, q: Queries):
         """A beam-search step function over these queries (see grdr_plugin.decoding).

@@ -298,13 +298,13 @@ def setup(model_dir: str | Path, dataset_dir: str | Path, n_queries: int, thread
                  tables=tables, masks=validity_masks(tables, cfg.codebook_size), texts=[ds.query_text[i] for i in rows], n_ids=len(ids))
 
 
-def _run_one(bench: Bench, method: str, tq: Queries, mem: CodeMemory, oq: Queries, n: int, beam: int,
+def _run_one(bench: Bench, method: str, tq: Queries, mem: CodeMemory, oq: Queries, beam: int,
              ) -> tuple[float, np.ndarray, np.ndarray]:
     t0 = time.perf_counter()
     if method == "hf_generate":
         codes, scores = hf_beam_search(bench.hf, mem, bench.trie_fn, beam)
     elif method == "ours_torch":
-        codes, scores = constrained_beam_search(bench.torch_be.step_fn(tq), n, bench.levels, bench.size, bench.tables, beam)
+        codes, scores = bench.torch_be.beam_search(tq, bench.tables, beam)
     else:
         codes, scores = bench.onnx_be.beam_search(oq, bench.tables, beam, masks=bench.masks)
     return 1000 * (time.perf_counter() - t0), codes, scores
@@ -320,13 +320,13 @@ def measure(bench: Bench, beam: int, batch: int = 1, warmup: int = 5) -> dict[st
         encoded.append((tq, pack_memory(tq.state), bench.onnx_be.encode_queries(texts), len(texts)))
     for tq, mem, oq, n in encoded[:warmup]:
         for m in METHODS:
-            _run_one(bench, m, tq, mem, oq, n, beam)
+            _run_one(bench, m, tq, mem, oq, beam)
     ms: dict[str, list[float]] = {m: [] for m in METHODS}
     ids: dict[str, list] = {m: [] for m in METHODS}
     for g, (tq, mem, oq, n) in enumerate(encoded):
         for j in range(len(METHODS)):
             m = METHODS[(g + j) % len(METHODS)]
-            t, codes, scores = _run_one(bench, m, tq, mem, oq, n, beam)
+            t, codes, scores = _run_one(bench, m, tq, mem, oq, beam)
             ms[m].append(t / n)
             ids[m].extend(_id_sets(codes, scores))
     lat = {m: _latency(ms[m]) for m in METHODS}

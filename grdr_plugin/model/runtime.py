@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from grdr_plugin.decoding import constrained_beam_search
+from grdr_plugin.decoding import beam_search_by_steps
 from grdr_plugin.runtime import Queries
 
 
@@ -81,6 +81,4 @@ class TorchBackend:
     def beam_search(self, q: Queries, valid_prefixes: list[np.ndarray], beam_size: int,
                     masks: Optional[list[np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
         """`constrained_beam_search` over step_fn (`masks` serves ModelRuntime's decoder_search.onnx only)."""
-        cfg = self.cfg
-        return constrained_beam_search(self.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
-                                       valid_prefixes, beam_size)
+        return beam_search_by_steps(self, q, valid_prefixes, beam_size)

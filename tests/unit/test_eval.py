@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from grdr_plugin.data import load_dataset
-from grdr_plugin.decoding import constrained_beam_search
+from grdr_plugin.decoding import beam_search_by_steps
 from grdr_plugin.evaluation import evaluate, rank_metrics
 from grdr_plugin.model.config import ModelConfig
 from grdr_plugin.model.runtime import Queries
@@ -43,7 +43,7 @@ class OracleBackend:
         return step
 
     def beam_search(self, q, valid_prefixes, beam_size, masks=None):
-        return constrained_beam_search(self.step_fn(q), len(q.query_vec), 3, 4, valid_prefixes, beam_size)
+        return beam_search_by_steps(self, q, valid_prefixes, beam_size)
 
 
 def test_evaluate_oracle(tmp_path):
