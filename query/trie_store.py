@@ -1,7 +1,7 @@
 """The set of valid semantic IDs of one catalog, kept in step with ingest.
 
-* base: a marisa-trie of every ID in the index, built from OpenSearch itself (a composite
-  aggregation over `grdr_ids`, so any query host can build it), saved and memory-mapped,
+* base: a marisa-trie of every ID in the index, built from OpenSearch itself (a partitioned
+  terms aggregation over `grdr_ids`, so any query host can build it), saved and memory-mapped,
   with the number of videos behind each ID (used to cap the recalled pool);
 * delta: IDs published by ingest since the base was built (grdr_plugin.id_registry), polled
   at most every `poll_interval_s`; folded into a new base once it grows past `fold_at`.
@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 import marisa_trie
 import numpy as np
@@ -36,21 +36,29 @@ def parse_ids(ids: list[str], levels: int) -> np.ndarray:
     return flat.reshape(len(ids), levels)
 
 
-def iter_id_counts(client, index: str, page: int = 10000) -> Iterator[tuple[str, int]]:
-    """(ID, number of videos) for every ID in the index, paged with a composite aggregation."""
-    after = None
+def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
+    """(ID, number of videos) for every ID in the index.  A terms aggregation split into hash
+    partitions of at most `page` IDs each (`search.max_buckets` caps it; OpenSearch's default is
+    65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values,
+    where a composite aggregation paging through the same IDs measured 5.8x slower (1M videos,
+    262,144 IDs, 7 segments: 1.9 vs 11.0 s).  A partition whose IDs did not all come back (the
+    estimate was low, or a shard's share overflowed) is read again with twice as many partitions."""
+    estimate = client.search(index=index, body={"size": 0, "aggs": {"n": {"cardinality": {"field": ID_FIELD}}}},
+                             request_timeout=300)["aggregations"]["n"]["value"]
+    parts = max(1, -(-int(estimate * 1.25) // page))
     while True:
-        comp = {"size": page, "sources": [{"id": {"terms": {"field": ID_FIELD}}}]}
-        if after:
-            comp["after"] = after
-        resp = client.search(index=index, body={"size": 0, "aggs": {"ids": {"composite": comp}}},
-                             request_timeout=300)
-        agg = resp["aggregations"]["ids"]
-        for b in agg["buckets"]:
-            yield b["key"]["id"], int(b["doc_count"])
-        after = agg.get("after_key")
-        if not after or len(agg["buckets"]) < page:
-            return
+        pairs: list[tuple[str, int]] = []
+        for part in range(parts):
+            terms = {"field": ID_FIELD, "size": page, "shard_size": page,
+                     "include": {"partition": part, "num_partitions": parts}}
+            agg = client.search(index=index, body={"size": 0, "aggs": {"ids": {"terms": terms}}},
+                                request_timeout=300)["aggregations"]["ids"]
+            if agg["sum_other_doc_count"] or agg.get("doc_count_error_upper_bound"):
+                break  # this partition holds more IDs than one page: split finer
+            pairs.extend((b["key"], int(b["doc_count"])) for b in agg["buckets"])
+        else:
+            return pairs
+        parts *= 2
 
 
 class TrieStore:
@@ -79,7 +87,7 @@ class TrieStore:
         t0 = time.perf_counter()
         self._reader.start_at_head(self.client)
         index = alias_target(self.client, self.alias) or self.alias
-        pairs = list(iter_id_counts(self.client, index))
+        pairs = id_counts(self.client, index)
         self._install_base(index, [p[0] for p in pairs], [p[1] for p in pairs])
         self.delta.clear()
         self._rebuild_tables()

@@ -7,7 +7,7 @@ from opensearchpy import helpers
 
 from grdr_plugin import id_registry
 from grdr_plugin import index as gi
-from query.trie_store import TrieStore
+from query.trie_store import TrieStore, id_counts
 
 
 def fill(client, alias, ids_per_doc):
@@ -27,6 +27,37 @@ def test_base_is_built_from_the_index_with_video_counts(client, alias, tmp_path)
     np.testing.assert_array_equal(level1, [1, 4, 7])
     assert (1 * 8 + 2) * 8 + 3 in level3
     assert store.memory_bytes() > 0
+
+
+class _RecordingClient:
+    """The real client, noting each request body (to see which partitionings were read)."""
+
+    def __init__(self, client):
+        self.client, self.bodies = client, []
+
+    def search(self, **kw):
+        self.bodies.append(kw["body"])
+        return self.client.search(**kw)
+
+
+def test_id_counts_reads_every_id_once_whatever_the_partitioning(client, alias):
+    """Hash partitions of at most `page` IDs: a partition that overflows is read again finer, so
+    every ID comes back exactly once with its video count, for any page size."""
+    rng = np.random.default_rng(7)
+    docs = [sorted({"-".join(map(str, rng.integers(0, 8, 3))) for _ in range(3)}) for _ in range(400)]
+    fill(client, alias, docs)
+    truth: dict[str, int] = {}
+    for ids in docs:
+        for sid in ids:
+            truth[sid] = truth.get(sid, 0) + 1
+    for page in (5000, 40, 7):
+        rec = _RecordingClient(client)
+        pairs = id_counts(rec, alias, page=page)
+        assert len(pairs) == len(truth) and dict(pairs) == truth
+        parts = {b["aggs"]["ids"]["terms"]["include"]["num_partitions"] for b in rec.bodies if "ids" in b["aggs"]}
+        assert (parts == {1}) if page == 5000 else min(parts) >= len(truth) / page
+        if page == 7:  # ~65 IDs per partition on average: some overflowed, and were read again finer
+            assert len(parts) > 1
 
 
 def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_path):

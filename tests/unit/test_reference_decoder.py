@@ -116,3 +116,49 @@ def test_agreement_metric():
     a = [[(1, 2, 3), (4, 5, 6)], [(0, 0, 0)]]
     b = [[(4, 5, 6), (1, 2, 3)], [(0, 0, 1)]]
     assert agreement(a, b) == {"overlap": 0.5, "top1": 0.0, "same_order": 0.0}
+
+
+@pytest.mark.parametrize("encode", ["per-call", "up-front"])
+def test_measure_times_each_decode_after_the_encoding_its_protocol_names(tiny_model_dir, monkeypatch, encode):
+    """per-call: every timed decode directly follows its own stack's encoding of the same query
+    (torch for hf_generate and ours_torch, onnxruntime for ours_onnx), as in serving; up-front:
+    every query is encoded before the first decode.  Either way the three methods agree."""
+    import query.reference_decoder as rd
+    from grdr_plugin.decoding import validity_masks
+    from grdr_plugin.runtime import ModelRuntime
+
+    torch_be = TorchBackend(tiny_model_dir)
+    onnx_be = ModelRuntime(tiny_model_dir)
+    size = torch_be.cfg.codebook_size
+    ids = _ids(40, seed=11) % size
+    tables = prefix_tables(ids, size)
+    bench = rd.Bench(torch_be=torch_be, onnx_be=onnx_be, hf=HFCodeDecoder.from_backend(torch_be),
+                     trie_fn=trie_prefix_fn(build_trie(ids), size + 1), tables=tables,
+                     masks=validity_masks(tables, size), texts=TEXTS, n_ids=len(np.unique(ids, axis=0)))
+    events: list[tuple[str, tuple[str, ...]]] = []
+    for be, stack in ((torch_be, "torch"), (onnx_be, "onnx")):
+        encode_queries = be.encode_queries
+        monkeypatch.setattr(be, "encode_queries", lambda texts, f=encode_queries, s=stack: (
+            events.append((f"encode-{s}", tuple(texts))) or f(texts)))
+    run_one = rd._run_one
+
+    def recorded(bench_, method, tq, mem, oq, beam):
+        q = tq if tq is not None else oq
+        events.append((method, len(q.query_vec)))
+        return run_one(bench_, method, tq, mem, oq, beam)
+
+    monkeypatch.setattr(rd, "_run_one", recorded)
+    report = rd.measure(bench, beam=5, warmup=1, encode=encode)
+    assert report["encode"] == encode and report["queries"] == len(TEXTS)
+    assert all(v["overlap"] == 1.0 for v in report["agreement"].values())
+    runs = [i for i, (name, _) in enumerate(events) if name in rd.METHODS]
+    assert len(runs) == (1 + len(TEXTS)) * len(rd.METHODS)  # warm-up + timed
+    if encode == "up-front":
+        assert max(i for i, (name, _) in enumerate(events) if name.startswith("encode")) < runs[0]
+    else:
+        groups = [0] * len(rd.METHODS) + [g for g in range(len(TEXTS)) for _ in rd.METHODS]  # warm-up, then timed
+        for i, g in zip(runs, groups):
+            stack = "onnx" if events[i][0] == "ours_onnx" else "torch"
+            assert events[i - 1] == (f"encode-{stack}", (TEXTS[g],))
+    with pytest.raises(ValueError, match="encode"):
+        rd.measure(bench, beam=5, encode="sometimes")
