@@ -21,14 +21,14 @@ Timed region = decoding only.  Text encoding (MiniLM + heads) and the torch deco
 `TorchBackend.encode_queries`) run outside the clock, once per query and stack (the ONNX path
 runs decoder_memory.onnx in `ModelRuntime.encode_queries`).  By default (`--encode per-call`)
 each decode runs right after its own stack encoded the query, as in serving; `--encode up-front`
-encodes everything first, so each decode follows another method's.  Model work per step differs on purpose, and the report says so:
-hf_generate and ours_torch recompute every prefix position at each step (HF with
-`use_cache=False`: the wrapped decoder does not implement HF's cache classes); ours_onnx's graph
-keeps the earlier positions' self-attention keys/values and shares one query's memory across its
-beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving decoder").  Every valid-ID
-structure (the nested dict, the prefix tables, the masks) is built once, outside the clock.  So
-hf_generate vs ours_torch isolates the search machinery; hf_generate vs ours_onnx is the
-serving path against the reference code.
+encodes everything first, so each decode follows another method's.  Model work per step differs
+on purpose, and the report says so: hf_generate and ours_torch recompute every prefix position at
+each step (HF with `use_cache=False`: the wrapped decoder does not implement HF's cache classes);
+ours_onnx's graph keeps the earlier positions' self-attention keys/values and shares one query's
+memory across its beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving
+decoder").  Every valid-ID structure (the nested dict, the prefix tables, the masks) is built
+once, outside the clock.  So hf_generate vs ours_torch isolates the search machinery;
+hf_generate vs ours_onnx is the serving path against the reference code.
 """
 from __future__ import annotations
 
@@ -261,7 +261,7 @@ def agreement(a: list[list[tuple[int, ...]]], b: list[list[tuple[int, ...]]]) ->
 
 @dataclass
 class Bench:
-    """Everything built once, outside the clock: backends, valid-ID structures, encoded queries."""
+    """Everything built once, outside the clock: backends, valid-ID structures, the query texts."""
 
     torch_be: TorchBackend
     onnx_be: ModelRuntime

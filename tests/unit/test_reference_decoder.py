@@ -130,7 +130,8 @@ def test_measure_times_each_decode_after_the_encoding_its_protocol_names(tiny_mo
     torch_be = TorchBackend(tiny_model_dir)
     onnx_be = ModelRuntime(tiny_model_dir)
     size = torch_be.cfg.codebook_size
-    ids = _ids(40, seed=11) % size
+    assert size == C
+    ids = _ids(40, seed=11)  # codes < C = the tiny model's codebook size
     tables = prefix_tables(ids, size)
     bench = rd.Bench(torch_be=torch_be, onnx_be=onnx_be, hf=HFCodeDecoder.from_backend(torch_be),
                      trie_fn=trie_prefix_fn(build_trie(ids), size + 1), tables=tables,
