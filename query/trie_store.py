@@ -39,10 +39,10 @@ def parse_ids(ids: list[str], levels: int) -> np.ndarray:
 def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
     """(ID, number of videos) for every ID in the index.  A terms aggregation split into hash
     partitions of at most `page` IDs each (`search.max_buckets` caps it; OpenSearch's default is
-    65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values,
-    where a composite aggregation pays per page (`python -m query.trie_bench --videos 1000000
-    --vector-dim 256`: 262,144 IDs in 28 segments, 3.27 s for the whole build vs 75.31 s for one
-    composite pass).  A partition whose IDs did not all come back (the estimate was low, or a
+    65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values.
+    A composite aggregation reading the same IDs is far slower on an index of many segments, its
+    page size aside (`python -m query.trie_bench --videos 1000000 --vector-dim 256`: 262,144 IDs
+    in 28 segments, 3.27 s for the whole build vs 75.31 s for one composite pass).  A partition whose IDs did not all come back (the estimate was low, or a
     shard's share overflowed) is read again with twice as many partitions."""
     estimate = client.search(index=index, body={"size": 0, "aggs": {"n": {"cardinality": {"field": ID_FIELD}}}},
                              request_timeout=300)["aggregations"]["n"]["value"]
