@@ -62,8 +62,9 @@ def run(videos: int, views: int, levels: int, codebook: int, seed: int = 0, vect
     client = (settings or Settings()).opensearch_client()
     index = f"grdr-trie-bench-{uuid.uuid4().hex[:8]}"
     body = (index_body(IndexSpec(rerank_dim=vector_dim, fingerprint="trie-bench")) if vector_dim
-            else {"mappings": {"properties": {ID_FIELD: {"type": "keyword"}}}})
-    body.setdefault("settings", {}).setdefault("index", {})["refresh_interval"] = "-1"
+            else {"settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
+                  "mappings": {"properties": {ID_FIELD: {"type": "keyword"}}}})
+    body["settings"]["index"]["refresh_interval"] = "-1"
     client.indices.create(index=index, body=body)
     try:
         t0 = time.perf_counter()
