@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from grdr_plugin.model.config import ModelConfig
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
 
@@ -31,6 +32,8 @@ def train(
     views: int = typer.Option(4, "--views", help="K: semantic IDs per video"),
     levels: int = typer.Option(3, "--levels", help="L: codes per ID"),
     codebook_size: Optional[int] = typer.Option(None, "--codebook-size", help="C; default from corpus size (see MODEL.md)"),
+    decoder_layers: int = typer.Option(ModelConfig.model_fields["decoder_layers"].default, "--decoder-layers", min=1,
+                                       help="transformer blocks of the ID decoder (see MODEL.md)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the fit phase (others keep their defaults)"),
     epochs_per_level: Optional[int] = typer.Option(None, "--epochs-per-level"),
@@ -44,7 +47,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
 ) -> None:
     """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
-    from grdr_plugin.model.config import ModelConfig, TrainConfig, choose_codebook_size
+    from grdr_plugin.model.config import TrainConfig, choose_codebook_size
 
     from pydantic import ValidationError
 
@@ -62,7 +65,7 @@ def train(
         ds = holdout_split(ds, spec)
     n_seen = int(ds.video_split.sum())
     c = codebook_size or choose_codebook_size(n_seen, views, levels)
-    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
+    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers, feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
     upd = {"seed": seed, "device": device, "routing": routing, "threads": threads}
     if epochs is not None:
         upd["epochs_fit"] = epochs

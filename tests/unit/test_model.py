@@ -131,7 +131,8 @@ def test_collision_stats():
 
 
 def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encoded_texts):
-    """`grdr train --holdout`: only the derived train captions are encoded for training."""
+    """`grdr train --holdout`: only the derived train captions are encoded for training (and
+    --decoder-layers reaches the model's config.json)."""
     from typer.testing import CliRunner
 
     from grdr_plugin.cli import app
@@ -141,8 +142,9 @@ def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encode
     encoded = encoded_texts
     small = [f"--set={k}=1" for k in ("epochs_rerank", "epochs_warmup", "epochs_per_level", "epochs_fit")]
     res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "m"), "--holdout", "0.25",
-                                   "--no-onnx", "--threads", "1", "--set=batch_size=8", *small])
+                                   "--no-onnx", "--threads", "1", "--decoder-layers", "2", "--set=batch_size=8", *small])
     assert res.exit_code == 0, res.output
+    assert ModelConfig.model_validate_json((tmp_path / "m" / "config.json").read_text()).decoder_layers == 2
     spec = load_spec(tmp_path / "m")
     assert spec is not None and spec.fraction == 0.25
     ds = load_dataset(data)

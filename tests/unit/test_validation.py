@@ -73,6 +73,7 @@ def cli():
 
 @pytest.mark.parametrize("args, message", [
     (["--holdout", "1.5"], "--holdout must be a share between 0 and 1"),
+    (["--decoder-layers", "0"], "Invalid value for '--decoder-layers'"),
     (["--set", "epochs_fitt=1"], "--set 'epochs_fitt=1': expected KEY=VALUE with KEY one of"),
     (["--set", "epochs_fit"], "expected KEY=VALUE"),
     (["--set", "epochs_fit=many"], "--set: epochs_fit: Input should be a valid integer"),
