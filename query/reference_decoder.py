@@ -24,9 +24,9 @@ each decode runs right after its own stack encoded the query, as in serving; `--
 encodes everything first, so each decode follows another method's.  Model work per step differs
 on purpose, and the report says so: hf_generate and ours_torch recompute every prefix position at
 each step (HF with `use_cache=False`: the wrapped decoder does not implement HF's cache classes);
-ours_onnx's graph keeps the earlier positions' self-attention keys/values and shares one query's
-memory across its beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving
-decoder").  Every valid-ID structure (the nested dict, the prefix tables, the masks) is built
+ours_onnx's graph keeps the earlier positions' self-attention keys/values (none with the default
+one-block decoder, whose self-attention is a per-prefix table) and shares one query's memory across
+its beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving decoder").  Every valid-ID structure (the nested dict, the prefix tables, the masks) is built
 once, outside the clock.  So hf_generate vs ours_torch isolates the search machinery;
 hf_generate vs ours_onnx is the serving path against the reference code.
 """

@@ -42,8 +42,9 @@ def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
     65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values.
     A composite aggregation reading the same IDs is far slower on an index of many segments, its
     page size aside (`python -m query.trie_bench --videos 1000000 --vector-dim 256`: 262,144 IDs
-    in 28 segments, 3.27 s for the whole build vs 75.31 s for one composite pass).  A partition whose IDs did not all come back (the estimate was low, or a
-    shard's share overflowed) is read again with twice as many partitions."""
+    in 28 segments, 3.27 s for the whole build vs 75.31 s for one composite pass).  A partition
+    whose IDs did not all come back (the estimate was low, or a shard's share overflowed) is read
+    again with twice as many partitions."""
     estimate = client.search(index=index, body={"size": 0, "aggs": {"n": {"cardinality": {"field": ID_FIELD}}}},
                              request_timeout=300)["aggregations"]["n"]["value"]
     parts = max(1, -(-int(estimate * 1.25) // page))
