@@ -26,9 +26,10 @@ on purpose, and the report says so: hf_generate and ours_torch recompute every p
 each step (HF with `use_cache=False`: the wrapped decoder does not implement HF's cache classes);
 ours_onnx's graph keeps the earlier positions' self-attention keys/values (none with the default
 one-block decoder, whose self-attention is a per-prefix table) and shares one query's memory across
-its beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving decoder").  Every valid-ID structure (the nested dict, the prefix tables, the masks) is built
-once, outside the clock.  So hf_generate vs ours_torch isolates the search machinery;
-hf_generate vs ours_onnx is the serving path against the reference code.
+its beams, i.e. one new position per beam and step (docs/MODEL.md, "Serving decoder").  Every
+valid-ID structure (the nested dict, the prefix tables, the masks) is built once, outside the
+clock.  So hf_generate vs ours_torch isolates the search machinery; hf_generate vs ours_onnx is
+the serving path against the reference code.
 """
 from __future__ import annotations
 
