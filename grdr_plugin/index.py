@@ -5,7 +5,6 @@ so the mapping is testable without a server.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -32,14 +31,12 @@ class IndexSpec(BaseModel):
 
     @classmethod
     def from_model_dir(cls, model_dir: Path | str) -> "IndexSpec":
-        path = Path(model_dir) / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"--model: {path} not found; train a model with `grdr train` first")
-        cfg = json.loads(path.read_text())
-        missing = [k for k in ("rerank_dim", "fingerprint") if k not in cfg]
-        if missing:
-            raise ValueError(f"--model: {path} lacks {', '.join(missing)}; is it a grdr model folder?")
-        return cls(**{k: cfg.get(k) for k in cls.model_fields})
+        from grdr_plugin.model.artifacts import read_config
+
+        cfg = read_config(model_dir)
+        if not cfg.fingerprint:
+            raise ValueError(f"--model: {Path(model_dir) / 'config.json'} has no fingerprint; is it a grdr model folder?")
+        return cls(**cfg.model_dump(include=set(cls.model_fields)))
 
 
 def validate_name(name: str) -> str:
@@ -100,23 +97,6 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
     }
 
 
-def hnsw_index_body(dim: int, *, m: int = 16, ef_construction: int = 128, ef_search: int = 100) -> dict[str, Any]:
-    """A second index for the HNSW baseline: the same vectors in a lucene-engine graph."""
-    return {
-        "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "knn": True,
-                               "knn.algo_param.ef_search": ef_search}},
-        "mappings": {
-            "properties": {
-                "video_id": {"type": "keyword"},
-                VECTOR_FIELD: {
-                    "type": "knn_vector",
-                    "dimension": dim,
-                    "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
-                               "parameters": {"m": m, "ef_construction": ef_construction}},
-                },
-            }
-        },
-    }
 
 
 def fingerprint_of(mapping_response: dict[str, Any]) -> Optional[str]:

@@ -2,43 +2,26 @@
 
 Used by the ingest workers (video side), the query layer (text side + decoder) and in-process
 evaluation (`grdr eval --backend onnx`). Reads only JSON, tokenizer files and ONNX graphs from a
-model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.runtime.TorchBackend`:
+model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.torch_backend.TorchBackend`:
 `cfg`, `encode_videos`, `encode_queries`, `step_fn`, `beam_search`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from grdr_plugin.decoding import beam_search_by_steps, validity_masks
+from grdr_plugin.model.artifacts import CONFIG, read_config
 from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
-
 
 STEP_MEMORY = ("mem_k", "mem_v", "mem_bias", "text_vec")  # what decoder_step.onnx reads of a query
 LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx, decoder_search.onnx
 SEARCH_OUTPUTS = ["codes", "scores"]  # of decoder_search.onnx
-
-
-class ModelCard(BaseModel):
-    """The part of config.json the serving path relies on."""
-
-    model_config = ConfigDict(extra="allow")
-
-    views: int = Field(ge=1)
-    levels: int = Field(ge=1)
-    codebook_size: int = Field(ge=2)
-    feature_dim: int = Field(ge=1)
-    frames: int = Field(ge=1)
-    rerank_dim: int = Field(ge=1)
-    text_max_length: int = Field(64, ge=4)
-    fingerprint: str
 
 
 @dataclass
@@ -66,11 +49,10 @@ class ModelRuntime:
 
     def __init__(self, model_dir: Path | str, threads: int = 1):
         self.model_dir = Path(model_dir)
-        cfg_path = self.model_dir / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"--model: {cfg_path} not found; train a model with `grdr train` first")
         refuse_pickles(self.model_dir)
-        self.cfg = ModelCard(**json.loads(cfg_path.read_text()))
+        self.cfg = read_config(self.model_dir)
+        if not self.cfg.fingerprint:
+            raise ValueError(f"--model: {self.model_dir / CONFIG} has no fingerprint; re-save it with `grdr train`")
         self.threads = threads
 
     @property

@@ -13,7 +13,6 @@ from celery import Celery
 from grdr_plugin.settings import Settings
 from ingest.config import IngestSettings, get_ingest_settings
 
-
 RESULT_BACKEND_RETRIES = 40
 
 

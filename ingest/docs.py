@@ -14,12 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
-
-try:  # the model area owns the ID format; keep the same "c1-c2-c3" if it is not importable
-    from grdr_plugin.model.ids import format_ids
-except ImportError:  # pragma: no cover
-    def format_ids(codes: np.ndarray) -> list[list[str]]:
-        return [["-".join(str(int(c)) for c in view) for view in video] for video in np.asarray(codes)]
+from grdr_plugin.model.ids import format_ids, proper_prefixes
 
 
 def semantic_ids(codes: np.ndarray) -> list[list[str]]:
@@ -29,12 +24,7 @@ def semantic_ids(codes: np.ndarray) -> list[list[str]]:
 
 def prefixes(ids: Sequence[str]) -> list[str]:
     """All proper prefixes of the IDs ("12-201-7" -> "12", "12-201"), distinct, for pool widening."""
-    out: dict[str, None] = {}
-    for sid in ids:
-        parts = sid.split("-")
-        for n in range(1, len(parts)):
-            out["-".join(parts[:n])] = None
-    return list(out)
+    return list(dict.fromkeys(p for sid in ids for p in proper_prefixes(sid)))
 
 
 def vector_strings(vectors: np.ndarray, digits: int) -> list[str]:

@@ -6,9 +6,9 @@ task is a thin wrapper and tests can run a batch in-process. No torch anywhere o
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np

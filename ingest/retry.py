@@ -4,7 +4,8 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from opensearchpy.exceptions import ConnectionError as OSConnectionError, TransportError
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 

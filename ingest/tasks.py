@@ -10,6 +10,7 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
+from grdr_plugin.index import check_fingerprint
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.settings import Settings
 from ingest.celery_app import app
@@ -18,7 +19,6 @@ from ingest.image_encoder import ImageEncoder
 from ingest.pipeline import PublishedIds, Resources, run_batch
 from ingest.retry import TransientOpenSearchError, is_retryable
 from ingest.schemas import IngestBatch, Summary, Target
-from grdr_plugin.index import check_fingerprint
 from ingest.target import finish_reindex
 
 _ingest = get_ingest_settings()

@@ -9,12 +9,12 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from query.body_limit import BodyLimit
 from query.filters import SearchFilters
-from query.searcher import MAX_QUERY_CHARS, SearchResult, Searcher
+from query.searcher import MAX_QUERY_CHARS, Searcher, SearchResult
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_API_K = 100

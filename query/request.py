@@ -145,12 +145,3 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
 def recall_fits(recalled_videos: Optional[int], max_pool: int, k: int) -> bool:
     """Whether grdr_request ranks the whole recall by knn_score alone (see there)."""
     return recalled_videos is not None and recalled_videos <= max(max_pool, k)
-
-
-def exact_dense_request(query_vec: np.ndarray | Sequence[float], *, k: int = 10) -> dict[str, Any]:
-    """The full-corpus exact dense baseline: knn_score over every document."""
-    return {
-        "size": k,
-        "_source": False,
-        "query": {"script_score": {"query": {"match_all": {}}, "script": knn_rerank_script(query_vec)}},
-    }

@@ -16,13 +16,22 @@ from opensearchpy.exceptions import RequestError
 from pydantic import BaseModel
 
 from grdr_plugin.index import ID_FIELD, alias_target, check_fingerprint
-from grdr_plugin.model.ids import format_id
+from grdr_plugin.model.ids import children_pattern, format_id, id_prefix
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import (KEYWORD_CANDIDATES, HybridMode, bm25_request, hybrid_mode, keyword_candidates_request,
-                          native_hybrid_request, neural_search_present, rrf, rrf_pipeline)
+from query.hybrid import (
+    KEYWORD_CANDIDATES,
+    HybridMode,
+    bm25_request,
+    hybrid_mode,
+    keyword_candidates_request,
+    native_hybrid_request,
+    neural_search_present,
+    rrf,
+    rrf_pipeline,
+)
 from query.request import check_max_pool, grdr_request, recall_fits
 from query.trie_store import TrieStore
 
@@ -126,8 +135,8 @@ class Searcher:
             for b in beams:
                 if have >= k:
                     return prefixes
-                p = "-".join(b.split("-")[:cut])
-                if p not in prefixes and not any(p.startswith(q + "-") for q in prefixes):
+                p = id_prefix(b, cut)
+                if p not in prefixes and not any(p.startswith(children_pattern(q)) for q in prefixes):
                     prefixes.append(p)
                     have += self.store.prefix_count(p)
         return prefixes

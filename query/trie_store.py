@@ -24,16 +24,7 @@ import numpy as np
 from grdr_plugin.decoding import prefix_tables, validity_masks
 from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.index import ID_FIELD, alias_target
-
-
-def parse_ids(ids: list[str], levels: int) -> np.ndarray:
-    """["1-2-3", ...] -> int64 [M, L] (vectorised: one split over the joined string)."""
-    if not ids:
-        return np.zeros((0, levels), dtype=np.int64)
-    flat = np.array(" ".join(ids).replace("-", " ").split(), dtype=np.int64)
-    if flat.size != len(ids) * levels:
-        raise ValueError(f"{ID_FIELD}: some IDs do not have {levels} levels")
-    return flat.reshape(len(ids), levels)
+from grdr_plugin.model.ids import children_pattern, parse_ids
 
 
 def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
@@ -41,7 +32,7 @@ def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
     partitions of at most `page` IDs each (`search.max_buckets` caps it; OpenSearch's default is
     65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values.
     A composite aggregation reading the same IDs is far slower on an index of many segments, its
-    page size aside (`python -m query.trie_bench --videos 1000000 --vector-dim 256`: 262,144 IDs
+    page size aside (`python -m bench.trie_bench --videos 1000000 --vector-dim 256`: 262,144 IDs
     in 28 segments, 3.27 s for the whole build vs 75.31 s for one composite pass).  A partition
     whose IDs did not all come back (the estimate was low, or a shard's share overflowed) is read
     again with twice as many partitions."""
@@ -176,7 +167,7 @@ class TrieStore:
 
     def prefix_count(self, prefix: str) -> int:
         """Videos (with multiplicity) behind every ID that starts with `prefix`."""
-        head = prefix + "-"
+        head = children_pattern(prefix)
         base = sum(int(self.base_counts[self.base.key_id(k)]) for k in self.base.keys(head))
         return base + sum(n for k, n in self.delta.items() if k.startswith(head))
 

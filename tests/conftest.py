@@ -21,7 +21,7 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A full model folder (weights, tokenizer, three ONNX graphs) with random weights: plumbing, not quality."""
-    from grdr_plugin.model.tiny import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out, **TINY_SERVING)

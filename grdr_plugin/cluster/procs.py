@@ -8,8 +8,8 @@ import signal
 import stat
 import subprocess
 import time
-from dataclasses import dataclass
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from grdr_plugin.model.config import ModelConfig
 from grdr_plugin.model.safe_files import refuse_pickles
 
@@ -24,6 +26,7 @@ TOKENIZER_DIR = "tokenizer"
 ENCODER_DIR = "text_encoder"  # the encoder's HF config.json (its weights are in model.safetensors)
 ONNX_DIR = "onnx"
 ENCODER_PREFIX = "text_encoder."
+SHAPE_FIELDS = ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "fingerprint")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -45,7 +48,23 @@ def compute_fingerprint(model_dir: str | Path, config: dict[str, Any] | None = N
 
 
 def read_config(model_dir: str | Path) -> ModelConfig:
-    return ModelConfig.model_validate_json((Path(model_dir) / CONFIG).read_text())
+    """MODEL_DIR/config.json, the one reader of it (training, serving, ingest and the index all call this)."""
+    path = Path(model_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"--model: {path} not found; train a model with `grdr train` first")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--model: {path} is not valid JSON ({exc})") from None
+    # Shapes a trained model was built with have no sensible default: a file without them is not a model's.
+    missing = [k for k in SHAPE_FIELDS if not isinstance(raw, dict) or k not in raw]
+    if missing:
+        raise ValueError(f"--model: {path} lacks {', '.join(missing)}; is it a grdr model folder?")
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"--model: {path} is not a grdr model config ({fields})") from None
 
 
 def save_model(model_dir: str | Path, model, encoder, tokenizer) -> ModelConfig:

@@ -10,18 +10,46 @@ from collections.abc import Sequence
 
 import numpy as np
 
+SEPARATOR = "-"
+
 
 def format_id(codes: Sequence[int] | np.ndarray) -> str:
     """[12, 201, 7] -> "12-201-7"."""
-    return "-".join(str(int(c)) for c in codes)
+    return SEPARATOR.join(str(int(c)) for c in codes)
 
 
 def parse_id(s: str) -> list[int]:
     """"12-201-7" -> [12, 201, 7]; raises ValueError on anything else."""
-    parts = s.strip().split("-")
+    parts = s.strip().split(SEPARATOR)
     if not parts or any(not p.isdigit() for p in parts):
         raise ValueError(f"not a semantic ID: {s!r}")
     return [int(p) for p in parts]
+
+
+def parse_ids(ids: Sequence[str], levels: int) -> np.ndarray:
+    """["1-2-3", ...] -> int64 [M, L] (vectorised: one split over the joined string)."""
+    if not ids:
+        return np.zeros((0, levels), dtype=np.int64)
+    flat = np.array(" ".join(ids).replace(SEPARATOR, " ").split(), dtype=np.int64)
+    if flat.size != len(ids) * levels:
+        raise ValueError(f"semantic IDs: some do not have {levels} levels")
+    return flat.reshape(len(ids), levels)
+
+
+def id_prefix(sid: str, n: int) -> str:
+    """The first n codes of an ID: ("12-201-7", 2) -> "12-201"."""
+    return SEPARATOR.join(sid.split(SEPARATOR)[:n])
+
+
+def proper_prefixes(sid: str) -> list[str]:
+    """"12-201-7" -> ["12", "12-201"]: the shorter prefixes a pool can be widened by."""
+    parts = sid.split(SEPARATOR)
+    return [SEPARATOR.join(parts[:n]) for n in range(1, len(parts))]
+
+
+def children_pattern(prefix: str) -> str:
+    """What every ID under `prefix` starts with ("12" -> "12-"), for trie key searches."""
+    return prefix + SEPARATOR
 
 
 def format_ids(codes: np.ndarray) -> list[list[str]]:

@@ -24,8 +24,18 @@ from ingest.target import prepare_target
 from query.api import create_app
 from query.request import grdr_request
 from query.searcher import Searcher
-from tests.bad_inputs.corpus import (CATALOG_NAME, GOOD_FEATURES, Case, api_body, assert_names, catalog_lines,
-                                     load_cases, names, write_features, write_good_features)
+from tests.bad_inputs.corpus import (
+    CATALOG_NAME,
+    GOOD_FEATURES,
+    Case,
+    api_body,
+    assert_names,
+    catalog_lines,
+    load_cases,
+    names,
+    write_features,
+    write_good_features,
+)
 from tests.bad_inputs.make_videos import GOOD, make_videos
 from tests.conftest import shared_dataset
 

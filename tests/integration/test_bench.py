@@ -1,8 +1,8 @@
 """`grdr bench` end to end on a small grown catalog: the real ingest, the three systems, the report."""
 import json
 
-from query.bench import BenchConfig, run_bench
-from query.bench_report import write_report
+from bench.report import write_report
+from bench.suite import BenchConfig, run_bench
 from tests.conftest import shared_dataset
 
 

@@ -14,13 +14,22 @@ from typing import Iterator
 
 import pytest
 
-from grdr_plugin.scale import grow_dataset
+from bench.scale import grow_dataset
 from ingest.submit import Plan, enqueue, make_plan
 from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
 from tests.conftest import shared_dataset
-from tests.faults import (BackgroundWait, assert_indexed_once_and_searchable, held_batches, require_local_services,
-                          restart_redis, seconds_since, services_restored, start_opensearch, stop_opensearch)
+from tests.faults import (
+    BackgroundWait,
+    assert_indexed_once_and_searchable,
+    held_batches,
+    require_local_services,
+    restart_redis,
+    seconds_since,
+    services_restored,
+    start_opensearch,
+    stop_opensearch,
+)
 
 VIDEOS = 10_000
 BATCH = 250

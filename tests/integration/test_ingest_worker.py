@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.ingest_bench import findable_latency
 from grdr_plugin import index as gi
 from grdr_plugin.id_registry import RegistryReader
+from grdr_plugin.index import FingerprintMismatch
 from grdr_plugin.runtime import ModelRuntime
-from ingest.bench import findable_latency
 from ingest.config import get_ingest_settings
 from ingest.docs import semantic_ids
 from ingest.features import to_model_inputs
 from ingest.submit import enqueue, make_plan, wait
-from grdr_plugin.index import FingerprintMismatch
 from ingest.target import prepare_target
 from tests.conftest import TINY_SERVING, shared_dataset
 
@@ -161,7 +161,7 @@ def test_another_models_index_is_refused_and_reindex_swaps_the_alias(client, ing
 def test_cli_ingest_wait_json_prints_the_summary_on_the_last_line(ingest_alias, tiny_model_dir, queue, tmp_path):
     root, bad = _mixed_dataset(tmp_path / "mixed")
     env = {**os.environ, "GRDR_INGEST_QUEUE": queue}
-    cmd = [sys.executable, "-m", "grdr_plugin.cli", "ingest", "--dataset", str(root), "--model", str(tiny_model_dir),
+    cmd = [sys.executable, "-m", "cli.main", "ingest", "--dataset", str(root), "--model", str(tiny_model_dir),
            "--index", ingest_alias, "--wait", "--json", "--batch-size", "16"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -12,9 +12,9 @@ import time
 import httpx
 import pytest
 
+from bench.loadtest import LoadConfig, read_texts, run_load
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
-from query.loadtest import LoadConfig, read_texts, run_load
 from query.searcher import MAX_QUERY_CHARS
 from tests.conftest import shared_dataset
 
@@ -35,7 +35,7 @@ def server(client, ingest_alias, tiny_model_dir, queue, tmp_path):
     assert summary.indexed == 200 and summary.failed == 0
     url, log = f"http://127.0.0.1:{free_port()}", tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "grdr_plugin.cli", "serve", "--model", str(tiny_model_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", str(tiny_model_dir),
                                  "--index", ingest_alias, "--port", url.rsplit(":", 1)[1]],
                                 stdout=out, stderr=subprocess.STDOUT)
         try:

@@ -2,8 +2,9 @@
 import numpy as np
 from opensearchpy import helpers
 
+from bench.baselines import exact_dense_request, hnsw_index_body
 from grdr_plugin import index as gi
-from query.request import exact_dense_request, grdr_request
+from query.request import grdr_request
 
 DIM = 32
 
@@ -90,7 +91,7 @@ def test_alias_swap_and_info(client, alias):
 
 def test_hnsw_baseline_index_answers_knn_queries(client, alias):
     name = f"{alias}-hnsw"
-    client.indices.create(index=name, body=gi.hnsw_index_body(DIM, m=8, ef_construction=32))
+    client.indices.create(index=name, body=hnsw_index_body(DIM, m=8, ef_construction=32))
     try:
         vecs, _, _ = make_docs(n=100, seed=6)
         ok, _ = helpers.bulk(client, ({"_index": name, "_id": f"v{i}", "_source": {"grdr_vec": v.tolist()}}

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.evaluate import evaluate_through_opensearch
+from bench.scale import grow_dataset
 from grdr_plugin import index as gi
 from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
 from grdr_plugin.runtime import ModelRuntime
-from grdr_plugin.scale import grow_dataset
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
 from query.api import MAX_BODY_BYTES, create_app
-from query.evaluate import evaluate_through_opensearch
 from query.searcher import Searcher
 from tests.conftest import shared_dataset
 

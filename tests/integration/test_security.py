@@ -1,6 +1,6 @@
 """Auth, TLS and the least-privilege roles against a real secured node, beside the dev cluster.
 
-The node (grdr_plugin.cluster.secure_node): OpenSearch 3.4.0 + opensearch-security + k-NN, HTTPS and
+The node (tests.support.secure_node): OpenSearch 3.4.0 + opensearch-security + k-NN, HTTPS and
 TLS transport with certificates made at start, users with bcrypt hashes, and the roles of
 docs/opensearch-roles.yml, the file the docs point at. An ingest user fills the catalog through a
 real Celery worker; a query user searches it with grdr's Searcher; neither may do the other's job.
@@ -23,8 +23,6 @@ from opensearchpy.exceptions import AuthenticationException, AuthorizationExcept
 from grdr_plugin import index as gi
 from grdr_plugin.cluster.errors import ClusterError, tail
 from grdr_plugin.cluster.paths import ClusterPaths
-from grdr_plugin.cluster.secure_node import INGEST_ROLE, QUERY_ROLE, SecureNode, running
-from grdr_plugin.cluster.security_config import ADMIN_ROLE
 from grdr_plugin.id_registry import REGISTRY_INDEX
 from grdr_plugin.runtime import ModelRuntime
 from ingest.indexer import record_errors
@@ -35,6 +33,8 @@ from ingest.worker_process import celery_worker
 from query.request import RANK_SCRIPT
 from query.searcher import Searcher, clean_query
 from tests.conftest import shared_dataset
+from tests.support.secure_node import INGEST_ROLE, QUERY_ROLE, SecureNode, running
+from tests.support.security_config import ADMIN_ROLE
 
 ROLES_FILE = Path(__file__).resolve().parents[2] / "docs" / "opensearch-roles.yml"
 ALIAS = "msrvtt"  # the example catalog docs/opensearch-roles.yml grants
@@ -90,7 +90,7 @@ def grdr_cli(secure: SecureNode, role: str, *args: str, **env: str) -> subproces
     """`grdr ...` in a subprocess whose OpenSearch settings are the user's GRDR_* variables (plus ``env``);
     whatever it printed is checked for every password of the node."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("GRDR_OPENSEARCH_")}
-    out = subprocess.run([sys.executable, "-m", "grdr_plugin.cli", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
                          timeout=120, env={**base, **secure.env(role), **env})
     for secret in secrets_of(secure) + list(env.values()):
         assert not secret or secret not in out.stdout + out.stderr, f"`grdr {' '.join(args)}` printed a secret"

@@ -23,8 +23,19 @@ from ingest.video import VideoError, read_frames
 from query.api import MAX_BODY_BYTES, SearchRequest
 from query.filters import filter_clauses, keyword_fields_of
 from query.searcher import clean_query
-from tests.bad_inputs.corpus import (CATALOG_NAME, MANIFEST, Case, api_body, api_json, assert_names, catalog_lines,
-                                     load_cases, names, write_features, write_good_features)
+from tests.bad_inputs.corpus import (
+    CATALOG_NAME,
+    MANIFEST,
+    Case,
+    api_body,
+    api_json,
+    assert_names,
+    catalog_lines,
+    load_cases,
+    names,
+    write_features,
+    write_good_features,
+)
 from tests.bad_inputs.make_videos import make_videos
 
 CASES = load_cases()

@@ -1,7 +1,7 @@
 """The benchmark report's verdict line (the fastest GRDR setting that reaches 95 % of dense R@10) and the sweep it needs."""
 import pytest
 
-from query.bench_report import _fastest_line
+from bench.report import _fastest_line
 
 DENSE = {"R@10": 40.0, "p50_ms": 50.0}
 HNSW = {"R@10": 41.0, "p50_ms": 8.0, "ef_search": 100}
@@ -31,8 +31,8 @@ def test_a_dense_baseline_that_recalls_nothing_gets_no_ratio():
 def test_bench_refuses_a_sweep_without_the_headline_settings(tmp_path):
     from typer.testing import CliRunner
 
-    from grdr_plugin.cli import app
-    from query.bench import BenchConfig
+    from bench.suite import BenchConfig
+    from cli.main import app
 
     with pytest.raises(ValueError, match=r"beams \(--beams\): must include the default beam"):
         BenchConfig(dataset=tmp_path, model=tmp_path, beams=[20])
@@ -50,7 +50,7 @@ def _measured(r10, p50, encode, **extra):
 def test_targets_table_marks_each_target_from_the_run():
     """At 100k: the speed-up is judged at the fastest setting within 95 % of dense, HNSW's latency at
     the fastest setting with HNSW's recall, and the encoder's share bounds the speed-up."""
-    from query.bench_report import _target_lines
+    from bench.report import _target_lines
 
     settings = [setting(20, 300, 30.0, 10.0), setting(50, 3000, 38.5, 16.0), setting(300, 3000, 41.0, 25.0)]
     for a in settings:

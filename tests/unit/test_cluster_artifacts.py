@@ -4,8 +4,15 @@ import zipfile
 
 import pytest
 
-from grdr_plugin.cluster.artifacts import (PAINLESS_CLASS, check_extended_plugins, dist_artifact, extract_zip,
-                                           knn_artifact, painless_descriptor, parse_properties)
+from grdr_plugin.cluster.artifacts import (
+    PAINLESS_CLASS,
+    check_extended_plugins,
+    dist_artifact,
+    extract_zip,
+    knn_artifact,
+    painless_descriptor,
+    parse_properties,
+)
 from grdr_plugin.cluster.errors import ClusterError, tail
 from grdr_plugin.cluster.maven import Artifact, mvn_command, pom_dependencies
 

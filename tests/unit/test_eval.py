@@ -7,7 +7,7 @@ from grdr_plugin.data import load_dataset
 from grdr_plugin.decoding import beam_search_by_steps
 from grdr_plugin.evaluation import evaluate, rank_metrics
 from grdr_plugin.model.config import ModelConfig
-from grdr_plugin.model.runtime import Queries
+from grdr_plugin.model.torch_backend import Queries
 from tests.unit.test_data import make_dataset
 
 

@@ -16,7 +16,7 @@ pytest.importorskip("onnx")
 
 from grdr_plugin.decoding import constrained_beam_search, prefix_tables  # noqa: E402
 from grdr_plugin.model.artifacts import compute_fingerprint, read_config  # noqa: E402
-from grdr_plugin.model.tiny import build_tiny_model  # noqa: E402
+from tests.support.tiny_model import build_tiny_model  # noqa: E402
 
 TEXTS = ["a man is slicing a tomato", "two dogs run on the beach", "a woman sings", "cooking pasta in a kitchen"]
 
@@ -48,7 +48,7 @@ def test_config_and_fingerprint(exported):
 
 
 def test_onnx_matches_torch(exported):
-    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
     tb, ob = TorchBackend(exported), ModelRuntime(exported)
@@ -83,7 +83,7 @@ def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
     """The serving step reuses the last step's self-attention (decoder_level{n}.onnx) for one query's
     beams (shared memory row) and for many queries (gathered rows); a prefix whose parent it did not
     see runs the stateless graph. Every path gives torch's log-probabilities."""
-    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
     tb, ob = TorchBackend(exported), ModelRuntime(exported)
@@ -108,7 +108,7 @@ def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_p
     step graph goes), and refuses a folder without weights, naming the flag."""
     from typer.testing import CliRunner
 
-    from grdr_plugin.cli import app
+    from cli.main import app
 
     build_tiny_model(tmp_path, export=False)
     before = json.loads((tmp_path / "config.json").read_text())["fingerprint"]
@@ -185,7 +185,7 @@ def test_a_table_budget_that_fits_only_the_short_levels_serves_without_tables(tm
     (a C=256 model used to fail so at its last step).  Beam search through the level graphs
     equals torch's."""
     from grdr_plugin.model import export
-    from grdr_plugin.model.runtime import TorchBackend
+    from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
     build_tiny_model(tmp_path, export=False, decoder_layers=2)

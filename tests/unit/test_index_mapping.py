@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from bench.baselines import hnsw_index_body
 from grdr_plugin import index as gi
 
 
@@ -27,7 +28,7 @@ def test_mapping_has_the_design_fields():
 
 
 def test_hnsw_body_uses_lucene_engine():
-    body = gi.hnsw_index_body(128, m=8, ef_construction=64)
+    body = hnsw_index_body(128, m=8, ef_construction=64)
     method = body["mappings"]["properties"]["grdr_vec"]["method"]
     assert body["settings"]["index"]["knn"] is True
     assert method["engine"] == "lucene" and method["parameters"] == {"m": 8, "ef_construction": 64}
@@ -45,7 +46,8 @@ def test_versioned_names_sort_in_creation_order():
 
 def test_spec_from_model_dir(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"rerank_dim": 64, "fingerprint": "f" * 64, "views": 4,
-                                                      "levels": 3, "codebook_size": 32, "other": 1}))
+                                                      "levels": 3, "codebook_size": 32, "feature_dim": 512, "frames": 4,
+                                                      "other": 1}))
     s = gi.IndexSpec.from_model_dir(tmp_path)
     assert s.rerank_dim == 64 and s.codebook_size == 32
 

@@ -6,7 +6,8 @@ import json
 import random
 
 import pytest
-from opensearchpy.exceptions import ConnectionError as OSConnectionError, TransportError
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
 from opensearchpy.serializer import JSONSerializer
 
 from ingest.indexer import RetryPolicy, bulk_index

@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from ingest.schemas import RecordError
-from ingest.sources import (CatalogEntry, Record, SourceError, cut_jsonl, parse_line, plan_dataset, plan_videos,
-                            read_records)
+from ingest.sources import (
+    CatalogEntry,
+    Record,
+    SourceError,
+    cut_jsonl,
+    parse_line,
+    plan_dataset,
+    plan_videos,
+    read_records,
+)
 
 
 def _write_dataset(root, lines, dim=8, frames=None):

@@ -52,7 +52,7 @@ def test_worker_path_never_imports_torch(tiny_model_dir, tiny_clip_onnx, tmp_pat
 
 
 def test_cli_does_not_import_celery_or_ingest():
-    code = "import sys, grdr_plugin.cli; print(any(m == 'celery' or m.startswith('ingest') for m in sys.modules))"
+    code = "import sys, cli.main; print(any(m == 'celery' or m.startswith('ingest') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from query.loadtest import FLAT_MIN_MB, LoadConfig, invalid_reason, memory_report, read_texts
+from bench.loadtest import FLAT_MIN_MB, LoadConfig, invalid_reason, memory_report, read_texts
 from query.searcher import Hit, SearchResult
 
 MB = 2**20

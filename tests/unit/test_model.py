@@ -135,7 +135,7 @@ def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encode
     --decoder-layers reaches the model's config.json)."""
     from typer.testing import CliRunner
 
-    from grdr_plugin.cli import app
+    from cli.main import app
     from grdr_plugin.validation import holdout_split, load_spec
 
     data = make_dataset(tmp_path / "d")  # 12 videos: every caption text is distinct

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from grdr_plugin.model.ids import parse_ids
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
 from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
 from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
 from query.searcher import MAX_QUERY_CHARS, clean_query
-from query.trie_store import parse_ids
 
 
 def test_query_path_does_not_import_torch():
-    code = ("import sys, query.searcher, query.api, query.trie_store, grdr_plugin.runtime, grdr_plugin.cli;"
+    code = ("import sys, query.searcher, query.api, query.trie_store, grdr_plugin.runtime, cli.main;"
             "print(json.dumps(sorted(m for m in ('torch','transformers') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

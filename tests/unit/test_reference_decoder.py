@@ -7,10 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from grdr_plugin.decoding import constrained_beam_search, prefix_tables  # noqa: E402
-from grdr_plugin.model.runtime import TorchBackend  # noqa: E402
-from grdr_plugin.model.tiny import build_tiny_model  # noqa: E402
-from query.reference_decoder import (  # noqa: E402
+from bench.reference_decoder import (  # noqa: E402
     HFCodeDecoder,
     agreement,
     build_trie,
@@ -19,6 +16,9 @@ from query.reference_decoder import (  # noqa: E402
     pack_memory,
     trie_prefix_fn,
 )
+from grdr_plugin.decoding import constrained_beam_search, prefix_tables  # noqa: E402
+from grdr_plugin.model.torch_backend import TorchBackend  # noqa: E402
+from tests.support.tiny_model import build_tiny_model  # noqa: E402
 
 C, L = 8, 3  # the tiny model's codebook size and levels
 TEXTS = ["a man is cooking pasta", "a dog runs on the grass", "x", "two people dance at a wedding party"]
@@ -123,7 +123,7 @@ def test_measure_times_each_decode_after_the_encoding_its_protocol_names(tiny_mo
     """per-call: every timed decode directly follows its own stack's encoding of the same query
     (torch for hf_generate and ours_torch, onnxruntime for ours_onnx), as in serving; up-front:
     every query is encoded before the first decode.  Either way the three methods agree."""
-    import query.reference_decoder as rd
+    import bench.reference_decoder as rd
     from grdr_plugin.decoding import validity_masks
     from grdr_plugin.runtime import ModelRuntime
 

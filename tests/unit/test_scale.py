@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
+from bench.scale import grow_dataset
 from grdr_plugin.data import load_dataset
-from grdr_plugin.scale import grow_dataset
 
 
 def make_src(tmp_path, n=5, f=3, d=8):

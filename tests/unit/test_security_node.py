@@ -10,13 +10,13 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from grdr_plugin.cluster.artifacts import required_extended_plugins
-from grdr_plugin.cluster.certs import write_certificates
 from grdr_plugin.cluster.errors import ClusterError
 from grdr_plugin.cluster.node_config import render_opensearch_yml
 from grdr_plugin.cluster.paths import ClusterPaths
-from grdr_plugin.cluster.secure_node import INGEST_ROLE, QUERY_ROLE, mark_optional
-from grdr_plugin.cluster.security_config import new_user, security_settings, write_security_config
 from grdr_plugin.settings import Settings
+from tests.support.certs import write_certificates
+from tests.support.secure_node import INGEST_ROLE, QUERY_ROLE, mark_optional
+from tests.support.security_config import new_user, security_settings, write_security_config
 
 ROLES_FILE = Path(__file__).resolve().parents[2] / "docs" / "opensearch-roles.yml"
 

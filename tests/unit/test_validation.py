@@ -65,7 +65,7 @@ def test_fraction_bounds(fraction):
 def cli():
     from typer.testing import CliRunner
 
-    from grdr_plugin.cli import app
+    from cli.main import app
 
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])

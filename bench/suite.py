@@ -1,6 +1,6 @@
 """`grdr bench`: GRDR vs exact dense (`knn_score` over every video) vs HNSW (lucene), side by side.
 
-One corpus per scale (grown from a real dataset by grdr_plugin.scale, ingested through the real
+One corpus per scale (grown from a real dataset by bench.scale, ingested through the real
 Celery path), one query set (the dataset's test queries), three systems with the same rerank
 vectors. Reports quality, latency per stage, throughput with 1 and N clients, storage per index
 and per Lucene structure, and the RAM of each recall structure.
@@ -19,13 +19,13 @@ import numpy as np
 from opensearchpy import helpers
 from pydantic import BaseModel, Field, model_validator
 
+from bench.baselines import exact_dense_request, hnsw_index_body
+from bench.evaluate import latency_summary, rank_of, recall_at
+from bench.scale import grow_dataset
 from grdr_plugin.data import load_dataset
-from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index, hnsw_index_body
+from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
-from grdr_plugin.scale import grow_dataset
 from grdr_plugin.settings import Settings
-from query.evaluate import latency_summary, rank_of, recall_at
-from query.request import exact_dense_request
 from query.searcher import Searcher
 
 # Lucene file extensions -> the structure they hold (for the storage breakdown).
@@ -58,7 +58,7 @@ class BenchConfig(BaseModel):
     hnsw_ef_construction: int = 128
     ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
     default_ef_search: int = 100
-    noise: float = 1.5  # see grdr_plugin.scale
+    noise: float = 1.5  # see bench.scale
     batch_size: Optional[int] = None
     keep_indices: bool = False
     work_dir: Optional[Path] = None  # where the grown catalogs are written (a temporary folder in it, removed after ingest)

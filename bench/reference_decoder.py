@@ -8,7 +8,7 @@ walks the trie once per beam and step to mask the vocabulary.  It runs OUR train
 difference from `grdr_plugin.decoding.constrained_beam_search` is the search machinery.
 
 Used only by benchmarks and tests (needs torch + transformers); the serving path never imports
-it.  `python -m query.reference_decoder --model DIR --dataset DIR --beam 50 --queries 200`
+it.  `python -m bench.reference_decoder --model DIR --dataset DIR --beam 50 --queries 200`
 times, on the same queries, model and beam size, in one run:
 
   hf_generate   HF `generate` + `prefix_allowed_tokens_fn` + nested-dict trie (torch)
@@ -50,7 +50,7 @@ from transformers.utils import ModelOutput
 
 from grdr_plugin.decoding import constrained_beam_search, prefix_tables, validity_masks
 from grdr_plugin.model.nets import CodeDecoder
-from grdr_plugin.model.runtime import TorchBackend
+from grdr_plugin.model.torch_backend import TorchBackend
 from grdr_plugin.runtime import ModelRuntime, Queries
 
 # HF beam search starts every beam but the first at -1e9 (so step 0 does not pick the same token

@@ -18,9 +18,9 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from bench.evaluate import latency_summary
 from grdr_plugin.data import load_dataset
 from query.api import MAX_API_K
-from query.evaluate import latency_summary
 from query.searcher import SearchResult
 
 FLAT_MIN_MB = 10.0

@@ -21,9 +21,8 @@ def print_json(obj: Any) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into one red line and exit code 1."""
-    from opensearchpy.exceptions import (AuthenticationException, AuthorizationException,
-                                         ConnectionError as OSConnectionError, SSLError, TransportError)
-
+    from opensearchpy.exceptions import AuthenticationException, AuthorizationException, SSLError, TransportError
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
     from pydantic import ValidationError
 
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cli.console import console, print_json, user_errors
 from grdr_plugin import index as grdr_index
-from grdr_plugin.console import console, print_json, user_errors
 from grdr_plugin.settings import get_settings
 
 app = typer.Typer(help="Create, drop and inspect a catalog index (an alias over versioned indices).",

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from grdr_plugin.console import console, print_json, user_errors
+from cli.console import console, print_json, user_errors
 from grdr_plugin.settings import get_settings
 
 
@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn videos into semantic IDs + rerank vectors in the index, via the Celery workers."""
         with user_errors():
-            from ingest.submit import enqueue, make_plan, wait as wait_for
+            from ingest.submit import enqueue, make_plan
+            from ingest.submit import wait as wait_for
             from ingest.target import prepare_target
 
             settings = get_settings()

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from query.evaluate import HYBRID_OF_MODE
+from bench.evaluate import HYBRID_OF_MODE
 
 console = Console()
 SAMPLES = 5
@@ -25,7 +25,7 @@ DEMO_MODES = (*HYBRID_OF_MODE, "bm25")
 
 def grdr(*args: str, env: dict[str, str] | None = None) -> dict:
     """Run a `grdr` command, streaming its progress; returns its --json object."""
-    cmd = [sys.executable, "-m", "grdr_plugin.cli", *args, "--json"]
+    cmd = [sys.executable, "-m", "cli.main", *args, "--json"]
     console.print(f"[bold]$ grdr {' '.join(args)}[/bold]")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
@@ -53,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from grdr_plugin.data import load_dataset
     from grdr_plugin.index import alias_target, fingerprint_of
-    from grdr_plugin.runtime import ModelCard
+    from grdr_plugin.model.artifacts import read_config
     from grdr_plugin.settings import get_settings
     from ingest.worker_process import celery_worker
 
     client = get_settings().opensearch_client()
     current = alias_target(client, a.index)
-    fingerprint = ModelCard(**json.loads((a.model / "config.json").read_text())).fingerprint
+    fingerprint = read_config(a.model).fingerprint
     # Same model: re-ingest overwrites in place. Another model: build a new index and swap the alias.
     reindex = current is not None and fingerprint_of(client.indices.get_mapping(index=current)) != fingerprint
     with celery_worker(log_path=Path(".grdr") / "demo-worker.log") as queue:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--wait", *(["--reindex"] if reindex else []), env={"GRDR_INGEST_QUEUE": queue})
     console.print(f"ingested: {summary['indexed']} new, {summary['updated']} updated, {summary['failed']} failed")
 
-    from query.evaluate import evaluate_through_opensearch
+    from bench.evaluate import evaluate_through_opensearch
     from query.searcher import Searcher
 
     ds = load_dataset(a.dataset)

@@ -1,6 +1,6 @@
 """How long the query layer takes to build its base trie from OpenSearch, at catalog sizes up to 1M+.
 
-    python -m query.trie_bench --videos 1000000 [--views 4 --levels 3 --codebook 64] [--vector-dim 256] [--json]
+    python -m bench.trie_bench --videos 1000000 [--views 4 --levels 3 --codebook 64] [--vector-dim 256] [--json]
 
 The base build reads only the ID field (a partitioned terms aggregation over `grdr_ids`), so this
 indexes documents that carry just that field, bulk-loaded with opensearch-py, into a scratch index
@@ -22,6 +22,7 @@ import numpy as np
 from opensearchpy import helpers
 
 from grdr_plugin.index import ID_FIELD, VECTOR_FIELD, IndexSpec, index_body
+from grdr_plugin.model.ids import format_id
 from grdr_plugin.settings import Settings
 from query.trie_store import TrieStore
 
@@ -33,7 +34,7 @@ def id_documents(index: str, videos: int, views: int, levels: int, codebook: int
         codes = rng.integers(0, codebook, (min(100_000, videos - start), views, levels))
         vectors = rng.standard_normal((len(codes), vector_dim), dtype=np.float32).round(4)
         for i, video in enumerate(codes):
-            source: dict[str, Any] = {ID_FIELD: sorted({"-".join(map(str, view)) for view in video})}
+            source: dict[str, Any] = {ID_FIELD: sorted({format_id(view) for view in video})}
             if vector_dim:
                 source[VECTOR_FIELD] = vectors[i].tolist()
             yield {"_index": index, "_id": f"v{start + i}", "_source": source}

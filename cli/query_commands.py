@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from grdr_plugin.console import console, print_json, user_errors
+from cli.console import console, print_json, user_errors
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
 

@@ -1,8 +1,8 @@
 """Measure ingest: videos/s of one worker process from features, and task success -> findable latency.
 
-    python -m ingest.bench --dataset ../shared/datasets/tvr-proxy/msrvtt --model MODEL_DIR --scale 40000
+    python -m bench.ingest_bench --dataset ../shared/datasets/tvr-proxy/msrvtt --model MODEL_DIR --scale 40000
 
-Builds a scaled copy of the dataset (grdr_plugin.scale: rows tiled with noise and fresh video_ids,
+Builds a scaled copy of the dataset (bench.scale: rows tiled with noise and fresh video_ids,
 so IDs and vectors differ), starts one solo `celery -A ingest worker` on a private queue, ingests into a fresh
 index, and reports wall-clock videos/s, the worker's seconds per stage, and the latency from a
 batch's success to (a) its IDs read back by a registry reader and (b) its video found by a query
@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-
+from bench.scale import grow_dataset
 from grdr_plugin.id_registry import REGISTRY_INDEX, RegistryReader
 from grdr_plugin.index import ID_FIELD, drop_index
-from grdr_plugin.scale import grow_dataset
 from grdr_plugin.settings import Settings
 from ingest.submit import enqueue, make_plan
 from ingest.target import prepare_target

@@ -32,13 +32,12 @@ from typing import Any, Iterator, Optional
 
 from grdr_plugin.cluster import maven, opensearch_node, procs
 from grdr_plugin.cluster.artifacts import MARKER, Log, check_extended_plugins, ensure_distribution, install_plugin
-from grdr_plugin.cluster.certs import write_certificates
 from grdr_plugin.cluster.java import find_jdk
 from grdr_plugin.cluster.maven import Artifact
 from grdr_plugin.cluster.paths import ClusterPaths
-from grdr_plugin.cluster.security_config import (ADMIN_ROLE, NodeUser, new_user, security_settings,
-                                                 write_security_config)
 from grdr_plugin.settings import Settings
+from tests.support.certs import write_certificates
+from tests.support.security_config import ADMIN_ROLE, NodeUser, new_user, security_settings, write_security_config
 
 SECURE_VERSION = "3.4.0"
 SECURITY_PLUGIN = "opensearch-security"

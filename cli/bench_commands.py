@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from grdr_plugin.console import console, print_json, user_errors
+from cli.console import console, print_json, user_errors
 from grdr_plugin.pool import DEFAULT_BEAM
 
 
@@ -34,8 +34,8 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """GRDR vs exact dense vs HNSW on the local cluster: quality, latency, throughput, storage, RAM."""
     with user_errors():
-        from query.bench import BenchConfig, run_bench
-        from query.bench_report import write_report
+        from bench.report import write_report
+        from bench.suite import BenchConfig, run_bench
 
         cfg = BenchConfig(dataset=dataset, model=model, scales=_ints(scale, "--scale"), queries=queries,
                           clients=_ints(clients, "--clients"), beams=_ints(beams, "--beams"),

@@ -47,10 +47,9 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
 ) -> None:
     """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
-    from grdr_plugin.model.config import TrainConfig, choose_codebook_size
-
     from pydantic import ValidationError
 
+    from grdr_plugin.model.config import TrainConfig, choose_codebook_size
     from grdr_plugin.validation import HOLDOUT_FILE, HoldoutSpec, holdout_split, save_spec
 
     ds = _load(dataset)
@@ -130,7 +129,7 @@ def eval_cmd(
 
         be = ModelRuntime(model, threads=threads)
     else:
-        from grdr_plugin.model.runtime import TorchBackend
+        from grdr_plugin.model.torch_backend import TorchBackend
 
         be = TorchBackend(model, threads=threads)
     rows = ds.test_queries()[:limit] if limit else ds.test_queries()

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, SecretStr
 
-from grdr_plugin.cluster.certs import CertFiles
 from grdr_plugin.cluster.errors import ClusterError
 from grdr_plugin.cluster.node_config import YmlValue
+from tests.support.certs import CertFiles
 
 # the built-in role with every permission; only the fixture's admin user gets it
 ADMIN_ROLE = "all_access"

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from grdr_plugin.console import console, print_json, user_errors
+from cli.console import console, print_json, user_errors
 
 
 def loadtest(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="base URL of `grdr serve`"),
@@ -25,7 +25,7 @@ def loadtest(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="bas
     Exits 1 when any request failed or the server's memory grew past the bound.
     """
     with user_errors():
-        from query.loadtest import LoadConfig, read_texts, run_load
+        from bench.loadtest import LoadConfig, read_texts, run_load
 
         cfg = LoadConfig(url=url.rstrip("/"), texts=read_texts(queries, dataset), clients=clients,
                          duration_s=duration, warmup_s=warmup, k=k, server_pid=server_pid)
