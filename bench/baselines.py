@@ -6,11 +6,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench import defaults
 from grdr_plugin.index import VECTOR_FIELD
 from query.request import knn_rerank_script
 
 
-def hnsw_index_body(dim: int, *, m: int = 16, ef_construction: int = 128, ef_search: int = 100) -> dict[str, Any]:
+def hnsw_index_body(dim: int, *, m: int = defaults.HNSW_M, ef_construction: int = defaults.HNSW_EF_CONSTRUCTION,
+                    ef_search: int = defaults.DEFAULT_EF_SEARCH) -> dict[str, Any]:
     """A second index for the HNSW baseline: the same vectors in a lucene-engine graph."""
     return {
         "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "knn": True,

@@ -19,7 +19,9 @@ from rich.table import Table
 from bench.evaluate import HYBRID_OF_MODE
 
 console = Console()
-SAMPLES = 5
+SAMPLES = 5  # sample searches shown: a screenful of tables
+SAMPLE_HITS = 5  # hits per sample search
+TITLE_CHARS = 50  # a title column that keeps each table row on one line
 DEMO_MODES = (*HYBRID_OF_MODE, "bm25")
 
 
@@ -75,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     searcher = Searcher(a.model, a.index)
     rows = ds.test_queries()
     for r in rows[:: max(1, len(rows) // SAMPLES)][:SAMPLES]:
-        res = searcher.search(ds.query_text[r], k=5)
+        res = searcher.search(ds.query_text[r], k=SAMPLE_HITS)
         table = Table(title=f"{ds.query_text[r]!r} (truth: {ds.video_ids[ds.query_video[r]]})", title_justify="left")
         for col in ("#", "video_id", "score", "matched_id", "title"):
             table.add_column(col)
         for i, h in enumerate(res.hits, 1):
             mark = " ✓" if h.video_id == ds.video_ids[ds.query_video[r]] else ""
-            table.add_row(str(i), h.video_id + mark, f"{h.score:.4f}", h.matched_id or "", (h.title or "")[:50])
+            title = (h.title or "")[:TITLE_CHARS]
+            table.add_row(str(i), h.video_id + mark, f"{h.score:.4f}", h.matched_id or "", title)
         console.print(table)
         console.print("  " + "  ".join(f"{k} {v:.1f} ms" for k, v in res.timings_ms.items()))
 

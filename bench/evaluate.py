@@ -10,29 +10,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from grdr_plugin.data import Dataset
+from grdr_plugin.metrics import latency_summary, rank_of, recall_at
 from query.hybrid import bm25_request
 from query.searcher import Searcher
 
-RECALL_AT = (1, 5, 10)
 # evaluation modes besides "bm25" (keyword only) -> the Searcher's hybrid setting
 HYBRID_OF_MODE = {"grdr": "off", "hybrid-union": "union", "hybrid-rrf": "rrf"}
-
-
-def recall_at(ranks: np.ndarray) -> dict[str, float]:
-    """ranks: 1-based, 0 = not in the returned list."""
-    found = ranks > 0
-    return {f"R@{k}": round(100 * float((found & (ranks <= k)).mean()), 2) for k in RECALL_AT}
-
-
-def rank_of(hit_ids: list[str], truth: str) -> int:
-    """1-based position of truth in the hits, 0 when absent."""
-    return hit_ids.index(truth) + 1 if truth in hit_ids else 0
-
-
-def latency_summary(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=np.float64)
-    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
-            "mean_ms": round(float(a.mean()), 2)}
 
 
 def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple[str, ...] = ("grdr",),

@@ -18,27 +18,34 @@ import numpy as np
 import psutil
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bench.evaluate import latency_summary
+from bench import defaults
 from grdr_plugin.data import load_dataset
+from grdr_plugin.metrics import TAIL_PERCENTILES, latency_summary, per_second
 from query.api import MAX_API_K
 from query.searcher import SearchResult
 
+# "Flat" memory: fitted growth under max(10 MB, 5 % of the warmed-up RSS). Allocator arenas and caches
+# move a steady Python process by a few MB; a leak of a few KB per request passes 10 MB within a minute
+# at hundreds of requests per second.
 FLAT_MIN_MB = 10.0
 FLAT_FRACTION = 0.05
-SAMPLE_EVERY_S = 1.0
-MIN_FIT_SAMPLES = 3
+SAMPLE_EVERY_S = 1.0  # RSS sampling period: cheap (one /proc read), and enough points for the fit in a minute
+MIN_FIT_SAMPLES = 3  # the fewest points a slope is fitted to after the warm-up
+EXAMPLE_CHARS = 300  # an error example stays one readable line of the report, not a whole error page
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MB = 2**20
 
 
 class LoadConfig(BaseModel):
-    url: str = Field("http://127.0.0.1:8080", description="base URL of `grdr serve`")
+    url: str = Field(defaults.LOAD_URL, description="base URL of `grdr serve`")
     texts: list[str] = Field(..., min_length=1, description="query texts, cycled")
-    clients: int = Field(8, ge=1, le=256)
-    duration_s: float = Field(60.0, gt=0)
-    warmup_s: float = Field(5.0, ge=0, description="left out of the memory fit (sessions, arenas, caches)")
-    k: int = Field(10, ge=1, le=MAX_API_K)
-    timeout_s: float = Field(30.0, gt=0, description="per request")
+    # 256: one event loop drives every client; past a few hundred it, not the server, sets the pace
+    clients: int = Field(defaults.LOAD_CLIENTS, ge=1, le=256)
+    duration_s: float = Field(defaults.LOAD_DURATION_S, gt=0)
+    warmup_s: float = Field(defaults.LOAD_WARMUP_S, ge=0,
+                            description="left out of the memory fit (sessions, arenas, caches)")
+    k: int = Field(defaults.LOAD_K, ge=1, le=MAX_API_K)
+    timeout_s: float = Field(30.0, gt=0, description="per request; a slower answer counts as an error")
     server_pid: Optional[int] = Field(None, description="the serving process; default: the pid /health reports")
 
     @model_validator(mode="after")
@@ -134,7 +141,7 @@ class _Tally:
 
     def error(self, kind: str, detail: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
-        self.examples.setdefault(kind, detail[:300])
+        self.examples.setdefault(kind, detail[:EXAMPLE_CHARS])
 
 
 async def _one(http: httpx.AsyncClient, text: str, k: int, tally: _Tally) -> None:
@@ -210,11 +217,9 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     if pid is not None and not psutil.pid_exists(pid):
         raise ValueError(f"--server-pid: no process {pid} on this machine")
     tally, rss, elapsed = asyncio.run(_run(cfg, pid))
-    lat = np.asarray(tally.latencies_ms)
-    latency = {**latency_summary(tally.latencies_ms), "p95_ms": round(float(np.percentile(lat, 95)), 2),
-               "max_ms": round(float(lat.max()), 2)} if len(lat) else {}
+    latency = latency_summary(tally.latencies_ms, TAIL_PERCENTILES, with_max=True)
     failed = sum(tally.errors.values())
     return LoadReport(url=cfg.url, clients=cfg.clients, duration_s=round(elapsed, 2),
                       requests=len(tally.latencies_ms) + failed, ok=len(tally.latencies_ms), errors=tally.errors,
-                      error_examples=tally.examples, throughput_rps=round(len(tally.latencies_ms) / elapsed, 1),
+                      error_examples=tally.examples, throughput_rps=per_second(len(tally.latencies_ms), elapsed),
                       latency_ms=latency, memory=memory_report(pid, rss, cfg.warmup_s) if pid is not None else None)

@@ -49,7 +49,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput
 
 from grdr_plugin.decoding import constrained_beam_search, prefix_tables, validity_masks
-from grdr_plugin.model.nets import CodeDecoder
+from grdr_plugin.model.nets import MASKED, CodeDecoder
 from grdr_plugin.model.torch_backend import TorchBackend
 from grdr_plugin.runtime import ModelRuntime, Queries
 
@@ -148,7 +148,7 @@ def concat_memories(mems: list[CodeMemory]) -> CodeMemory:
     for m in mems:
         pad = t - m.last_hidden_state.shape[1]
         hs.append(torch.nn.functional.pad(m.last_hidden_state, (0, 0, 0, pad)))
-        biases.append(torch.nn.functional.pad(m.memory_bias, (0, pad), value=-1e4))
+        biases.append(torch.nn.functional.pad(m.memory_bias, (0, pad), value=MASKED))
     return CodeMemory(last_hidden_state=torch.cat(hs), memory_bias=torch.cat(biases),
                       text_vec=torch.cat([m.text_vec for m in mems]))
 
@@ -209,7 +209,8 @@ def hf_beam_search(model: HFCodeDecoder, memory: CodeMemory, prefix_fn: PrefixFn
     # the real encoder mask (generate warns without one); the forward reads the bias instead
     mask = (memory.memory_bias[:, 0, 0, :] == 0).long()
     # num_beams=1 is greedy search in HF (no beam scores, no length penalty)
-    beam_kw: dict[str, Any] = {"length_penalty": 0.0, "early_stopping": False} if beam_size > 1 else {"output_logits": True}
+    beam_kw: dict[str, Any] = ({"length_penalty": 0.0, "early_stopping": False} if beam_size > 1
+                               else {"output_logits": True})
     with torch.inference_mode():
         # generate expands `encoder_outputs` per beam IN PLACE: hand it a shallow copy
         out = model.generate(encoder_outputs=CodeMemory(**memory), attention_mask=mask, num_beams=beam_size,
@@ -297,7 +298,8 @@ def setup(model_dir: str | Path, dataset_dir: str | Path, n_queries: int, thread
     tables = prefix_tables(ids, cfg.codebook_size)
     return Bench(torch_be=torch_be, onnx_be=onnx_be, hf=HFCodeDecoder.from_backend(torch_be),
                  trie_fn=trie_prefix_fn(build_trie(ids), cfg.codebook_size + 1),
-                 tables=tables, masks=validity_masks(tables, cfg.codebook_size), texts=[ds.query_text[i] for i in rows], n_ids=len(ids))
+                 tables=tables, masks=validity_masks(tables, cfg.codebook_size),
+                 texts=[ds.query_text[i] for i in rows], n_ids=len(ids))
 
 
 ENCODE_ORDERS = ("per-call", "up-front")
@@ -414,11 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="HF generate + prefix_allowed_tokens_fn vs our constrained beam search.")
     ap.add_argument("--model", required=True, type=Path)
     ap.add_argument("--dataset", required=True, type=Path)
-    ap.add_argument("--beam", type=int, nargs="+", default=[50])
-    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--beam", type=int, nargs="+", default=[50], help="beam sizes to time, each its own run")
+    ap.add_argument("--queries", type=int, default=200,
+                    help="test queries sampled (200: a stable p99 in a run of minutes)")
     ap.add_argument("--batch", type=int, nargs="+", default=[1], help="queries per decode call (1 = serving)")
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=5, help="untimed decodes first (sessions and caches warm)")
     ap.add_argument("--encode", choices=ENCODE_ORDERS, default="per-call",
                     help="per-call: each decode right after its own stack encodes the query (serving order); "
                          "up-front: all queries encoded first, so each decode follows another method's")
@@ -435,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "onnxruntime": onnxruntime.__version__},
         "timed": f"decoding only; text encoding and the per-query decoder memory excluded (encoded {args.encode})",
-        "runs": [measure(bench, b, batch=bs, warmup=args.warmup, encode=args.encode) for b in args.beam for bs in args.batch]}
+        "runs": [measure(bench, b, batch=bs, warmup=args.warmup, encode=args.encode)
+                 for b in args.beam for bs in args.batch]}
     if args.breakdown:
         report["breakdown_batch1"] = {str(b): breakdown(bench, b) for b in args.beam}
     if args.json:

@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_NOISE = 1.5  # a copy as far from its source as a real video's nearest neighbour (see above)
+# Rows grown per step: bounds the working copy (50k videos of 4 frames x 512-d float32 are ~400 MB).
+CHUNK_ROWS = 50_000
+
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9, None)
 
 
-def grow_dataset(src: Path | str, n: int, out: Path | str, *, noise: float = 1.5, seed: int = 0,
-                 keep_originals: bool = True, chunk: int = 50_000) -> Path:
+def grow_dataset(src: Path | str, n: int, out: Path | str, *, noise: float = DEFAULT_NOISE, seed: int = 0,
+                 keep_originals: bool = True, chunk: int = CHUNK_ROWS) -> Path:
     """Write a dataset folder of n videos (catalog.jsonl, features.npy, frames.npy?, queries.jsonl)."""
     src, out = Path(src), Path(out)
     lines = [json.loads(line) for line in (src / "catalog.jsonl").read_text().splitlines() if line.strip()]

@@ -19,15 +19,23 @@ import numpy as np
 from opensearchpy import helpers
 from pydantic import BaseModel, Field, model_validator
 
+from bench import defaults
 from bench.baselines import exact_dense_request, hnsw_index_body
-from bench.evaluate import latency_summary, rank_of, recall_at
-from bench.scale import grow_dataset
+from bench.scale import DEFAULT_NOISE, grow_dataset
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index
+from grdr_plugin.metrics import TAIL_PERCENTILES, latency_summary, overlap_at, per_second, rank_of, recall_at
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.settings import Settings
 from query.searcher import Searcher
 
+TOP_K = 10  # hits per query: R@10 and overlap@10 read the top 10
+# Copying the GRDR index's vectors into the HNSW baseline: documents per scroll page read and per bulk
+# request written. A bulk request of 1000 256-d vectors as JSON is a few MB, far under the 100 MB limit.
+COPY_SCAN_PAGE = 2000
+COPY_BULK_CHUNK = 1000
+BULK_TIMEOUT_S = 600  # one bulk page into an index building its HNSW graph can take minutes on a busy node
+FORCEMERGE_TIMEOUT_S = 3600  # merging a 1M-video index to one segment (and its graph) takes tens of minutes
 # Lucene file extensions -> the structure they hold (for the storage breakdown).
 LUCENE_PARTS = {
     "terms dictionary + index (keyword/text fields, incl. grdr_ids)": (".tim", ".tip", ".tmd"),
@@ -43,25 +51,28 @@ LUCENE_PARTS = {
 class BenchConfig(BaseModel):
     dataset: Path
     model: Path
-    scales: list[int] = Field(default_factory=lambda: [100_000])
-    queries: int = Field(500, ge=10, description="test queries per system and setting")
-    clients: list[int] = Field(default_factory=lambda: [1, 4])
-    throughput_queries: int = Field(200, ge=10)
-    beams: list[int] = Field(default_factory=lambda: [20, 50, 100, 200, 300])
+    scales: list[int] = Field(default_factory=lambda: list(defaults.SCALES))
+    # at least 10: with fewer queries one hit moves a recall by more than 10 points
+    queries: int = Field(defaults.QUERIES, ge=10, description="test queries per system and setting")
+    clients: list[int] = Field(default_factory=lambda: list(defaults.CLIENTS))
+    throughput_queries: int = Field(defaults.THROUGHPUT_QUERIES, ge=10)
+    beams: list[int] = Field(default_factory=lambda: list(defaults.BEAMS))
     default_beam: int = DEFAULT_BEAM
     max_pool: int = DEFAULT_MAX_POOL
     # extra caps on the recalled pool, measured at each of pool_beams: at 100k+ a copy-grown catalog puts
     # ~N/1000 near-duplicates behind each real video, so a fixed 300 holds only a few IDs' videos
     pools: list[int] = Field(default_factory=list)
-    pool_beams: list[int] = Field(default_factory=lambda: [DEFAULT_BEAM], description="beams the pool caps are measured at")
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 128
-    ef_search: list[int] = Field(default_factory=lambda: [10, 32, 100, 256])
-    default_ef_search: int = 100
-    noise: float = 1.5  # see bench.scale
-    batch_size: Optional[int] = None
+    pool_beams: list[int] = Field(default_factory=lambda: [DEFAULT_BEAM],
+                                  description="beams the pool caps are measured at")
+    hnsw_m: int = defaults.HNSW_M
+    hnsw_ef_construction: int = defaults.HNSW_EF_CONSTRUCTION
+    ef_search: list[int] = Field(default_factory=lambda: list(defaults.EF_SEARCH))
+    default_ef_search: int = defaults.DEFAULT_EF_SEARCH
+    noise: float = DEFAULT_NOISE  # see bench.scale
+    batch_size: Optional[int] = None  # videos per ingest task; None: GRDR_INGEST_BATCH_SIZE
     keep_indices: bool = False
-    work_dir: Optional[Path] = None  # where the grown catalogs are written (a temporary folder in it, removed after ingest)
+    # where the grown catalogs are written (a temporary folder in it, removed after ingest)
+    work_dir: Optional[Path] = None
 
     @model_validator(mode="after")
     def _headline_settings_are_measured(self) -> "BenchConfig":
@@ -97,21 +108,23 @@ def ingest_corpus(client, data: Path, model: Path, alias: str, batch_size: int) 
     if summary.failed:
         raise RuntimeError(f"ingest failed for {summary.failed} videos: {summary.errors[:3]}")
     n = summary.indexed + summary.updated
-    return {"videos": n, "seconds": round(wall, 2), "videos_per_s": round(n / wall, 1), "batch_size": batch_size}
+    return {"videos": n, "seconds": round(wall, 2), "videos_per_s": per_second(n, wall), "batch_size": batch_size}
 
 
-def build_hnsw(client, source_alias: str, name: str, dim: int, m: int, ef_construction: int) -> dict[str, Any]:
+def build_hnsw(client, source_alias: str, name: str, dim: int, m: int, ef_construction: int,
+               ef_search: int) -> dict[str, Any]:
     """The HNSW baseline: the very vectors of the GRDR index, in a lucene-engine graph."""
     if client.indices.exists(index=name):
         client.indices.delete(index=name)
-    client.indices.create(index=name, body=hnsw_index_body(dim, m=m, ef_construction=ef_construction))
-    docs = helpers.scan(client, index=source_alias, query={"_source": ["video_id", VECTOR_FIELD]}, size=2000)
-    actions = ({"_index": name, "_id": d["_id"], "_source": {"video_id": d["_id"], VECTOR_FIELD: d["_source"][VECTOR_FIELD]}}
-               for d in docs)
+    client.indices.create(index=name, body=hnsw_index_body(dim, m=m, ef_construction=ef_construction,
+                                                           ef_search=ef_search))
+    docs = helpers.scan(client, index=source_alias, query={"_source": ["video_id", VECTOR_FIELD]}, size=COPY_SCAN_PAGE)
+    actions = ({"_index": name, "_id": d["_id"],
+                "_source": {"video_id": d["_id"], VECTOR_FIELD: d["_source"][VECTOR_FIELD]}} for d in docs)
     t0 = time.perf_counter()
-    ok, _ = helpers.bulk(client, actions, chunk_size=1000, request_timeout=600)
+    ok, _ = helpers.bulk(client, actions, chunk_size=COPY_BULK_CHUNK, request_timeout=BULK_TIMEOUT_S)
     client.indices.refresh(index=name)
-    client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=3600)
+    client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
     return {"videos": ok, "build_seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -128,7 +141,7 @@ def lucene_parts(file_sizes: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 def storage(client, index: str) -> dict[str, Any]:
-    client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
+    client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
     client.indices.refresh(index=index)
     stats = client.indices.stats(index=index, metric="store,docs,segments",
                                  params={"include_segment_file_sizes": "true"})["indices"][index]["primaries"]
@@ -145,7 +158,7 @@ QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
 
 def grdr_fn(searcher: Searcher, beam: int, max_pool: Optional[int] = None) -> QueryFn:
     def run(text: str):
-        res = searcher.search(text, k=10, beam_size=beam, max_pool=max_pool)
+        res = searcher.search(text, k=TOP_K, beam_size=beam, max_pool=max_pool)
         return [h.video_id for h in res.hits], res.timings_ms
     return run
 
@@ -165,12 +178,13 @@ def vector_fn(searcher: Searcher, index: str, body_of: Callable[[np.ndarray], di
 
 def hnsw_body(ef: int) -> Callable[[np.ndarray], dict]:
     def body(q: np.ndarray) -> dict:
-        return {"size": 10, "_source": False, "query": {"knn": {VECTOR_FIELD: {
-            "vector": q.tolist(), "k": 10, "method_parameters": {"ef_search": ef}}}}}
+        return {"size": TOP_K, "_source": False, "query": {"knn": {VECTOR_FIELD: {
+            "vector": q.tolist(), "k": TOP_K, "method_parameters": {"ef_search": ef}}}}}
     return body
 
 
-def measure(fn: QueryFn, texts: list[str], truth: list[str], reference: Optional[list[list[str]]] = None) -> tuple[dict, list]:
+def measure(fn: QueryFn, texts: list[str], truth: list[str],
+            reference: Optional[list[list[str]]] = None) -> tuple[dict, list]:
     fn(texts[0])  # warm-up (sessions, caches)
     results, stages = [], {}
     for text in texts:
@@ -178,12 +192,10 @@ def measure(fn: QueryFn, texts: list[str], truth: list[str], reference: Optional
         results.append(ids)
         for k, v in timing.items():
             stages.setdefault(k, []).append(v)
-    out = recall_at(np.array([rank_of(r, t) for r, t in zip(results, truth)]))
+    out = recall_at([rank_of(r, t) for r, t in zip(results, truth)])
     if reference is not None:
-        out["overlap@10"] = round(100 * float(np.mean([len(set(a[:10]) & set(b[:10])) / 10
-                                                       for a, b in zip(results, reference)])), 2)
-    tot = np.asarray(stages["total"])
-    out.update(latency_summary(stages["total"]), p95_ms=round(float(np.percentile(tot, 95)), 2))
+        out["overlap@10"] = overlap_at(results, reference, k=TOP_K)
+    out.update(latency_summary(stages["total"], TAIL_PERCENTILES))
     out["stages_ms"] = {k: latency_summary(v) for k, v in stages.items()}
     return out, results
 
@@ -193,12 +205,14 @@ def throughput(fn: QueryFn, texts: list[str], clients: int) -> float:
         list(pool.map(fn, texts[:clients]))  # warm each thread
         t0 = time.perf_counter()
         list(pool.map(fn, texts))
-        return round(len(texts) / (time.perf_counter() - t0), 1)
+        return per_second(len(texts), time.perf_counter() - t0)
 
 
 # ---- one scale ----
 
 def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+    from ingest.config import get_ingest_settings
+
     client = settings.opensearch_client()
     src = load_dataset(cfg.dataset)
     n = max(scale, src.n_videos)
@@ -208,11 +222,12 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
         data = cfg.dataset if scale <= src.n_videos else grow_dataset(cfg.dataset, scale, Path(work) / f"data-{scale}",
                                                                        noise=cfg.noise)
         log(f"[{n:,}] ingesting through Celery")
-        ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or settings.ingest_batch_size)
+        ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or get_ingest_settings().batch_size)
     log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
     searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
                         max_pool=cfg.max_pool)
-    hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.cfg.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction)
+    hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.cfg.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction,
+                      cfg.default_ef_search)
     target = alias_target(client, alias)
     store = {"grdr": storage(client, target), "hnsw": storage(client, hnsw_name)}
 
@@ -220,7 +235,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
     texts = [src.query_text[r] for r in rows]
     truth = [src.video_ids[src.query_video[r]] for r in rows]
     log(f"[{n:,}] {len(texts)} queries: exact dense")
-    dense_fn = vector_fn(searcher, alias, lambda q: exact_dense_request(q, k=10))
+    dense_fn = vector_fn(searcher, alias, lambda q: exact_dense_request(q, k=TOP_K))
     dense, dense_results = measure(dense_fn, texts, truth)
     curves: dict[str, list[dict]] = {"grdr": [], "grdr_pool": [], "hnsw": []}
     for beam in cfg.beams:
@@ -249,13 +264,15 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
     hnsw_ram = parts_h.get("HNSW graph", 0) + parts_h.get("flat vectors", 0)
     systems = {
         "grdr": {**grdr, "qps": qps["grdr"], "index_bytes": store["grdr"]["index_bytes"],
-                 "recall_ram_bytes": searcher.store.memory_bytes(), "trie_build_s": round(searcher.store.build_seconds, 3),
+                 "recall_ram_bytes": searcher.store.memory_bytes(),
+                 "trie_build_s": round(searcher.store.build_seconds, 3),
                  "ids": len(searcher.store)},
         "dense_exact": {**dense, "qps": qps["dense_exact"], "index_bytes": store["grdr"]["index_bytes"],
                         # index.knn false keeps vectors in doc values: what every exact query scans.
                         "recall_ram_bytes": store["grdr"]["parts"]["doc values"]},
         "hnsw": {**hnsw_default, "qps": qps["hnsw"], "index_bytes": store["hnsw"]["index_bytes"],
-                 "recall_ram_bytes": hnsw_ram, "build": hnsw, "m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction},
+                 "recall_ram_bytes": hnsw_ram, "build": hnsw, "m": cfg.hnsw_m,
+                 "ef_construction": cfg.hnsw_ef_construction},
     }
     if not cfg.keep_indices:
         drop_index(client, alias)
@@ -264,7 +281,8 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
             "ingest": ingest, "ingest_videos_per_s": ingest["videos_per_s"]}
 
 
-def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print, settings: Optional[Settings] = None) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print,
+              settings: Optional[Settings] = None) -> dict[str, Any]:
     settings = settings or Settings()
     t0 = time.perf_counter()
     per_scale = [bench_scale(cfg, s, settings, log) for s in cfg.scales]

@@ -26,12 +26,19 @@ from grdr_plugin.model.ids import format_id
 from grdr_plugin.settings import Settings
 from query.trie_store import TrieStore
 
+DRAW_ROWS = 100_000  # videos whose IDs are drawn per step: bounds the code and vector arrays in memory
+COMPOSITE_PAGE = 10_000  # buckets per composite page: few round trips, well under search.max_buckets (65,535)
+# Documents per bulk request: ID-only documents are tiny; with a vector each, 1,000 keep a request a few MB.
+ID_DOCS_CHUNK = 10_000
+VECTOR_DOCS_CHUNK = 1_000
+REQUEST_TIMEOUT_S = 300  # a bulk request or an aggregation page over 1M+ documents on a loaded node
+
 
 def id_documents(index: str, videos: int, views: int, levels: int, codebook: int, seed: int,
                  vector_dim: int = 0) -> Iterator[dict]:
     rng = np.random.default_rng(seed)
-    for start in range(0, videos, 100_000):
-        codes = rng.integers(0, codebook, (min(100_000, videos - start), views, levels))
+    for start in range(0, videos, DRAW_ROWS):
+        codes = rng.integers(0, codebook, (min(DRAW_ROWS, videos - start), views, levels))
         vectors = rng.standard_normal((len(codes), vector_dim), dtype=np.float32).round(4)
         for i, video in enumerate(codes):
             source: dict[str, Any] = {ID_FIELD: sorted({format_id(view) for view in video})}
@@ -40,7 +47,7 @@ def id_documents(index: str, videos: int, views: int, levels: int, codebook: int
             yield {"_index": index, "_id": f"v{start + i}", "_source": source}
 
 
-def composite_pass(client, index: str, page: int = 10_000) -> tuple[float, int]:
+def composite_pass(client, index: str, page: int = COMPOSITE_PAGE) -> tuple[float, int]:
     """Seconds and IDs of reading every ID with a composite aggregation, page after page (the
     shard request cache off, as for a first read)."""
     t0, after, n = time.perf_counter(), None, 0
@@ -49,7 +56,7 @@ def composite_pass(client, index: str, page: int = 10_000) -> tuple[float, int]:
         if after:
             comp["after"] = after
         agg = client.search(index=index, body={"size": 0, "aggs": {"ids": {"composite": comp}}},
-                            request_cache=False, request_timeout=300)["aggregations"]["ids"]
+                            request_cache=False, request_timeout=REQUEST_TIMEOUT_S)["aggregations"]["ids"]
         n += len(agg["buckets"])
         after = agg.get("after_key")
         if not after or len(agg["buckets"]) < page:
@@ -70,7 +77,8 @@ def run(videos: int, views: int, levels: int, codebook: int, seed: int = 0, vect
     try:
         t0 = time.perf_counter()
         ok, _ = helpers.bulk(client, id_documents(index, videos, views, levels, codebook, seed, vector_dim),
-                             chunk_size=10_000 if not vector_dim else 1_000, request_timeout=300)
+                             chunk_size=VECTOR_DOCS_CHUNK if vector_dim else ID_DOCS_CHUNK,
+                             request_timeout=REQUEST_TIMEOUT_S)
         client.indices.refresh(index=index)
         load_s = time.perf_counter() - t0
         store = TrieStore(client, index, levels=levels, codebook_size=codebook).build()

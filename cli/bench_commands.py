@@ -4,12 +4,16 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from bench import defaults
 from cli.console import console, print_json, user_errors
 from grdr_plugin.pool import DEFAULT_BEAM
+
+
+def _csv(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -21,16 +25,23 @@ def _ints(text: str, flag: str) -> list[int]:
 
 def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (its test queries are the query set)"),
           model: Path = typer.Option(..., "--model", help="trained model folder"),
-          scale: str = typer.Option("100000", "--scale", help="corpus sizes, comma-separated (e.g. 10000,100000)"),
-          queries: int = typer.Option(500, "--queries", help="test queries per system and setting"),
-          clients: str = typer.Option("1,4", "--clients", help="concurrent clients for the throughput runs"),
-          beams: str = typer.Option("20,50,100,200,300", "--beams", help="GRDR beam sizes for the recall/latency curve"),
-          ef_search: str = typer.Option("10,32,100,256", "--ef-search", help="HNSW ef_search values"),
-          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at each --pool-beams beam), "
-                                                         "comma-separated, e.g. 1000,3000"),
-          pool_beams: str = typer.Option(str(DEFAULT_BEAM), "--pool-beams", help="beams the --pools caps are measured at, "
-                                                                                   "comma-separated, e.g. 20,50,300"),
-          report: Optional[Path] = typer.Option(Path("docs"), "--report", help="folder for BENCHMARKS.md + plots"),
+          scale: str = typer.Option(_csv(defaults.SCALES), "--scale",
+                                    help="corpus sizes, comma-separated (e.g. 10000,100000)"),
+          queries: int = typer.Option(defaults.QUERIES, "--queries", help="test queries per system and setting"),
+          clients: str = typer.Option(_csv(defaults.CLIENTS), "--clients",
+                                      help="concurrent clients for the throughput runs"),
+          beams: str = typer.Option(_csv(defaults.BEAMS), "--beams",
+                                    help="GRDR beam sizes for the recall/latency curve"),
+          ef_search: str = typer.Option(_csv(defaults.EF_SEARCH), "--ef-search", help="HNSW ef_search values"),
+          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at each --pool-beams "
+                                                         "beam), comma-separated, e.g. 1000,3000"),
+          pool_beams: str = typer.Option(str(DEFAULT_BEAM), "--pool-beams",
+                                         help="beams the --pools caps are measured at, comma-separated, "
+                                              "e.g. 20,50,300"),
+          report: Path = typer.Option(
+              defaults.REPORT_DIR, "--report",
+              help="folder for BENCHMARKS.md + plots, created if missing (relative to the working directory; "
+                   "`--report docs` replaces the repository's published report)"),
           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """GRDR vs exact dense vs HNSW on the local cluster: quality, latency, throughput, storage, RAM."""
     with user_errors():
@@ -42,9 +53,8 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
                           ef_search=_ints(ef_search, "--ef-search"), pools=_ints(pools, "--pools"),
                           pool_beams=_ints(pool_beams, "--pool-beams"))
         result = run_bench(cfg, log=lambda msg: console.print(f"[dim]•[/dim] {msg}", highlight=False))
-        if report is not None:
-            command = "grdr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            console.print(f"report: {write_report(result, report, command)}")
+        command = "grdr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        console.print(f"report: {write_report(result, report, command)}")
     if as_json:
         print_json(result)
 

@@ -35,10 +35,10 @@ def _friendly_errors() -> Iterator[None]:
             err.rule()
         if exc.hint:
             err.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except (OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 def _step(msg: str) -> None:

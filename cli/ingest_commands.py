@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from cli.console import console, print_json, user_errors
+from grdr_plugin.metrics import per_second
 from grdr_plugin.settings import get_settings
 
 
@@ -50,22 +51,28 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(..., "--model", help="trained model folder"),
         index: str = typer.Option(..., "--index", help="alias name of the catalog index"),
         wait: bool = typer.Option(False, "--wait", help="show progress and print the summary"),
-        as_json: bool = typer.Option(False, "--json", help="with --wait: the summary as one JSON object on the last line"),
-        reindex: bool = typer.Option(False, "--reindex", help="build a new versioned index and swap the alias when done"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
-                                                 help="videos per task (default GRDR_INGEST_BATCH_SIZE; 16 for video files)"),
-        split: Optional[str] = typer.Option(None, "--split", help="--dataset only: ingest only this split (e.g. unseen)"),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="with --wait: the summary as one JSON object on the last line"),
+        reindex: bool = typer.Option(False, "--reindex",
+                                     help="build a new versioned index and swap the alias when done"),
+        batch_size: Optional[int] = typer.Option(
+            None, "--batch-size", min=1,
+            help="videos per task (default GRDR_INGEST_BATCH_SIZE; GRDR_INGEST_VIDEO_BATCH_SIZE for video files)"),
+        split: Optional[str] = typer.Option(None, "--split",
+                                            help="--dataset only: ingest only this split (e.g. unseen)"),
         image_encoder: Optional[Path] = typer.Option(None, "--image-encoder",
                                                      help="ONNX image encoder or HF CLIP folder (video files)"),
     ) -> None:
         """Turn videos into semantic IDs + rerank vectors in the index, via the Celery workers."""
         with user_errors():
+            from ingest.config import get_ingest_settings
             from ingest.submit import enqueue, make_plan
             from ingest.submit import wait as wait_for
             from ingest.target import prepare_target
 
-            settings = get_settings()
-            size = batch_size or (settings.ingest_batch_size if dataset is not None else 16)
+            settings, ingest_settings = get_settings(), get_ingest_settings()
+            default_size = ingest_settings.batch_size if dataset is not None else ingest_settings.video_batch_size
+            size = batch_size or default_size
             plan = make_plan(dataset=dataset, videos=videos, batch_size=size, split=split)
             encoder = _image_encoder_path(image_encoder, model) if videos is not None else None
             target = prepare_target(settings.opensearch_client(), index, model, reindex=reindex)
@@ -84,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 summary, extra = wait_for(sub, on_progress=bar.update)
             seconds = time.perf_counter() - t0
         out = {**summary.public(), **extra, "seconds": round(seconds, 3),
-               "videos_per_s": round(summary.done / seconds, 1) if seconds > 0 else None}
+               "videos_per_s": per_second(summary.done, seconds) if seconds > 0 else None}
         if as_json:
             print_json(out)
             return

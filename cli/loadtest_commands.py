@@ -7,16 +7,19 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from bench import defaults
 from cli.console import console, print_json, user_errors
 
 
-def loadtest(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="base URL of `grdr serve`"),
-             clients: int = typer.Option(8, "--clients", help="concurrent clients, one connection each"),
-             duration: float = typer.Option(60.0, "--duration", help="seconds of load"),
-             warmup: float = typer.Option(5.0, "--warmup", help="seconds left out of the memory fit"),
+def loadtest(url: str = typer.Option(defaults.LOAD_URL, "--url", help="base URL of `grdr serve`"),
+             clients: int = typer.Option(defaults.LOAD_CLIENTS, "--clients",
+                                         help="concurrent clients, one connection each"),
+             duration: float = typer.Option(defaults.LOAD_DURATION_S, "--duration", help="seconds of load"),
+             warmup: float = typer.Option(defaults.LOAD_WARMUP_S, "--warmup",
+                                          help="seconds left out of the memory fit"),
              queries: Optional[Path] = typer.Option(None, "--queries", help="text file, one query a line"),
              dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset folder: its test queries"),
-             k: int = typer.Option(10, "-k", "--k", help="hits per query"),
+             k: int = typer.Option(defaults.LOAD_K, "-k", "--k", help="hits per query"),
              server_pid: Optional[int] = typer.Option(None, "--server-pid",
                                                       help="serving process for RSS (default: /health's pid)"),
              as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
@@ -38,7 +41,8 @@ def loadtest(url: str = typer.Option("http://127.0.0.1:8080", "--url", help="bas
             ("throughput req/s", report.throughput_rps),
             *((name, f"{v:g}") for name, v in report.latency_ms.items())]
     mem = report.memory
-    rows += [("server RSS MB before / start / end / max", f"{mem.before_mb} / {mem.start_mb} / {mem.end_mb} / {mem.max_mb}"),
+    rows += [("server RSS MB before / start / end / max",
+              f"{mem.before_mb} / {mem.start_mb} / {mem.end_mb} / {mem.max_mb}"),
              ("RSS slope MB/min", mem.slope_mb_per_min),
              ("RSS growth MB (bound)", f"{mem.growth_mb} (< {mem.bound_mb}: {'flat' if mem.flat else 'GROWING'})")] \
         if mem else [("server RSS", "not measured: the server is not local; pass --server-pid")]

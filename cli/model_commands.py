@@ -7,8 +7,11 @@ from typing import Optional
 
 import typer
 
-from grdr_plugin.model.config import ModelConfig
+from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+
+# The model's and training's own defaults are the flags' defaults.
+_MODEL, _TRAIN = ModelConfig.model_fields, TrainConfig.model_fields
 
 
 def _fail(msg: str) -> None:
@@ -27,29 +30,34 @@ def _load(dataset: Path):
 
 
 def train(
-    dataset: Path = typer.Option(..., "--dataset", help="dataset folder (catalog.jsonl, features.npy, [frames.npy], queries.jsonl)"),
+    dataset: Path = typer.Option(..., "--dataset",
+                                 help="dataset folder (catalog.jsonl, features.npy, [frames.npy], queries.jsonl)"),
     out: Path = typer.Option(..., "--out", help="model folder to write"),
-    views: int = typer.Option(4, "--views", help="K: semantic IDs per video"),
-    levels: int = typer.Option(3, "--levels", help="L: codes per ID"),
-    codebook_size: Optional[int] = typer.Option(None, "--codebook-size", help="C; default from corpus size (see MODEL.md)"),
-    decoder_layers: int = typer.Option(ModelConfig.model_fields["decoder_layers"].default, "--decoder-layers", min=1,
+    views: int = typer.Option(_MODEL["views"].default, "--views", help="K: semantic IDs per video"),
+    levels: int = typer.Option(_MODEL["levels"].default, "--levels", help="L: codes per ID"),
+    codebook_size: Optional[int] = typer.Option(None, "--codebook-size",
+                                                help="C; default from corpus size (see MODEL.md)"),
+    decoder_layers: int = typer.Option(_MODEL["decoder_layers"].default, "--decoder-layers", min=1,
                                        help="transformer blocks of the ID decoder (see MODEL.md)"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    device: str = typer.Option(_TRAIN["device"].default, "--device", help="cpu or cuda"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the fit phase (others keep their defaults)"),
     epochs_per_level: Optional[int] = typer.Option(None, "--epochs-per-level"),
-    seed: int = typer.Option(0, "--seed"),
-    routing: str = typer.Option("kmeans", "--routing", help="maxsim or kmeans"),
-    threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+    seed: int = typer.Option(_TRAIN["seed"].default, "--seed"),
+    routing: str = typer.Option(_TRAIN["routing"].default, "--routing", help="maxsim or kmeans"),
+    threads: int = typer.Option(_TRAIN["threads"].default, "--threads", help="torch CPU threads"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the ONNX export"),
-    holdout: Optional[float] = typer.Option(None, "--holdout", help="hold out this share of seen videos (and 2 train queries of every other) for `grdr eval --validation`; test queries are never used"),
-    overrides: list[str] = typer.Option([], "--set", help="any TrainConfig field, KEY=VALUE (repeatable), e.g. --set label_smoothing=0.2"),
+    holdout: Optional[float] = typer.Option(
+        None, "--holdout", help="hold out this share of seen videos (and 2 train queries of every other) for "
+                                "`grdr eval --validation`; test queries are never used"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="any TrainConfig field, KEY=VALUE (repeatable), e.g. --set label_smoothing=0.2"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
 ) -> None:
     """Train the GRDR model (tokenizer, generative retriever, dense reranker) on seen videos."""
     from pydantic import ValidationError
 
-    from grdr_plugin.model.config import TrainConfig, choose_codebook_size
+    from grdr_plugin.model.config import choose_codebook_size
     from grdr_plugin.validation import HOLDOUT_FILE, HoldoutSpec, holdout_split, save_spec
 
     ds = _load(dataset)
@@ -64,7 +72,8 @@ def train(
         ds = holdout_split(ds, spec)
     n_seen = int(ds.video_split.sum())
     c = codebook_size or choose_codebook_size(n_seen, views, levels)
-    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers, feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
+    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers,
+                      feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
     upd = {"seed": seed, "device": device, "routing": routing, "threads": threads}
     if epochs is not None:
         upd["epochs_fit"] = epochs
@@ -81,7 +90,8 @@ def train(
         _fail("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     from grdr_plugin.model.train import run_training
 
-    typer.echo(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; K={views} L={levels} C={c}")
+    typer.echo(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; "
+               f"K={views} L={levels} C={c}")
     summary = run_training(ds, out, cfg, tc, resume=resume, log=typer.echo, export_onnx=not no_onnx)
     if spec is not None:
         save_spec(out, spec)
@@ -90,7 +100,8 @@ def train(
     st = summary["stats"]
     typer.echo(f"done in {summary['seconds_total']:.0f}s; {st['ids_distinct']} distinct IDs, "
                f"{st['videos_per_id_mean']:.2f} videos/ID (max {st['videos_per_id_max']}); per level "
-               + ", ".join(f"L{x['level']} util {x['utilisation']:.2f} ppl {x['perplexity']:.1f}" for x in st["levels"]))
+               + ", ".join(f"L{x['level']} util {x['utilisation']:.2f} ppl {x['perplexity']:.1f}"
+                           for x in st["levels"]))
     typer.echo(f"model folder: {out} (fingerprint {summary['fingerprint'][:12]})")
     if json_out:
         typer.echo(json.dumps(summary))
@@ -103,9 +114,11 @@ def eval_cmd(
     beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
     max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on the recalled pool"),
     backend: str = typer.Option("torch", "--backend", help="torch or onnx"),
-    threads: int = typer.Option(2, "--threads"),
+    threads: int = typer.Option(_TRAIN["threads"].default, "--threads", help="CPU threads (torch or onnxruntime)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N test queries (quick checks)"),
-    validation: bool = typer.Option(False, "--validation", help="score the model's held-out train queries (model trained with --holdout) instead of test queries"),
+    validation: bool = typer.Option(False, "--validation",
+                                    help="score the model's held-out train queries (model trained with --holdout) "
+                                         "instead of test queries"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Evaluate on the dataset's test queries over the full corpus."""
@@ -139,7 +152,9 @@ def eval_cmd(
         typer.echo(f"{m:6s} " + " ".join(f"{k}={v}" for k, v in res[m].items()))
     if "grdr" in modes:
         for s in ("seen", "unseen"):
-            typer.echo(f"  {s:6s} R@10 grdr={res['by_split'][s]['grdr']['R@10']}" + (f" dense={res['by_split'][s]['dense']['R@10']}" if "dense" in modes else ""))
+            part = res["by_split"][s]
+            dense = f" dense={part['dense']['R@10']}" if "dense" in modes else ""
+            typer.echo(f"  {s:6s} R@10 grdr={part['grdr']['R@10']}{dense}")
     if json_out:
         typer.echo(json.dumps(res))
 

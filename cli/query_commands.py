@@ -24,7 +24,8 @@ def search(text: str = typer.Argument(..., help="the query"),
     with user_errors():
         from query.searcher import Searcher
 
-        result = Searcher(model, index, beam_size=beam, max_pool=max_pool).search(text, k=k, hybrid=hybrid)
+        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool).connect()
+        result = searcher.search(text, k=k, hybrid=hybrid)
     if as_json:
         print_json(result.model_dump(include={"hits", "timings_ms"}))
         return
@@ -52,7 +53,9 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
         from query.api import create_app
         from query.searcher import Searcher
 
-        app = create_app(Searcher(model, index, beam_size=beam, max_pool=max_pool), max_concurrency=concurrency)
+        # connected before serving: a wrong alias or another model's index stops the command here
+        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool).connect()
+        app = create_app(searcher, max_concurrency=concurrency)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -126,9 +126,11 @@ def load_dataset(root: str | Path) -> Dataset:
         vid = _require_str("catalog.jsonl", lineno, row, "video_id")
         split = row.get("split", "seen")  # a catalog without splits is all trainable
         if split not in VIDEO_SPLITS:
-            raise DatasetError(f"catalog.jsonl line {lineno}: field 'split' must be one of {list(VIDEO_SPLITS)}, got {split!r}")
+            raise DatasetError(f"catalog.jsonl line {lineno}: field 'split' must be one of {list(VIDEO_SPLITS)}, "
+                               f"got {split!r}")
         if vid in index:
-            raise DatasetError(f"catalog.jsonl line {lineno}: duplicate video_id {vid!r} (first on row {index[vid] + 1})")
+            raise DatasetError(f"catalog.jsonl line {lineno}: duplicate video_id {vid!r} "
+                               f"(first on row {index[vid] + 1})")
         index[vid] = len(video_ids)
         video_ids.append(vid)
         seen.append(split == "seen")

@@ -22,6 +22,9 @@ from grdr_plugin.pool import pool_members
 
 # step_fn(query_rows int64 [R], prefixes int64 [R, t]) -> log-probabilities float [R, C]
 StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# A model's log-probabilities are clipped to +-LOGP_CLIP before they are summed: -inf and NaN become
+# finite, so a valid code stays selectable (at the bottom), and sums of L of them cannot overflow.
+LOGP_CLIP = 1e30
 
 
 def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
@@ -30,7 +33,7 @@ def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
     levels = ids.shape[1]
     if ids.size and (ids.min() < 0 or ids.max() >= codebook_size):
         raise ValueError("codes must lie in [0, codebook_size)")
-    return [np.unique(encode_prefix(ids[:, : l + 1], codebook_size)) for l in range(levels)]
+    return [np.unique(encode_prefix(ids[:, : n + 1], codebook_size)) for n in range(levels)]
 
 
 def validity_masks(valid_prefixes: list[np.ndarray], codebook_size: int) -> list[np.ndarray]:
@@ -95,7 +98,7 @@ def constrained_beam_search(
             row, code = _children(valid_prefixes[level], enc[qi, bi], C)
             # A model may emit -inf/NaN for codes it deems impossible; they stay selectable
             # (at the bottom) when valid, so validity never depends on the model's opinion.
-            logp = np.fmin(np.fmax(out[row, code], -1e30), 1e30)  # fmax maps NaN to -1e30
+            logp = np.fmin(np.fmax(out[row, code], -LOGP_CLIP), LOGP_CLIP)  # fmax maps NaN to -LOGP_CLIP
             total[qi[row], bi[row] * C + code] = scores[qi[row], bi[row]] + logp
         k = min(B, b * C)
         top = np.argpartition(-total, k - 1, axis=1)[:, :k] if k < b * C else np.tile(np.arange(b * C), (Q, 1))
@@ -116,7 +119,8 @@ def constrained_beam_search(
     return codes, scores.astype(np.float32)
 
 
-def beam_search_by_steps(backend, q, valid_prefixes: list[np.ndarray], beam_size: int) -> tuple[np.ndarray, np.ndarray]:
+def beam_search_by_steps(backend, q, valid_prefixes: list[np.ndarray],
+                         beam_size: int) -> tuple[np.ndarray, np.ndarray]:
     """`constrained_beam_search` of every query of `q` (a backend's `Queries`) over `backend.step_fn(q)`
     (any backend with `cfg.levels`, `cfg.codebook_size` and `step_fn`)."""
     cfg = backend.cfg

@@ -18,25 +18,16 @@ import numpy as np
 
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
+from grdr_plugin.metrics import percent, rank_metrics
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
-
-def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
-    """ranks: 1-based rank of the ground truth per query."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if ranks.size == 0:
-        return {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MdR": 0.0, "MnR": 0.0}
-    return {
-        "R@1": round(100 * float((ranks <= 1).mean()), 2),
-        "R@5": round(100 * float((ranks <= 5).mean()), 2),
-        "R@10": round(100 * float((ranks <= 10).mean()), 2),
-        "MdR": float(np.median(ranks)),
-        "MnR": round(float(ranks.mean()), 2),
-    }
+# Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
+QUERY_CHUNK = 64
 
 
-def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = DEFAULT_BEAM, max_pool: int = DEFAULT_MAX_POOL,
-             chunk: int = 64, progress: Callable[[int], None] | None = None, query_rows: np.ndarray | None = None) -> dict[str, Any]:
+def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = DEFAULT_BEAM,
+             max_pool: int = DEFAULT_MAX_POOL, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
+             query_rows: np.ndarray | None = None) -> dict[str, Any]:
     cfg = backend.cfg
     codes, vvec = backend.encode_videos(ds.frames, ds.features)
     inv = InvertedIndex(codes, cfg.codebook_size)
@@ -73,7 +64,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
     out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
     if "grdr" in modes:
         out["grdr"] = rank_metrics(grdr_rank) | {
-            "candidate_recall": round(100 * float(in_pool.mean()), 2), "pool_mean": round(float(pool_size.mean()), 1),
+            "candidate_recall": percent(in_pool), "pool_mean": round(float(pool_size.mean()), 1),
             "beam": beam, "max_pool": max_pool}
     if "dense" in modes:
         out["dense"] = rank_metrics(dense_rank)
@@ -81,7 +72,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
     for name, sel in (("seen", seen_q), ("unseen", ~seen_q)):
         part: dict[str, Any] = {"queries": int(sel.sum())}
         if "grdr" in modes:
-            part["grdr"] = rank_metrics(grdr_rank[sel]) | {"candidate_recall": round(100 * float(in_pool[sel].mean()), 2) if sel.any() else 0.0}
+            part["grdr"] = rank_metrics(grdr_rank[sel]) | {"candidate_recall": percent(in_pool[sel])}
         if "dense" in modes:
             part["dense"] = rank_metrics(dense_rank[sel])
         by_split[name] = part

@@ -20,7 +20,13 @@ from opensearchpy.exceptions import TransportError
 
 REGISTRY_INDEX = "grdr-id-registry"
 _COUNTER = "__generation__"
-# How many sequence numbers behind the newest seen we re-read on each change (out-of-order visibility).
+# IDs per bulk request when publishing: the documents are tiny, so a request stays ~200 KB.
+PUBLISH_CHUNK = 2000
+# IDs per page when a query process reads what was published since its last poll (~0.5 MB a page).
+READ_PAGE = 5000
+# How many sequence numbers behind the newest seen we re-read on each change (out-of-order visibility):
+# concurrent publishers' bulk requests (PUBLISH_CHUNK IDs each) become visible out of order, and
+# re-reading two requests' worth is cheap.
 SEQ_OVERLAP = 4096
 
 REGISTRY_BODY = {
@@ -54,7 +60,7 @@ def publish_ids(client, alias: str, semantic_ids: Iterable[str]) -> int:
                 "_source": {"alias": alias, "semantic_id": s}} for s in unique)
     # 409 = already registered: expected and harmless, so conflicts are not errors here.
     # refresh=True (not wait_for): the registry is tiny, and publishing must not wait a refresh interval.
-    _, errors = helpers.bulk(client, actions, chunk_size=2000, raise_on_error=False, refresh=True)
+    _, errors = helpers.bulk(client, actions, chunk_size=PUBLISH_CHUNK, raise_on_error=False, refresh=True)
     failed = [e for e in errors if e.get("create", {}).get("status") != 409]
     if failed:  # an unregistered ID is invisible to query processes: fail, so ingest retries the batch
         status = failed[0].get("create", {}).get("status")
@@ -107,7 +113,7 @@ class RegistryReader:
             return []
         query = {"bool": {"filter": [{"term": {"alias": self.alias}}, {"exists": {"field": "semantic_id"}},
                                      {"range": {"_seq_no": {"gt": self.max_seq_no - SEQ_OVERLAP}}}]}}
-        body = {"size": 5000, "query": query, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": True,
+        body = {"size": READ_PAGE, "query": query, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": True,
                 "_source": ["semantic_id"]}
         found: list[str] = []
         while True:

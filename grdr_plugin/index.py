@@ -16,13 +16,18 @@ SCHEMA_VERSION = 1
 ID_FIELD = "grdr_ids"
 PREFIX_FIELD = "grdr_prefixes"
 VECTOR_FIELD = "grdr_vec"
+# At most 201 characters: NAME-vNNNNNN then stays well under OpenSearch's 255-byte limit on index names.
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,200}$")
 _VERSION_RE = re.compile(r"^(?P<alias>.+)-v(?P<n>\d{6})$")
+# Strings longer than this are kept in _source but not indexed as keywords: keyword terms serve filters
+# and exact matches, and Lucene refuses a term over 32 KB outright (which would fail the document).
+KEYWORD_IGNORE_ABOVE = 1024
 
 
 class IndexSpec(BaseModel):
     """What the index needs to know about the model that fills it."""
 
+    # 16000: the largest knn_vector dimension the k-NN plugin accepts
     rerank_dim: int = Field(gt=0, le=16000, description="dimension of grdr_vec (the reranker's space)")
     fingerprint: str = Field(min_length=8, description="hash of the model's weights + config")
     views: Optional[int] = Field(None, ge=1)
@@ -35,7 +40,8 @@ class IndexSpec(BaseModel):
 
         cfg = read_config(model_dir)
         if not cfg.fingerprint:
-            raise ValueError(f"--model: {Path(model_dir) / 'config.json'} has no fingerprint; is it a grdr model folder?")
+            raise ValueError(f"--model: {Path(model_dir) / 'config.json'} has no fingerprint; "
+                             "is it a grdr model folder?")
         return cls(**cfg.model_dump(include=set(cls.model_fields)))
 
 
@@ -77,7 +83,8 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
             },
             # Catalog metadata beyond the known fields stays in _source and is filterable as keyword.
             "dynamic_templates": [
-                {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 1024}}}
+                {"strings_as_keywords": {"match_mapping_type": "string",
+                                         "mapping": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}}
             ],
             "properties": {
                 "video_id": keyword,
@@ -85,7 +92,7 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
                 # Shorter ID prefixes ("12", "12-201") let the query layer widen a too-small pool.
                 PREFIX_FIELD: keyword,
                 VECTOR_FIELD: {"type": "knn_vector", "dimension": spec.rerank_dim},
-                "title": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}},
+                "title": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},
                 "description": {"type": "text"},
                 "tags": keyword,
                 "duration_s": {"type": "float"},
@@ -95,8 +102,6 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
             },
         },
     }
-
-
 
 
 def fingerprint_of(mapping_response: dict[str, Any]) -> Optional[str]:

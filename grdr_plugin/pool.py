@@ -4,10 +4,11 @@ Every video holding a decoded ID is a candidate, at its best-ranked ID.  Candida
 by that rank (best beam first), then by the dense score, and the first `max_pool` are the pool,
 which the dense reranker then orders.  OpenSearch applies the rule inside the one search request
 (`query.request.grdr_request`: a first phase scores `pool_order_key` with native queries and
-the k-NN scorer, a rescore of the first `max_pool` hits by knn_score ranks the pool); in-process evaluation applies it with
-`pool_members`.  Both therefore recall the same videos.  Ordering the last, partly fitting ID's
-videos by dense score (rather than dropping that ID) keeps the pool full without knowing in
-advance how many distinct videos each ID holds, which is what lets one request do it.
+the k-NN scorer, a rescore of the first `max_pool` hits by knn_score ranks the pool); in-process
+evaluation applies it with `pool_members`.  Both therefore recall the same videos.  Ordering the
+last, partly fitting ID's videos by dense score (rather than dropping that ID) keeps the pool full
+without knowing in advance how many distinct videos each ID holds, which is what lets one request
+do it.
 """
 from __future__ import annotations
 

@@ -4,6 +4,12 @@ Used by the ingest workers (video side), the query layer (text side + decoder) a
 evaluation (`grdr eval --backend onnx`). Reads only JSON, tokenizer files and ONNX graphs from a
 model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.torch_backend.TorchBackend`:
 `cfg`, `encode_videos`, `encode_queries`, `step_fn`, `beam_search`.
+
+Decoding has two paths (graphs described in `grdr_plugin.model.export`):
+* decoder_search.onnx: the whole trie-constrained beam search of one query in one call, the trie
+  as dense validity masks; written when the per-prefix tables fit (then the C**L masks do too);
+* decoder_level{n}.onnx + the numpy `constrained_beam_search`: one call per level and query, the
+  trie as prefix tables; for folders without the search graph (ID spaces too large for masks).
 """
 from __future__ import annotations
 
@@ -15,12 +21,14 @@ from typing import Any, Optional
 import numpy as np
 
 from grdr_plugin.decoding import beam_search_by_steps, validity_masks
-from grdr_plugin.model.artifacts import CONFIG, read_config
+from grdr_plugin.model.artifacts import CONFIG, ONNX_DIR, read_config
 from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
 
-STEP_MEMORY = ("mem_k", "mem_v", "mem_bias", "text_vec")  # what decoder_step.onnx reads of a query
-LEVEL_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")  # ... and decoder_level{n}.onnx, decoder_search.onnx
+# decoder_memory.onnx's outputs, in order: one query's decoder memory, what the level graphs and
+# decoder_search.onnx read of it (the cross-attention memory with its projections folded in, and
+# the query's code-space vector)
+DECODER_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")
 SEARCH_OUTPUTS = ["codes", "scores"]  # of decoder_search.onnx
 
 
@@ -36,7 +44,8 @@ def _session(path: Path, threads: int):
     import onnxruntime as ort
 
     if not path.is_file():
-        raise FileNotFoundError(f"--model: {path} is missing; export the model (grdr train writes onnx/)")
+        raise FileNotFoundError(f"--model: {path} is missing; write the model's graphs with "
+                                f"`grdr export --model {path.parent.parent}`")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -69,7 +78,7 @@ class ModelRuntime:
         return tok
 
     def _graph(self, name: str):
-        return _session(self.model_dir / "onnx" / f"{name}.onnx", self.threads)
+        return _session(self.model_dir / ONNX_DIR / f"{name}.onnx", self.threads)
 
     @cached_property
     def text_session(self):
@@ -77,11 +86,12 @@ class ModelRuntime:
 
     @cached_property
     def memory_session(self):
-        return self._graph("decoder_memory")
-
-    @cached_property
-    def step_session(self):
-        return self._graph("decoder_step")
+        session = self._graph("decoder_memory")
+        missing = sorted(set(DECODER_MEMORY) - {o.name for o in session.get_outputs()})
+        if missing:
+            raise ValueError(f"--model: {self.model_dir / ONNX_DIR / 'decoder_memory.onnx'} lacks the outputs "
+                             f"{missing}; rewrite the graphs with `grdr export --model {self.model_dir}`")
+        return session
 
     @cached_property
     def video_session(self):
@@ -101,26 +111,21 @@ class ModelRuntime:
     def encode_queries(self, texts: list[str]) -> Queries:
         """Text encoder + decoder memory, once per query."""
         states, mask, qvec = self._encode_text(texts)
-        names = [o.name for o in self.memory_session.get_outputs()]  # older exports lack the fold_* outputs
-        memory = self.memory_session.run(names, {"token_states": states, "attention_mask": mask})
-        return Queries(query_vec=qvec, state=dict(zip(names, memory)))
+        memory = self.memory_session.run(list(DECODER_MEMORY), {"token_states": states, "attention_mask": mask})
+        return Queries(query_vec=qvec, state=dict(zip(DECODER_MEMORY, memory)))
 
     @cached_property
-    def level_sessions(self) -> Optional[list]:
-        """(session, takes past_k/past_v) of decoder_level{n}.onnx for every level, or None for a
-        folder exported before they existed (`grdr export` writes them)."""
-        paths = [self.model_dir / "onnx" / f"decoder_level{n}.onnx" for n in range(self.cfg.levels)]
-        if not all(p.is_file() for p in paths):
-            return None
-        sessions = [self._graph(p.stem) for p in paths]
+    def level_sessions(self) -> list[tuple[Any, bool]]:
+        """(session, takes past_k/past_v) of decoder_level{n}.onnx for every level n."""
+        sessions = [self._graph(f"decoder_level{n}") for n in range(self.cfg.levels)]
         # past_* are inputs only where positions are cached (not at n = 0, nor when no block is)
         return [(s, "past_k" in {i.name for i in s.get_inputs()}) for s in sessions]
 
     @cached_property
     def search_session(self):
         """decoder_search.onnx (the whole beam search of one query), or None for a folder
-        exported without it (older exports; decoders too large for per-prefix tables)."""
-        path = self.model_dir / "onnx" / "decoder_search.onnx"
+        exported without it (decoders too large for per-prefix tables)."""
+        path = self.model_dir / ONNX_DIR / "decoder_search.onnx"
         return self._graph(path.stem) if path.is_file() else None
 
     def beam_search(self, q: Queries, valid_prefixes: list[np.ndarray], beam_size: int,
@@ -143,62 +148,27 @@ class ModelRuntime:
         fixed = {f"valid{n}": m for n, m in enumerate(masks)}
         fixed["beam"] = np.array(beam_size, dtype=np.int64)
         for i in range(n_queries):
-            found, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **{name: q.state[name][i: i + 1] for name in LEVEL_MEMORY}})
+            memory = {name: q.state[name][i: i + 1] for name in DECODER_MEMORY}
+            found, best = self.search_session.run(SEARCH_OUTPUTS, {**fixed, **memory})
             codes[i, : len(found)], scores[i, : len(best)] = found, best
         return codes, scores
 
     def step_fn(self, q: Queries):
-        """A beam-search step function over these queries (see grdr_plugin.decoding).
-
-        Steps of one beam search extend the previous step's prefixes, so it keeps their
-        self-attention keys/values and runs decoder_level{n}.onnx (one new position per beam).
-        A call whose prefixes do not all extend the previous call's (a caller probing arbitrary
-        prefixes), or a folder without level graphs, runs the stateless decoder_step.onnx
-        instead: same log-probabilities.
-        """
-        levels = self.level_sessions
-        cache = _StepCache(self.cfg.codebook_size, self.cfg.levels)
-
-        def memory(rows, names) -> dict[str, np.ndarray]:
-            return {name: q.state[name][rows] for name in names}
-
-        def step(rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-            prefix = np.ascontiguousarray(prefix, dtype=np.int64)
-            n = prefix.shape[1]
-            past = cache.past(rows, prefix) if levels else None
-            if past is None:  # decoder_step.onnx takes one memory row per beam
-                cache.clear()
-                return self.step_session.run(["logprobs"], {**memory(rows, STEP_MEMORY), "prefix": prefix})[0]
-            if not rows.size:
-                return np.zeros((0, self.cfg.codebook_size), dtype=np.float32)
-            session, takes_past = levels[n]
-            # one call per query: its beams share one memory row (the graph's contract); the
-            # search lists a query's beams contiguously
-            parts = []
-            for sl in _runs(rows):
-                r = rows[sl.start]
-                feed = {**memory(slice(r, r + 1), LEVEL_MEMORY), "prefix": prefix[sl]}
-                if takes_past:
-                    feed.update(past_k=past[0][sl], past_v=past[1][sl])
-                parts.append(session.run(None, feed))
-            outputs = [np.concatenate(x) for x in zip(*parts)] if len(parts) > 1 else parts[0]
-            if n + 1 < self.cfg.levels:
-                new_k, new_v = outputs[1], outputs[2]
-                if n:
-                    new_k, new_v = np.concatenate([past[0], new_k], axis=3), np.concatenate([past[1], new_v], axis=3)
-                cache.store(rows, prefix, new_k, new_v)
-            else:
-                cache.clear()
-            return outputs[0]
-        return step
+        """A beam-search step function over these queries (see grdr_plugin.decoding) running
+        decoder_level{n}.onnx: one new position per beam, the earlier positions' self-attention
+        keys/values taken from the previous call (a beam search's steps extend its prefixes).
+        Prefixes whose parents the previous call did not see get those keys/values recomputed by
+        the level graphs of the shorter prefixes: same log-probabilities either way."""
+        return _LevelSteps(self.level_sessions, q.state, self.cfg.codebook_size, self.cfg.levels)
 
     def encode_videos(self, frames: np.ndarray, pooled: Optional[np.ndarray] = None,
                       batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """frames [N,F,Dv] (pooled = their normalised mean when not given) -> (codes [N,K,L], video_vec [N,D])."""
+        """frames [N,F,Dv] (pooled = their normalised mean when not given) -> (codes [N,K,L], video_vec [N,D]).
+        `batch` videos per call bounds the activations' memory."""
         frames = np.asarray(frames, dtype=np.float32)
         if pooled is None:
             mean = frames.mean(axis=1)
-            pooled = mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9, None)
+            pooled = mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9, None)  # 0 stays 0, not NaN
         pooled = np.asarray(pooled, dtype=np.float32)
         codes, vecs = [], []
         for i in range(0, len(frames), batch):
@@ -207,7 +177,8 @@ class ModelRuntime:
             codes.append(c)
             vecs.append(v)
         if not codes:
-            return np.zeros((0, self.cfg.views, self.cfg.levels), np.int64), np.zeros((0, self.cfg.rerank_dim), np.float32)
+            cfg = self.cfg
+            return np.zeros((0, cfg.views, cfg.levels), np.int64), np.zeros((0, cfg.rerank_dim), np.float32)
         return np.concatenate(codes).astype(np.int64), np.concatenate(vecs)
 
 
@@ -216,6 +187,75 @@ def _runs(rows: np.ndarray) -> list[slice]:
     cut = np.flatnonzero(rows[1:] != rows[:-1]) + 1
     bounds = [0, *cut.tolist(), rows.size]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _append(past: Optional[tuple[np.ndarray, ...]], new: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Keys/values of positions 0..n-1 (None for n = 0) and position n's -> those of 0..n."""
+    return tuple(new) if past is None else tuple(np.concatenate([p, x], axis=3) for p, x in zip(past, new))
+
+
+class _LevelSteps:
+    """`ModelRuntime.step_fn`: decoder_level{n}.onnx over the beams of some encoded queries."""
+
+    def __init__(self, sessions: list[tuple[Any, bool]], memory: dict[str, np.ndarray], codebook_size: int,
+                 levels: int):
+        self.sessions, self.memory = sessions, memory
+        self.codebook_size, self.levels = codebook_size, levels
+        self.cache = _StepCache(codebook_size, levels)
+
+    def __call__(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        prefix = np.ascontiguousarray(prefix, dtype=np.int64)
+        n = prefix.shape[1]
+        if not rows.size:
+            return np.zeros((0, self.codebook_size), dtype=np.float32)
+        past = self._past(rows, prefix)
+        logprobs, *new = self._run(n, rows, prefix, past)
+        if n + 1 < self.levels:
+            self.cache.store(rows, prefix, *_append(past, new))
+        else:
+            self.cache.clear()
+        return logprobs
+
+    def _run(self, n: int, rows: np.ndarray, prefix: np.ndarray,
+             past: Optional[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+        """decoder_level{n}.onnx on `prefix` [R, n] of query `rows` [R] -> [logprobs, new_k, new_v]
+        (the last level: [logprobs]).  One call per query: its beams share one memory row (the
+        graph's contract); a beam search lists a query's beams contiguously."""
+        session, takes_past = self.sessions[n]
+        parts = []
+        for sl in _runs(rows):
+            r = rows[sl.start]
+            feed = {**{name: self.memory[name][r: r + 1] for name in DECODER_MEMORY}, "prefix": prefix[sl]}
+            if takes_past:
+                feed.update(past_k=past[0][sl], past_v=past[1][sl])
+            parts.append(session.run(None, feed))
+        return [np.concatenate(x) for x in zip(*parts)] if len(parts) > 1 else parts[0]
+
+    def _past(self, rows: np.ndarray, prefix: np.ndarray) -> Optional[tuple[np.ndarray, ...]]:
+        """Self-attention keys/values of positions 0..n-1 of `prefix` [R, n] (None for n = 0): the
+        previous call's where it held the parent prefix, recomputed for the rest."""
+        n = prefix.shape[1]
+        if n == 0:
+            return None
+        found = self.cache.find(rows, prefix[:, :-1])
+        miss = found < 0
+        if not miss.any():
+            return self.cache.k[found], self.cache.v[found]
+        fresh = self._replay(rows[miss], prefix[miss])
+        if miss.all():
+            return fresh
+        past = tuple(np.empty((rows.size, *x.shape[1:]), x.dtype) for x in fresh)
+        for part, kept, new in zip(past, (self.cache.k, self.cache.v), fresh):
+            part[~miss], part[miss] = kept[found[~miss]], new
+        return past
+
+    def _replay(self, rows: np.ndarray, prefix: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Keys/values of positions 0..n-1 of `prefix` [R, n >= 1], one level graph per position."""
+        past = None
+        for m in range(prefix.shape[1]):
+            _, *new = self._run(m, rows, np.ascontiguousarray(prefix[:, :m]), past)
+            past = _append(past, new)
+        return past
 
 
 class _StepCache:
@@ -232,21 +272,16 @@ class _StepCache:
     def _key(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         return rows.astype(np.int64) * self.base + encode_prefix(prefix, self.codebook_size)
 
-    def past(self, rows: np.ndarray, prefix: np.ndarray) -> Optional[tuple[np.ndarray, ...]]:
-        """past_k/past_v for `prefix` [R, n]: () for n = 0 (nothing before it), else the parents'
-        stored entries (None when the previous call did not hold every parent)."""
-        n = prefix.shape[1]
-        if n == 0:
-            return ()
-        if self.length != n - 1 or self.keys is None:
-            return None
-        want = self._key(rows, prefix[:, :-1])
+    def find(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        """Index into the stored k/v of each (row, prefix [R, n]) pair, -1 where it is not stored."""
+        if self.keys is None or not self.keys.size or self.length != prefix.shape[1]:
+            return np.full(rows.size, -1, dtype=np.int64)
+        want = self._key(rows, prefix)
         pos = np.minimum(np.searchsorted(self.keys, want, sorter=self.order), self.keys.size - 1)
         found = self.order[pos]
-        if not (self.keys[found] == want).all():
-            return None
-        return self.k[found], self.v[found]
+        return np.where(self.keys[found] == want, found, -1)
 
     def store(self, rows: np.ndarray, prefix: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        """k/v [R, cached blocks, heads, n + 1, dh]: positions 0..n of each row's `prefix` [R, n]."""
         self.length, self.keys, self.k, self.v = prefix.shape[1], self._key(rows, prefix), k, v
         self.order = np.argsort(self.keys, kind="stable")

@@ -1,7 +1,8 @@
-"""All run-time settings in one place.
+"""The run-time settings every layer shares: OpenSearch, the Celery broker, the local cluster.
 
 Precedence: CLI flags (applied by the caller with ``Settings(**overrides)``), then
-``GRDR_*`` environment variables, then the defaults below.
+``GRDR_*`` environment variables, then the defaults below. What only the ingest workers
+read (batch sizes, retries, queue) is ``ingest.config.IngestSettings``.
 """
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasGenerator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def env_names(prefix: str) -> SettingsConfigDict:
+    """Each field read from the variable PREFIX + its upper-cased name, which a validation error then names
+    (e.g. GRDR_OPENSEARCH_TIMEOUT_S, not opensearch_timeout_s); callers still pass fields by name."""
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True,
+                              alias_generator=AliasGenerator(validation_alias=lambda name: prefix + name.upper()))
 
 
 class Settings(BaseSettings):
     # hide_input_in_errors: a validation error must not echo a value that may hold a secret
-    model_config = SettingsConfigDict(env_prefix="GRDR_", extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(**env_names("GRDR_"), hide_input_in_errors=True)
 
     # OpenSearch connection
     opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch endpoint (http or https)")
@@ -25,7 +33,8 @@ class Settings(BaseSettings):
     opensearch_password: Optional[SecretStr] = Field(None, description="basic-auth password (never logged)")
     opensearch_ca_file: Optional[Path] = Field(None, description="CA bundle for TLS verification")
     verify_certs: bool = Field(True, description="verify TLS certificates (turning off prints a warning)")
-    opensearch_timeout_s: float = Field(30.0, gt=0)
+    # opensearch-py's own default (10 s) is short for a bulk request or a trie-build aggregation page on a busy node
+    opensearch_timeout_s: float = Field(30.0, gt=0, description="seconds an OpenSearch request may take")
 
     # Celery
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker URL")
@@ -38,10 +47,6 @@ class Settings(BaseSettings):
     opensearch_heap: str = Field("1g", description="JVM heap for the local node (-Xms/-Xmx)")
     redis_port: int = Field(6379, ge=1, le=65535)
     java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
-
-    # Batching
-    bulk_chunk_size: int = Field(2500, ge=1, description="documents per bulk request")
-    ingest_batch_size: int = Field(5000, ge=1, description="videos per Celery task")
 
     @field_validator("opensearch_url")
     @classmethod

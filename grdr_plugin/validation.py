@@ -29,7 +29,9 @@ HOLDOUT_FILE = "holdout.json"
 
 
 class HoldoutSpec(BaseModel):
+    # a fifth of the seen videos: an unseen split large enough to measure, most videos still trained on
     fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of seen videos held out as pseudo-unseen")
+    # 2 queries per video: a seen-video score of its own, while each video keeps most of its captions
     queries_per_video: int = Field(2, ge=1, description="train queries held out per remaining seen video")
     seed: int = 0
 

@@ -13,11 +13,15 @@ from celery import Celery
 from grdr_plugin.settings import Settings
 from ingest.config import IngestSettings, get_ingest_settings
 
+# Tries of a result-backend read or write: with Celery's backoff (10 ms doubling to 10 s) 40 tries ride out
+# a Redis restart of ~3 minutes.
 RESULT_BACKEND_RETRIES = 40
+RESULT_TTL_S = 7 * 24 * 3600  # a run's summaries stay readable for a week (`grdr ingest` without --wait)
 
 
 def restore_interval_s(visibility_timeout_s: int) -> int:
-    """Seconds between sweeps for unacknowledged batches: a tenth of the timeout, within [1, 100]."""
+    """Seconds between sweeps for unacknowledged batches: a tenth of the timeout, within [1, 100] (kombu's own
+    sweep is every 100 s)."""
     return max(1, min(100, visibility_timeout_s // 10))
 
 
@@ -36,7 +40,7 @@ def make_app(settings: Optional[Settings] = None, ingest: Optional[IngestSetting
         # workers get the work.
         worker_prefetch_multiplier=1,
         task_track_started=True,
-        result_expires=7 * 24 * 3600,
+        result_expires=RESULT_TTL_S,
         result_extended=True,
         broker_connection_retry_on_startup=True,
         # Redis redelivers an unacknowledged batch (its worker died) after visibility_timeout_s. kombu
@@ -47,7 +51,7 @@ def make_app(settings: Optional[Settings] = None, ingest: Optional[IngestSetting
                                   "unacked_restore_throttle": 1},
         result_backend_transport_options={"visibility_timeout": i.visibility_timeout_s},
         # Reading and storing results survive a Redis restart: without this a waiting `grdr ingest --wait`
-        # dies on the first ConnectionError. Backoff 10 ms doubling to 10 s with jitter; 40 tries last ~3 min.
+        # dies on the first ConnectionError.
         result_backend_always_retry=True,
         result_backend_max_retries=RESULT_BACKEND_RETRIES,
         worker_hijack_root_logger=False,

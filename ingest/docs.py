@@ -15,6 +15,7 @@ import numpy as np
 
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
 from grdr_plugin.model.ids import format_ids, proper_prefixes
+from ingest.config import IngestSettings
 
 
 def semantic_ids(codes: np.ndarray) -> list[list[str]]:
@@ -35,7 +36,8 @@ def vector_strings(vectors: np.ndarray, digits: int) -> list[str]:
 
 
 def build_sources(metas: Sequence[dict[str, Any]], codes: np.ndarray, vectors: np.ndarray,
-                  digits: int = 7) -> tuple[list[str], list[list[str]]]:
+                  digits: int = IngestSettings.model_fields["vector_digits"].default
+                  ) -> tuple[list[str], list[list[str]]]:
     """-> (one JSON `_source` string per video, its semantic IDs)."""
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     ids = semantic_ids(codes)

@@ -54,7 +54,8 @@ def _first_non_finite(rows: list[tuple[str, np.ndarray]]) -> Optional[str]:
     return None
 
 
-def to_model_inputs(pooled: Optional[np.ndarray], frames: Optional[np.ndarray], n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+def to_model_inputs(pooled: Optional[np.ndarray], frames: Optional[np.ndarray],
+                    n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """-> (frames [N, n_frames, D], pooled [N, D]) float32.
 
     Frames are resampled uniformly to the model's F; without frames each frame is the pooled

@@ -12,16 +12,21 @@ from pathlib import Path
 import numpy as np
 
 from ingest.clip_export import CLIP_MEAN, CLIP_STD
+from ingest.config import IngestSettings
 from ingest.features import l2_normalise
+
+_DEFAULTS = IngestSettings.model_fields  # the workers' settings own the defaults of threads and batch size
 
 
 class ImageEncoder:
-    def __init__(self, onnx_path: str | Path, threads: int = 1, batch_size: int = 64):
+    def __init__(self, onnx_path: str | Path, threads: int = _DEFAULTS["onnx_threads"].default,
+                 batch_size: int = _DEFAULTS["image_batch_size"].default):
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"--image-encoder: {self.path} not found (export one with `python -m ingest.clip_export`)")
+            raise FileNotFoundError(f"--image-encoder: {self.path} not found "
+                                    "(export one with `python -m ingest.clip_export`)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

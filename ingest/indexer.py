@@ -3,7 +3,8 @@
 * `_id` = video_id, op "index": re-ingest overwrites; the per-item `result` tells created from updated.
 * Items answered 429/5xx, and requests that failed to connect or time out, are retried with
   exponential backoff + full jitter; after `max_retries` the remaining items raise
-  TransientOpenSearchError so that Celery retries the (idempotent) batch later.
+  TransientOpenSearchError so that Celery retries the (idempotent) batch later. The chunk size and
+  the retry policy come from the caller (`ingest.config.IngestSettings` owns their defaults).
 * Any other per-item rejection (e.g. a mapping error) becomes a per-record failure with
   OpenSearch's reason; the good documents of the batch are indexed regardless.
 """
@@ -16,6 +17,8 @@ from typing import Callable, Sequence
 
 from opensearchpy import helpers
 
+from grdr_plugin.index import KEYWORD_IGNORE_ABOVE
+from ingest.config import IngestSettings
 from ingest.retry import TransientOpenSearchError, backoff_s, is_retryable, is_retryable_status
 from ingest.schemas import RecordError
 
@@ -31,23 +34,27 @@ class BulkOutcome:
 
 @dataclass
 class RetryPolicy:
-    max_retries: int = 5
-    initial_s: float = 0.5
-    max_s: float = 30.0
+    max_retries: int
+    initial_s: float
+    max_s: float
     sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> RetryPolicy:
+        return cls(settings.bulk_max_retries, settings.bulk_initial_backoff_s, settings.bulk_max_backoff_s)
 
 
 def _reason(item: dict) -> str:
     err = item.get("error") or {}
+    prefix = f"rejected by OpenSearch ({item.get('status')})"
     if isinstance(err, dict):
-        return f"rejected by OpenSearch ({item.get('status')}): {err.get('type', 'error')}: {err.get('reason', '')}".strip()
-    return f"rejected by OpenSearch ({item.get('status')}): {err}"
+        return f"{prefix}: {err.get('type', 'error')}: {err.get('reason', '')}".strip()
+    return f"{prefix}: {err}"
 
 
-def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *, chunk_size: int = 1000,
-               policy: RetryPolicy | None = None) -> BulkOutcome:
+def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *, chunk_size: int,
+               policy: RetryPolicy) -> BulkOutcome:
     """Index sources[i] (a JSON string) under _id ids[i]; see the module doc for the retry rules."""
-    policy = policy or RetryPolicy()
     out = BulkOutcome()
     pending = list(range(len(ids)))
     attempt = 0
@@ -78,9 +85,9 @@ def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *
         if not retry:
             break
         if attempt >= policy.max_retries:
-            raise TransientOpenSearchError(f"{len(retry)} documents not indexed after {attempt + 1} attempts "
-                                           f"({last_error!r})" if last_error else
-                                           f"{len(retry)} documents still rejected with 429/5xx after {attempt + 1} attempts")
+            tries = f"after {attempt + 1} attempts"
+            why = f"not indexed {tries} ({last_error!r})" if last_error else f"still rejected with 429/5xx {tries}"
+            raise TransientOpenSearchError(f"{len(retry)} documents {why}")
         pause = backoff_s(attempt, policy.initial_s, policy.max_s)
         # Logged so that an operator sees an overloaded or unreachable node before the task gives up.
         log.warning("bulk retry %d of %d: %d documents to %s in %.2f s (%s)", attempt + 1, policy.max_retries,
@@ -95,20 +102,22 @@ def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *
 
 ERRORS_BODY = {
     "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0}},
-    "mappings": {"properties": {"alias": {"type": "keyword"}, "index": {"type": "keyword"},
-                                "video_id": {"type": "keyword"}, "reason": {"type": "text",
-                                                                            "fields": {"raw": {"type": "keyword", "ignore_above": 1024}}},
-                                "task_id": {"type": "keyword"}, "at": {"type": "date"}}},
+    "mappings": {"properties": {
+        "alias": {"type": "keyword"}, "index": {"type": "keyword"}, "video_id": {"type": "keyword"},
+        "reason": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},
+        "task_id": {"type": "keyword"}, "at": {"type": "date"}}},
 }
 
 
-def record_errors(client, errors_index: str, alias: str, index: str, task_id: str, errors: Sequence[RecordError]) -> None:
+def record_errors(client, errors_index: str, alias: str, index: str, task_id: str,
+                  errors: Sequence[RecordError]) -> None:
     """Append failures to the errors index (created on first use). Best effort: the summary has them too."""
     if not errors:
         return
     if not client.indices.exists(index=errors_index):
         client.indices.create(index=errors_index, body=ERRORS_BODY, ignore=400)  # 400: created concurrently
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    helpers.bulk(client, ({"_index": errors_index, "_source": {"alias": alias, "index": index, "video_id": e.video_id,
-                                                              "reason": e.reason, "task_id": task_id, "at": at}}
-                          for e in errors), raise_on_error=False)
+    docs = ({"_index": errors_index, "_source": {"alias": alias, "index": index, "video_id": e.video_id,
+                                                 "reason": e.reason, "task_id": task_id, "at": at}}
+            for e in errors)
+    helpers.bulk(client, docs, raise_on_error=False)

@@ -22,6 +22,10 @@ from ingest.schemas import DatasetSlice, IngestBatch, RecordError, Summary
 from ingest.sources import Record, read_records
 from ingest.video import VideoError, read_frames
 
+# IDs remembered per registry key: about the whole ID space at the paper's C=128, L=3 (128^3 = 2.1M), so
+# the set is rarely cleared, while a long-lived worker's memory stays bounded (~100 bytes an ID).
+PUBLISHED_IDS_LIMIT = 2_000_000
+
 
 class PublishedIds:
     """IDs this process already published, per registry key, so a batch publishes only new ones.
@@ -30,7 +34,7 @@ class PublishedIds:
     skipping it when nothing is new saves the registry's refresh wait on most batches.
     """
 
-    def __init__(self, limit: int = 2_000_000):
+    def __init__(self, limit: int = PUBLISHED_IDS_LIMIT):
         self.limit = limit
         self._seen: dict[str, set[str]] = {}
 
@@ -49,7 +53,6 @@ class Resources:
     client: object
     runtime: ModelRuntime
     settings: IngestSettings = field(default_factory=IngestSettings)
-    bulk_chunk_size: int = 1000
     image_encoder: Optional[Callable[[str], ImageEncoder]] = None  # path -> (cached) encoder
     video_backend: str = "auto"
     published: PublishedIds = field(default_factory=PublishedIds)
@@ -190,10 +193,9 @@ def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: st
         metas = [{**r.meta, "video_id": r.video_id} for r in records]
         sources, ids = docs.build_sources(metas, codes, vecs, res.settings.vector_digits)
     with watch("index"):
-        policy = indexer.RetryPolicy(res.settings.bulk_max_retries, res.settings.bulk_initial_backoff_s,
-                                     res.settings.bulk_max_backoff_s)
         outcome = indexer.bulk_index(res.client, index, [r.video_id for r in records], sources,
-                                     chunk_size=res.bulk_chunk_size, policy=policy)
+                                     chunk_size=res.settings.bulk_chunk_size,
+                                     policy=indexer.RetryPolicy.from_settings(res.settings))
     summary.indexed += len(outcome.created)
     summary.updated += len(outcome.updated)
     for pos, reason in outcome.failed:

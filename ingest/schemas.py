@@ -54,7 +54,8 @@ class Target(BaseModel):
 
     index: str = Field(description="concrete versioned index (the alias may still point elsewhere during --reindex)")
     alias: str
-    publish_as: str = Field(description="registry key new IDs are published under (the alias, or the new index on --reindex)")
+    publish_as: str = Field(
+        description="registry key new IDs are published under (the alias, or the new index on --reindex)")
     fingerprint: str
     model_dir: str
 

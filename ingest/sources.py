@@ -209,8 +209,9 @@ def read_records(source: Source) -> list[Parsed]:
         if split is not None and entry.split != split:
             continue
         if entry.video_id in seen:
-            out.append(RecordError(video_id=entry.video_id, reason=f"bad field 'video_id': duplicate of {path.name} "
-                                                                    f"line {seen[entry.video_id]} in this batch (that one is kept)"))
+            reason = (f"bad field 'video_id': duplicate of {path.name} line {seen[entry.video_id]} in this batch "
+                      "(that one is kept)")
+            out.append(RecordError(video_id=entry.video_id, reason=reason))
             continue
         seen[entry.video_id] = lineno
         if isinstance(source, DatasetSlice):

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from ingest.config import get_ingest_settings
 from ingest.schemas import IngestBatch, RecordError, Source, Summary, Target
 from ingest.sources import plan_dataset, plan_videos
+
+POLL_S = 0.1  # between checks of the batches' results: progress moves smoothly, Redis barely notices
 
 
 @dataclass
@@ -48,7 +51,6 @@ def enqueue(plan: Plan, target: Target, *, image_encoder: Optional[str] = None, 
     """Send the batches (to `queue`, default GRDR_INGEST_QUEUE)."""
     from celery import chord, group
 
-    from ingest.config import get_ingest_settings
     from ingest.tasks import finish_reindex_task, ingest_batch
 
     queue = queue or get_ingest_settings().queue
@@ -63,12 +65,15 @@ def enqueue(plan: Plan, target: Target, *, image_encoder: Optional[str] = None, 
     return Submitted(target, list(res.results), sizes, None, res.id)
 
 
-def wait(sub: Submitted, *, on_progress: Callable[[int], None] = lambda n: None, poll_s: float = 0.1,
-         max_errors: int = 1000) -> tuple[Summary, dict]:
+def wait(sub: Submitted, *, on_progress: Callable[[int], None] = lambda n: None, poll_s: float = POLL_S,
+         max_errors: Optional[int] = None) -> tuple[Summary, dict]:
     """Collect every batch's summary (a batch that failed for good counts its videos as failed).
 
+    max_errors: per-record errors kept in the summary (default GRDR_INGEST_MAX_ERRORS_REPORTED).
     -> (summary, extra) where extra holds the reindex outcome when there is one.
     """
+    if max_errors is None:
+        max_errors = get_ingest_settings().max_errors_reported
     pending = dict(enumerate(sub.results))
     total = Summary()
     while pending:

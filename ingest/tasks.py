@@ -64,8 +64,7 @@ def resources_for(target: Target) -> Resources:
         raise ValueError(f"model {target.model_dir} changed since the batch was queued "
                          f"({runtime.fingerprint[:12]} != {target.fingerprint[:12]})")
     _checked(target.index, target.fingerprint, target.alias, target.model_dir)
-    return Resources(client=_client(), runtime=runtime, settings=_ingest,
-                     bulk_chunk_size=_settings().bulk_chunk_size, image_encoder=_image_encoder,
+    return Resources(client=_client(), runtime=runtime, settings=_ingest, image_encoder=_image_encoder,
                      published=_published)
 
 

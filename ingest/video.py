@@ -11,7 +11,8 @@ import numpy as np
 
 from ingest.features import uniform_indices
 
-# Beyond this many frames, seek to each sample instead of decoding the whole stream.
+# Beyond this many frames (20 s at 30 fps), seek to each sample instead of decoding the whole stream: below
+# it, decoding every frame costs less than the seeks.
 SEEK_ABOVE_FRAMES = 600
 
 

@@ -14,9 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+READY_TIMEOUT_S = 60.0  # a worker imports Celery and connects in seconds; a minute covers a loaded machine
+PING_TIMEOUT_S = 0.5  # per ping round: a ready worker on a local broker answers in milliseconds
+STOP_TIMEOUT_S = 20  # after SIGTERM a solo worker finishes its batch's bookkeeping, then gets SIGKILL
+
 
 @contextmanager
-def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None, ready_timeout_s: float = 60.0,
+def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None,
+                  ready_timeout_s: float = READY_TIMEOUT_S,
                   extra_env: Optional[dict[str, str]] = None) -> Iterator[str]:
     """Yield the queue name once the worker answers a ping; stop it (TERM, then KILL) afterwards.
 
@@ -39,7 +44,7 @@ def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None, 
             if proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {proc.returncode} (log: {log_path})")
             try:
-                replies = app.control.ping(timeout=0.5)
+                replies = app.control.ping(timeout=PING_TIMEOUT_S)
             except broker_errors:
                 # A pooled broker connection that predates a Redis restart fails once; the next ping reconnects.
                 replies = []
@@ -51,7 +56,7 @@ def celery_worker(queue: Optional[str] = None, log_path: Optional[Path] = None, 
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

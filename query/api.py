@@ -3,22 +3,24 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Literal, Optional
+from typing import Optional
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from query.body_limit import BodyLimit
 from query.filters import SearchFilters
+from query.hybrid import HybridMode
 from query.searcher import MAX_QUERY_CHARS, Searcher, SearchResult
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_API_K = 100
-MAX_API_BEAM = 400
+# What one HTTP request may cost the server (the Python API's own bounds are wider: query.searcher).
+MAX_BODY_BYTES = 64 * 1024  # a query text and its filters with room; larger bodies are refused unread
+MAX_API_K = 100  # a page of results, not an export of the catalog
+MAX_API_BEAM = 400  # the default beam (grdr_plugin.pool.DEFAULT_BEAM, 300) with headroom: decoding cost grows with it
 DEFAULT_CONCURRENCY = 4  # searches running at once; the rest wait in the event loop
 
 
@@ -29,18 +31,11 @@ class SearchRequest(BaseModel):
     text: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="the query")
     k: int = Field(10, ge=1, le=MAX_API_K, strict=True, description="number of hits")
     filters: Optional[SearchFilters] = None
-    hybrid: Literal["off", "rrf", "union", True, False] = Field(
+    hybrid: HybridMode = Field(
         "off", description="BM25 over title/description/tags: 'union' adds its top documents to the recalled pool "
-                           "(one dense ranking), 'rrf' fuses the two rankings; true = union")
+                           "(one dense ranking), 'rrf' fuses the two rankings")
     beam_size: Optional[int] = Field(None, ge=1, le=MAX_API_BEAM, strict=True,
                                      description="decoder beam (default: the server's)")
-
-    @field_validator("hybrid", mode="before")
-    @classmethod
-    def _hybrid_is_a_mode_or_a_bool(cls, value: Any) -> Any:
-        if not isinstance(value, (str, bool)):  # 1 or 0 would otherwise pass as true/false
-            raise ValueError("expected 'off', 'rrf', 'union', true or false")
-        return value
 
 
 def _detail(error: dict) -> dict:

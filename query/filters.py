@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Values per filter list: each is one term its terms clause looks up.  A thousand covers a user's pick of
+# tags or categories and keeps one request's filters small (OpenSearch's own cap, index.max_terms_count, is 65,536).
 MAX_VALUES = 1000
 
 

@@ -3,41 +3,46 @@
 * ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking.  Inside OpenSearch
   when every node has the neural-search plugin: one `hybrid` query whose request carries a
   temporary search pipeline with the score-ranker processor (RRF); otherwise client side
-  (`rrf`).  The local cluster cannot install that plugin (it is not served from Maven Central),
-  so the client side is what `make test` runs live; the plugin path is checked for its request
-  shape only, and falls back to the client side on a refusal (query.searcher).
+  (`fuse_rrf`).  The local cluster cannot install that plugin (it is not served from Maven
+  Central), so the client side is what `make test` runs live; the plugin path is checked for its
+  request shape only, and falls back to the client side on a refusal (query.executor).
 * ``union``: BM25's top documents join the generatively recalled pool and everything is ranked
   by the same exact knn_score.  BM25 only adds candidates the decoder missed; it never pushes a
   document above one with a higher dense score, so a weak keyword ranking cannot drag the fused
   list below GRDR's (which is what equal-weight RRF does when BM25 is much weaker).
+
+This module builds the keyword side's requests and fuses hit lists; it sends nothing.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 
 from grdr_plugin.index import ID_FIELD
 from query.request import HIT_SOURCE, knn_rerank_script, knn_rescore, recalled_by_cosine_query
+from query.results import Hit
 
 HybridMode = Literal["off", "rrf", "union"]
-HYBRID_MODES: tuple[str, ...] = ("off", "rrf", "union")
-DEFAULT_HYBRID: HybridMode = "union"
+HYBRID_MODES: tuple[str, ...] = get_args(HybridMode)
 KEYWORD_CANDIDATES = 50  # BM25 documents per query that join the pool (union) or the fused lists (rrf)
-
-
-def hybrid_mode(value: HybridMode | bool | None) -> HybridMode:
-    """True means the default mode; False/None mean off."""
-    if value is True:
-        return DEFAULT_HYBRID
-    if value is False or value is None:
-        return "off"
-    if value not in HYBRID_MODES:
-        raise ValueError(f"hybrid: {value!r} is not one of {', '.join(HYBRID_MODES)}")
-    return value
-
 BM25_FIELDS = ["title^2", "description", "tags"]
 
+
+def check_hybrid_mode(value: Any) -> HybridMode:
+    """The mode itself; anything else (a bool included) is refused with the choices named."""
+    if not isinstance(value, str) or value not in HYBRID_MODES:
+        raise ValueError(f"hybrid: {value!r} is not one of {', '.join(HYBRID_MODES)}")
+    return value  # type: ignore[return-value]  # one of HYBRID_MODES, checked above
+
+
+def check_hybrid_weights(weights: Sequence[float]) -> tuple[float, float]:
+    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("hybrid_weights: two non-negative weights (GRDR, BM25), not both 0")
+    return float(weights[0]), float(weights[1])
+
+
+# ---- requests ----
 
 def bm25_query(text: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bool": {"must": [{"multi_match": {"query": text, "fields": BM25_FIELDS}}], "filter": filters}}
@@ -45,17 +50,6 @@ def bm25_query(text: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bm25_request(text: str, *, size: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
     return {"size": size, "_source": HIT_SOURCE, "query": bm25_query(text, filters)}
-
-
-def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float], rank_constant: int = 60) -> list[tuple[str, float]]:
-    """Fused (id, score) best first: sum over lists of weight / (rank_constant + rank), rank from 1."""
-    if len(rankings) != len(weights):
-        raise ValueError("weights: one weight per ranking")
-    scores: dict[str, float] = {}
-    for ranking, w in zip(rankings, weights):
-        for rank, doc in enumerate(ranking, start=1):
-            scores[doc] = scores.get(doc, 0.0) + w / (rank_constant + rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
@@ -67,25 +61,11 @@ def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
     return body
 
 
-NEURAL_SEARCH_PLUGIN = "opensearch-neural-search"
-
-
-def neural_search_present(client) -> bool:
-    """Whether every node lists the neural-search plugin (`_cat/plugins`): its `hybrid` query
-    runs on whichever node holds the shard.  (A node with no plugin at all has no row; grdr
-    needs k-NN on every node, so there is none.)"""
-    rows = client.cat.plugins(format="json")
-    nodes = {r.get("name") for r in rows}
-    with_plugin = {r.get("name") for r in rows if r.get("component") == NEURAL_SEARCH_PLUGIN}
-    return bool(with_plugin) and with_plugin == nodes
-
-
 def rrf_pipeline(weights: Sequence[float], rank_constant: int) -> dict[str, Any]:
     """A temporary search pipeline (in the request body, so no pipeline-admin permission) with the
     score-ranker processor.  Its weights lie in [0, 1]: ours are scaled to sum to 1, which keeps
     the fused order of the client-side `rrf` with the same weights."""
-    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError("hybrid_weights: two non-negative weights (GRDR, BM25), not both 0")
+    weights = check_hybrid_weights(weights)
     combination: dict[str, Any] = {"technique": "rrf", "rank_constant": rank_constant}
     if weights[0] != weights[1]:  # equal weights are the processor's default (and older versions take no weights)
         combination["parameters"] = {"weights": [w / sum(weights) for w in weights]}
@@ -93,7 +73,8 @@ def rrf_pipeline(weights: Sequence[float], rank_constant: int) -> dict[str, Any]
 
 
 def native_hybrid_request(semantic_ids: Sequence[str], query_vec: np.ndarray, text: str, *, size: int,
-                          filters: list[dict[str, Any]], prefixes: Sequence[str], pipeline: dict[str, Any]) -> dict[str, Any]:
+                          filters: list[dict[str, Any]], prefixes: Sequence[str],
+                          pipeline: dict[str, Any]) -> dict[str, Any]:
     """One `hybrid` query: the recalled videos by cosine and BM25, fused by the pipeline's RRF."""
     return {
         "size": size,
@@ -103,3 +84,42 @@ def native_hybrid_request(semantic_ids: Sequence[str], query_vec: np.ndarray, te
                                          bm25_query(text, filters)]}},
         "search_pipeline": pipeline,
     }
+
+
+# ---- fusion (pure: hit lists in, hit list out) ----
+
+def rrf(rankings: Sequence[Sequence[str]], weights: Sequence[float],
+        rank_constant: int = 60) -> list[tuple[str, float]]:
+    """Fused (id, score) best first: sum over lists of weight / (rank_constant + rank), rank from 1."""
+    if len(rankings) != len(weights):
+        raise ValueError("weights: one weight per ranking")
+    scores: dict[str, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + w / (rank_constant + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def fuse_union(grdr_hits: Sequence[Hit], keyword_hits: Sequence[Hit], k: int) -> list[Hit]:
+    """One score scale (knn_score on both sides): merge, best first; a recalled hit keeps its matched ID."""
+    merged = {h.video_id: h for h in keyword_hits}
+    merged.update({h.video_id: h for h in grdr_hits})
+    return sorted(merged.values(), key=lambda h: (-h.score, h.video_id))[:k]
+
+
+def fuse_rrf(grdr_hits: Sequence[Hit], keyword_hits: Sequence[Hit], k: int, weights: Sequence[float],
+             rank_constant: int) -> list[Hit]:
+    """The two rankings fused by `rrf`; each hit's score becomes its fused score."""
+    by_id = {h.video_id: h for h in [*keyword_hits, *grdr_hits]}
+    fused = rrf([[h.video_id for h in grdr_hits], [h.video_id for h in keyword_hits]], weights, rank_constant)
+    return [by_id[vid].model_copy(update={"score": score}) for vid, score in fused[:k]]
+
+
+def fuse(mode: HybridMode, grdr_hits: Sequence[Hit], keyword_hits: Sequence[Hit], k: int, *,
+         weights: Sequence[float], rank_constant: int) -> list[Hit]:
+    """The top k of GRDR's hits and the keyword side's, fused as `mode` says ("off": GRDR's alone)."""
+    if mode == "union":
+        return fuse_union(grdr_hits, keyword_hits, k)
+    if mode == "rrf":
+        return fuse_rrf(grdr_hits, keyword_hits, k, weights, rank_constant)
+    return list(grdr_hits[:k])

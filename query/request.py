@@ -32,16 +32,18 @@ def knn_rescore(rerank_script: dict[str, Any], window: int) -> dict[str, Any]:
         "query_weight": 0.0, "rescore_query_weight": 1.0}}
 
 
-# What a hit reads of a video's source (query.searcher.Hit): its title, not the 2 KB vector.
+# What a hit reads of a video's source (query.results.Hit): its title, not the 2 KB vector.
 HIT_SOURCE = {"includes": ["title"]}
 
 # OpenSearch's default index.max_rescore_window: the pool is a rescore window, so it cannot exceed it.
 MAX_RESCORE_WINDOW = 10_000
 
 
-def check_max_pool(max_pool: int) -> None:
+def check_max_pool(max_pool: int) -> int:
     if not 1 <= max_pool <= MAX_RESCORE_WINDOW:
-        raise ValueError(f"max_pool: must be between 1 and {MAX_RESCORE_WINDOW} (OpenSearch's index.max_rescore_window)")
+        raise ValueError(f"max_pool: must be between 1 and {MAX_RESCORE_WINDOW} "
+                         "(OpenSearch's index.max_rescore_window)")
+    return max_pool
 
 
 # Each recalled video's best rank as n - rank (0 when only a widening prefix matched), read from
@@ -64,7 +66,9 @@ def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
     widen = _widen_clause(prefixes)
     if not semantic_ids and not widen:  # nothing decoded (an empty index): nothing recalled
         return {"match_none": {}}
-    clauses = ([{"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}] if semantic_ids else []) + ([widen] if widen else [])
+    clauses: list[dict[str, Any]] = [{"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}] if semantic_ids else []
+    if widen:
+        clauses.append(widen)
     return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
 
 
@@ -74,8 +78,8 @@ def recalled_by_cosine_query(semantic_ids: Sequence[str], query_vec: np.ndarray 
     """Every recalled video scored by knn_score alone, no pool order: grdr_request's form when the
     whole recall fits the pool, and the GRDR side of a `hybrid` query (neural-search applies a
     request's rescore to every sub-query, BM25's too, so the pool-order-then-rescore form cannot be one)."""
-    return {"script_score": {"query": {"bool": {"filter": [recall_filter(semantic_ids, prefixes), *(extra_filters or [])]}},
-                             "script": knn_rerank_script(query_vec)}}
+    recalled = {"bool": {"filter": [recall_filter(semantic_ids, prefixes), *(extra_filters or [])]}}
+    return {"script_score": {"query": recalled, "script": knn_rerank_script(query_vec)}}
 
 
 def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any], prefixes: Sequence[str] = (),
@@ -103,7 +107,8 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
             recalled = {"bool": {"must": [recalled], "filter": extra_filters}}
         return {"function_score": {"query": recalled, "functions": [knn], "boost_mode": "sum"}}
     recall = recall_filter(ids, prefixes)
-    rank = {"lang": "painless", "source": RANK_SCRIPT, "params": {"field": ID_FIELD, "n": n, "rank": {s: i for i, s in enumerate(ids)}}}
+    rank = {"lang": "painless", "source": RANK_SCRIPT,
+            "params": {"field": ID_FIELD, "n": n, "rank": {s: i for i, s in enumerate(ids)}}}
     return {"function_score": {"query": {"bool": {"filter": [recall, *(extra_filters or [])]}},
                                "functions": [{"script_score": {"script": rank}}, knn],
                                "score_mode": "sum", "boost_mode": "replace"}}

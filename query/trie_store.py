@@ -7,7 +7,9 @@
   at most every `poll_interval_s`; folded into a new base once it grows past `fold_at`.
 
 The decoder needs prefix tables (sorted base-C integers per level); they are derived from
-base + delta whenever either changes.
+base + delta whenever either changes.  All of it is one immutable `TrieSnapshot`: a refresh
+builds the next one and publishes it with one assignment, so a search that took a snapshot
+reads the same IDs, counts and tables throughout, whatever other threads refresh meanwhile.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Optional
+from types import MappingProxyType
+from typing import Mapping, Optional, Sequence
 
 import marisa_trie
 import numpy as np
@@ -26,8 +31,15 @@ from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.index import ID_FIELD, alias_target
 from grdr_plugin.model.ids import children_pattern, parse_ids
 
+# IDs per terms-aggregation partition: under OpenSearch's default search.max_buckets (65,535) with
+# room for the cardinality estimate's error, and large, since each partition is one pass over the doc values.
+ID_PAGE = 50_000
+# Delta size at which it folds into a new base: each widening prefix scans the delta (~2.6 ms at 50k
+# IDs) and each refresh copies it, while a fold (a new trie: ~0.1 s for 250k IDs) is paid once.
+FOLD_AT = 50_000
 
-def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
+
+def id_counts(client, index: str, page: int = ID_PAGE) -> list[tuple[str, int]]:
     """(ID, number of videos) for every ID in the index.  A terms aggregation split into hash
     partitions of at most `page` IDs each (`search.max_buckets` caps it; OpenSearch's default is
     65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values.
@@ -54,105 +66,30 @@ def id_counts(client, index: str, page: int = 50_000) -> list[tuple[str, int]]:
         parts *= 2
 
 
-class TrieStore:
-    """Valid IDs of one alias for one query process (thread-safe refresh)."""
+@dataclass(frozen=True, eq=False)
+class TrieSnapshot:
+    """The valid IDs at one moment: never changed once published (a refresh publishes a new one)."""
 
-    def __init__(self, client, alias: str, *, levels: int, codebook_size: int,
-                 cache_dir: Optional[Path] = None, poll_interval_s: float = 0.5, fold_at: int = 50_000):
-        self.client, self.alias = client, alias
-        self.levels, self.codebook_size = levels, codebook_size
-        self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "grdr-tries"))
-        self.poll_interval_s, self.fold_at = poll_interval_s, fold_at
-        self._lock = threading.Lock()
-        self._reader = RegistryReader(alias)
-        self.delta: dict[str, int] = {}
-        self.base = marisa_trie.Trie()
-        self.base_counts = np.zeros(0, dtype=np.int64)
-        self._tables: list[np.ndarray] = []
-        self._masks: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])  # (the tables they are of, masks)
-        self._last_poll = 0.0
-        self.build_seconds = 0.0
+    base: marisa_trie.Trie
+    base_counts: np.ndarray  # videos behind each base ID, by trie key id
+    delta: Mapping[str, int]  # IDs published since the base was built (read-only view)
+    tables: list[np.ndarray]  # the decoder's prefix tables of base + delta
+    codebook_size: int
+    trie_bytes: int = 0  # the base's file size (the file may be gone: a fold replaced it)
 
-    # ---- building ----
+    @classmethod
+    def of(cls, base: marisa_trie.Trie, base_counts: np.ndarray, delta: Mapping[str, int], *, levels: int,
+           codebook_size: int, trie_bytes: int = 0) -> "TrieSnapshot":
+        ids = base.keys() + [k for k in delta if k not in base]
+        return cls(base=base, base_counts=base_counts, delta=MappingProxyType(dict(delta)),
+                   tables=prefix_tables(parse_ids(ids, levels), codebook_size), codebook_size=codebook_size,
+                   trie_bytes=trie_bytes)
 
-    def build(self) -> "TrieStore":
-        """Build the base from the index (after marking the registry head, so nothing slips between)."""
-        t0 = time.perf_counter()
-        self._reader.start_at_head(self.client)
-        index = alias_target(self.client, self.alias) or self.alias
-        pairs = id_counts(self.client, index)
-        self._install_base(index, [p[0] for p in pairs], [p[1] for p in pairs])
-        self.delta.clear()
-        self._rebuild_tables()
-        self._last_poll = time.monotonic()
-        self.build_seconds = time.perf_counter() - t0
-        return self
-
-    def _install_base(self, name: str, ids: list[str], counts: Iterable[int]) -> None:
-        trie = marisa_trie.Trie(ids)
-        by_key = np.zeros(len(trie), dtype=np.int64)
-        for sid, n in zip(ids, counts):
-            by_key[trie.key_id(sid)] = n
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        stem = self.cache_dir / f"{name}.{os.getpid()}.{time.time_ns()}"
-        trie.save(f"{stem}.marisa")
-        np.save(f"{stem}.counts.npy", by_key)
-        mapped = marisa_trie.Trie()
-        mapped.mmap(f"{stem}.marisa")  # memory-mapped: pages are shared and loaded on demand
-        old = getattr(self, "_base_stem", None)
-        self.base, self.base_counts, self._base_stem = mapped, np.load(f"{stem}.counts.npy", mmap_mode="r"), stem
-        if old is not None:  # the old files are no longer used by this process
-            for suffix in (".marisa", ".counts.npy"):
-                Path(f"{old}{suffix}").unlink(missing_ok=True)
-
-    def _rebuild_tables(self) -> None:
-        ids = self.base.keys() + [k for k in self.delta if k not in self.base]
-        self._tables = prefix_tables(parse_ids(ids, self.levels), self.codebook_size)
-
-    # ---- keeping up with ingest ----
-
-    def refresh(self, force: bool = False) -> int:
-        """Poll the registry when due; returns how many new IDs were added."""
-        now = time.monotonic()
-        if not force and now - self._last_poll < self.poll_interval_s:
-            return 0
-        with self._lock:
-            self._last_poll = now
-            fresh = [s for s in self._reader.poll(self.client) if s not in self.base and s not in self.delta]
-            if not fresh:
-                return 0
-            parse_ids(fresh, self.levels)  # refuse malformed IDs before they reach the tables
-            for s in fresh:
-                self.delta[s] = 1
-            if len(self.delta) >= self.fold_at:
-                self.fold()
-            else:
-                self._rebuild_tables()
-            return len(fresh)
-
-    def fold(self) -> None:
-        """Merge delta into a new base trie (marisa tries are immutable)."""
-        ids = self.base.keys()
-        counts = [int(self.base_counts[self.base.key_id(k)]) for k in ids]
-        extra = [k for k in self.delta if k not in self.base]
-        self._install_base(self._base_stem.name.split(".")[0], ids + extra, counts + [self.delta[k] for k in extra])
-        self.delta.clear()
-        self._rebuild_tables()
-
-    # ---- reading ----
-
-    @property
-    def tables(self) -> list[np.ndarray]:
-        return self._tables
-
-    @property
+    @cached_property
     def masks(self) -> list[np.ndarray]:
-        """`tables` as the dense validity masks decoder_search.onnx reads (built on first use after
-        each change: a query process without that graph never holds them)."""
-        tables = self._tables
-        if self._masks[0] is not tables:
-            self._masks = (tables, validity_masks(tables, self.codebook_size))
-        return self._masks[1]
+        """`tables` as the dense validity masks decoder_search.onnx reads (built on first use: a
+        query process without that graph never holds them; two threads racing build equal ones)."""
+        return validity_masks(self.tables, self.codebook_size)
 
     def __contains__(self, sid: str) -> bool:
         return sid in self.base or sid in self.delta
@@ -174,6 +111,108 @@ class TrieStore:
     def memory_bytes(self) -> int:
         """Bytes of the recall structure: trie file + counts + prefix tables + validity masks (once
         built) + delta strings."""
-        trie_bytes = os.path.getsize(f"{self._base_stem}.marisa") if getattr(self, "_base_stem", None) else 0
-        return (trie_bytes + int(self.base_counts.nbytes) + sum(int(t.nbytes) for t in self._tables)
-                + sum(int(m.nbytes) for m in self._masks[1]) + sum(len(k) + 8 for k in self.delta))
+        masks = self.__dict__.get("masks", [])  # cached_property's slot: only masks already built count
+        return (self.trie_bytes + int(self.base_counts.nbytes) + sum(int(t.nbytes) for t in self.tables)
+                + sum(int(m.nbytes) for m in masks) + sum(len(k) + 8 for k in self.delta))
+
+
+class TrieStore:
+    """Valid IDs of one alias for one query process: `snapshot` is the current `TrieSnapshot`;
+    `build`, `refresh` and `fold` replace it under one lock (readers never wait)."""
+
+    def __init__(self, client, alias: str, *, levels: int, codebook_size: int,
+                 cache_dir: Optional[Path] = None, poll_interval_s: float = 0.5, fold_at: int = FOLD_AT):
+        self.client, self.alias = client, alias
+        self.levels, self.codebook_size = levels, codebook_size
+        self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "grdr-tries"))
+        self.poll_interval_s, self.fold_at = poll_interval_s, fold_at
+        self._lock = threading.Lock()
+        self._reader = RegistryReader(alias)
+        self._snapshot = TrieSnapshot.of(marisa_trie.Trie(), np.zeros(0, dtype=np.int64), {}, levels=levels,
+                                         codebook_size=codebook_size)
+        self._index = alias  # the concrete index the base was built from (names its files)
+        self._base_stem: Optional[Path] = None
+        self._last_poll = 0.0
+        self.build_seconds = 0.0
+
+    @property
+    def snapshot(self) -> TrieSnapshot:
+        return self._snapshot
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._snapshot
+
+    def __len__(self) -> int:
+        return len(self._snapshot)
+
+    def memory_bytes(self) -> int:
+        return self._snapshot.memory_bytes()
+
+    # ---- building ----
+
+    def build(self) -> "TrieStore":
+        """Build the base from the index (after marking the registry head, so nothing slips between)."""
+        t0 = time.perf_counter()
+        with self._lock:
+            self._reader.start_at_head(self.client)
+            self._index = alias_target(self.client, self.alias) or self.alias
+            pairs = id_counts(self.client, self._index)
+            self._publish_base([p[0] for p in pairs], [p[1] for p in pairs], {})
+            self._last_poll = time.monotonic()
+        self.build_seconds = time.perf_counter() - t0
+        return self
+
+    def _publish_base(self, ids: Sequence[str], counts: Sequence[int], delta: Mapping[str, int]) -> None:
+        """Save a new base trie, memory-map it, and publish it with `delta` as the next snapshot."""
+        trie = marisa_trie.Trie(ids)
+        by_key = np.zeros(len(trie), dtype=np.int64)
+        for sid, n in zip(ids, counts):
+            by_key[trie.key_id(sid)] = n
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.cache_dir / f"{self._index}.{os.getpid()}.{time.time_ns()}"
+        trie.save(f"{stem}.marisa")
+        np.save(f"{stem}.counts.npy", by_key)
+        mapped = marisa_trie.Trie()
+        mapped.mmap(f"{stem}.marisa")  # memory-mapped: pages are shared and loaded on demand
+        self._snapshot = TrieSnapshot.of(mapped, np.load(f"{stem}.counts.npy", mmap_mode="r"), delta,
+                                         levels=self.levels, codebook_size=self.codebook_size,
+                                         trie_bytes=os.path.getsize(f"{stem}.marisa"))
+        old, self._base_stem = self._base_stem, stem
+        if old is not None:  # unlinked, the old files stay readable by snapshots that still map them
+            for suffix in (".marisa", ".counts.npy"):
+                Path(f"{old}{suffix}").unlink(missing_ok=True)
+
+    # ---- keeping up with ingest ----
+
+    def refresh(self, force: bool = False) -> int:
+        """Poll the registry when due; returns how many new IDs were added."""
+        if not force and time.monotonic() - self._last_poll < self.poll_interval_s:
+            return 0
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_poll < self.poll_interval_s:
+                return 0  # another thread polled while this one waited for the lock
+            self._last_poll = now
+            current = self._snapshot
+            fresh = [s for s in self._reader.poll(self.client) if s not in current]
+            if not fresh:
+                return 0
+            parse_ids(fresh, self.levels)  # refuse malformed IDs before they reach the tables
+            delta = {**current.delta, **dict.fromkeys(fresh, 1)}
+            if len(delta) >= self.fold_at:
+                self._fold(current, delta)
+            else:
+                self._snapshot = TrieSnapshot.of(current.base, current.base_counts, delta, levels=self.levels,
+                                                 codebook_size=self.codebook_size, trie_bytes=current.trie_bytes)
+            return len(fresh)
+
+    def fold(self) -> None:
+        """Merge delta into a new base trie (marisa tries are immutable)."""
+        with self._lock:
+            self._fold(self._snapshot, self._snapshot.delta)
+
+    def _fold(self, current: TrieSnapshot, delta: Mapping[str, int]) -> None:
+        ids = current.base.keys()
+        counts = [int(current.base_counts[current.base.key_id(k)]) for k in ids]
+        extra = [k for k in delta if k not in current.base]
+        self._publish_base(ids + extra, counts + [delta[k] for k in extra], {})

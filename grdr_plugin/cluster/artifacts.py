@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from grdr_plugin.cluster import maven
-from grdr_plugin.cluster.errors import ClusterError
+from grdr_plugin.cluster.errors import OUTPUT_TAIL_LINES, ClusterError
+from grdr_plugin.cluster.java import MIN_JAVA
 from grdr_plugin.cluster.maven import Artifact
 from grdr_plugin.cluster.node_config import rewrite_jvm_options
 from grdr_plugin.cluster.paths import ClusterPaths
@@ -60,7 +61,7 @@ class PluginDescriptor:
     classname: str
     version: str
     opensearch_version: str
-    java_version: str = "21"
+    java_version: str = str(MIN_JAVA)
     extended_plugins: list[str] = field(default_factory=list)
 
     def render(self) -> str:
@@ -227,7 +228,7 @@ def install_plugin(home: Path, plugin_zip: Path, java_home: Path, log: Log) -> N
     proc = subprocess.run([str(home / "bin" / "opensearch-plugin"), "install", "--batch", plugin_zip.as_uri()],
                           cwd=home, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
+        lines = (proc.stdout + proc.stderr).strip().splitlines()[-OUTPUT_TAIL_LINES:]
         raise ClusterError(f"installing {plugin_zip.name} failed:\n  " + "\n  ".join(lines),
                            hint=f"delete {plugin_zip} if it is damaged and run again")
 

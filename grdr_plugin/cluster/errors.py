@@ -13,7 +13,15 @@ class ClusterError(RuntimeError):
         self.log = log  # a log whose tail helps the user (shown by the command layer)
 
 
-def tail(path: Optional[Path], lines: int = 30) -> list[str]:
+# What a failed start shows of the node's log: enough lines for a Java stack trace's cause, read from at
+# most the last 64 KB (a node log grows to many MB).
+TAIL_LINES = 30
+TAIL_BYTES = 64 * 1024
+# What a failed tool (mvn, opensearch-plugin) shows of its output: the end, where its error is.
+OUTPUT_TAIL_LINES = 20
+
+
+def tail(path: Optional[Path], lines: int = TAIL_LINES) -> list[str]:
     """Last ``lines`` lines of a text file, or nothing when it cannot be read."""
     if path is None:
         return []
@@ -21,7 +29,7 @@ def tail(path: Optional[Path], lines: int = 30) -> list[str]:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
             size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
+            fh.seek(max(0, size - TAIL_BYTES))
             data = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return []

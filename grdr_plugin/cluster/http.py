@@ -6,8 +6,10 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
+LOOPBACK_TIMEOUT_S = 5.0  # a local node that takes longer to answer counts as not answering (yet)
 
-def get_json(url: str, timeout: float = 5.0) -> Optional[Any]:
+
+def get_json(url: str, timeout: float = LOOPBACK_TIMEOUT_S) -> Optional[Any]:
     """The decoded JSON body of a 2xx answer; None when nothing answers or the answer is not OK/JSON."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}),

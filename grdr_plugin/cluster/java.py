@@ -10,7 +10,8 @@ from typing import Iterable, Mapping, Optional
 
 from grdr_plugin.cluster.errors import ClusterError
 
-MIN_JAVA = 21
+MIN_JAVA = 21  # OpenSearch 3.x runs on Java 21 or later
+JAVA_VERSION_TIMEOUT_S = 30  # `java -version` takes well under a second; a hung binary must not hang the start
 JVM_ROOT = Path("/usr/lib/jvm")
 
 
@@ -56,7 +57,8 @@ def probe(home: Path) -> Optional[Jdk]:
         version = parse_release(release.read_text(errors="replace"))
     if version is None:  # no release file (some distro JREs): ask the binary
         try:
-            out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+            out = subprocess.run([str(java), "-version"], capture_output=True, text=True,
+                                 timeout=JAVA_VERSION_TIMEOUT_S)
             version = parse_version_output(out.stderr + out.stdout)
         except (OSError, subprocess.SubprocessError):
             return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from grdr_plugin.cluster.errors import ClusterError
+from grdr_plugin.cluster.errors import OUTPUT_TAIL_LINES, ClusterError
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
@@ -56,7 +56,7 @@ def fetch(artifact: Artifact, repo: Path) -> tuple[Path, bool]:
     repo.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(mvn_command(artifact, repo), capture_output=True, text=True)
     if proc.returncode != 0 or not target.is_file():
-        lines = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        lines = (proc.stdout + proc.stderr).strip().splitlines()[-OUTPUT_TAIL_LINES:]
         raise ClusterError(f"could not fetch {artifact.coords} from Maven Central:\n  " + "\n  ".join(lines),
                            hint="check network access to repo.maven.apache.org (or a mirror in ~/.m2/settings.xml)")
     return target, True

@@ -19,8 +19,12 @@ from grdr_plugin.settings import Settings
 
 Log = Callable[[str], None]
 
+# A starting node loads its plugins and recovers its indices before it turns yellow; 3 minutes leave room
+# for a loaded machine before the start counts as failed.
 HEALTH_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0  # a node flushes its shards on SIGTERM; a minute before SIGKILL
+PROBE_TIMEOUT_S = 3.0  # "is anything there?": a node that is up answers GET / at once
+POLL_S = 1.0  # between health checks while the node starts
 
 
 def base_url(settings: Settings) -> str:
@@ -38,7 +42,7 @@ class NodeStart:
 
 
 def root_info(url: str) -> Optional[dict[str, Any]]:
-    info = get_json(url + "/", timeout=3.0)
+    info = get_json(url + "/", timeout=PROBE_TIMEOUT_S)
     return info if isinstance(info, dict) else None
 
 
@@ -58,7 +62,7 @@ def node_pid(paths: ClusterPaths) -> Optional[int]:
 
 
 def health(url: str) -> Optional[str]:
-    h = get_json(url + "/_cluster/health", timeout=5.0)
+    h = get_json(url + "/_cluster/health")
     return h.get("status") if isinstance(h, dict) else None
 
 
@@ -148,7 +152,7 @@ def wait_healthy(url: str, pid: Optional[int], paths: ClusterPaths, t0: float,
             raise ClusterError("OpenSearch exited while starting", log=paths.opensearch_stdout,
                                hint=f"read the node log above (all of it in {paths.logs}); "
                                     "after fixing the cause run `grdr cluster start` again")
-        time.sleep(1.0)
+        time.sleep(POLL_S)
     main_log = paths.logs / f"{CLUSTER_NAME}.log"
     raise ClusterError(f"OpenSearch did not reach yellow/green within {timeout_s:.0f} s",
                        log=main_log if main_log.is_file() else paths.opensearch_stdout,

@@ -19,6 +19,8 @@ from grdr_plugin.cluster.errors import ClusterError
 NODE_USER = "grdr"
 # How long an empty command line of a running process counts as "in the middle of exec" (it takes milliseconds).
 EXEC_GRACE_S = 0.5
+POLL_S = 0.25  # between liveness checks while a process stops
+KILL_WAIT_S = 10.0  # after SIGKILL the kernel reaps a process in well under a second; 10 s covers a busy disk
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def _settled_cmdline(pid: int) -> str:
     deadline = time.monotonic() + EXEC_GRACE_S
     cmd = cmdline(pid)
     while not cmd and _proc_state(pid) not in ("Z", "") and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # an exec takes milliseconds
         cmd = cmdline(pid)
     return cmd
 
@@ -96,15 +98,14 @@ def terminate(pid: int, marker: str, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         if not alive(pid, marker):
             return True
-        time.sleep(0.25)
+        time.sleep(POLL_S)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return True
-    for _ in range(40):
-        if not alive(pid, marker):
-            break
-        time.sleep(0.25)
+    deadline = time.monotonic() + KILL_WAIT_S
+    while alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
     return False
 
 
@@ -120,7 +121,8 @@ def node_user() -> RunAs:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise ClusterError(f"could not create the system user {NODE_USER!r}: {proc.stderr.strip()}",
-                               hint="OpenSearch will not run as root; run `grdr cluster start` as a normal user")
+                               hint="OpenSearch will not run as root; run `grdr cluster start` as a normal user"
+                               ) from None
         pw = pwd.getpwnam(NODE_USER)
     return RunAs(uid=pw.pw_uid, gid=pw.pw_gid, name=NODE_USER)
 

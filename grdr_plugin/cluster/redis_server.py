@@ -15,8 +15,10 @@ from grdr_plugin.cluster.paths import ClusterPaths
 from grdr_plugin.settings import Settings
 
 REDIS_MARKER = "redis-server"
-START_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 15.0  # a daemonized redis-server answers PING within a second; 15 s covers a slow disk
+STOP_TIMEOUT_S = 30.0  # on SIGTERM Redis writes its snapshot and AOF first: seconds for a large queue
+PING_TIMEOUT_S = 1.0  # on loopback a live Redis answers in microseconds
+POLL_S = 0.2  # between PINGs while it starts
 INSTALL_HINT = "install it: `apt-get install -y redis-server` (Debian/Ubuntu)"
 
 
@@ -28,7 +30,7 @@ def command(settings: Settings, paths: ClusterPaths, binary: str = "redis-server
             "--pidfile", str(paths.redis_pid), "--logfile", str(paths.redis_log)]
 
 
-def ping(port: int, timeout: float = 1.0) -> Optional[str]:
+def ping(port: int, timeout: float = PING_TIMEOUT_S) -> Optional[str]:
     """Redis version when ``PING`` answers ``+PONG`` on 127.0.0.1:port, else None (inline protocol, no deps)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -76,7 +78,7 @@ def start(settings: Settings, paths: ClusterPaths) -> RedisStart:
         version = ping(settings.redis_port)
         if version is not None:
             return RedisStart(False, version, time.monotonic() - t0)
-        time.sleep(0.2)
+        time.sleep(POLL_S)
     raise ClusterError(f"Redis did not answer on 127.0.0.1:{settings.redis_port}", log=paths.redis_log,
                        hint=f"see {paths.redis_log}; is the port taken by something else?")
 

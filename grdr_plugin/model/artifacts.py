@@ -104,7 +104,8 @@ def load_model(model_dir: str | Path, device: str = "cpu", verify: bool = True):
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(ENCODER_PREFIX)})
     enc_cfg = AutoConfig.from_pretrained(str(model_dir / ENCODER_DIR))
     encoder = AutoModel.from_config(enc_cfg)
-    encoder.load_state_dict({k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}, strict=False)
+    encoder_tensors = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    encoder.load_state_dict(encoder_tensors, strict=False)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir / TOKENIZER_DIR))
     model.to(device).eval()
     encoder.to(device).eval()

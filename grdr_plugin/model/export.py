@@ -3,23 +3,19 @@
 text_encoder.onnx   input_ids int64 [B,T], attention_mask int64 [B,T]
                     -> token_states float32 [B,T,H], query_vec float32 [B,D] (unit norm)
 decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
-                    -> mem_k, mem_v float32 [B,layers,heads,T+1,dh] (cross-attention keys/values),
-                       mem_bias float32 [B,1,1,T+1] (padding mask), text_vec float32 [B,d],
-                       fold_k [B,layers,w,heads*(T+1)], fold_bias [B,layers,heads*(T+1)],
-                       fold_v [B,layers,heads*(T+1),w]: the same memory with the cross-attention
-                       q and o projections folded in (Attention.fold)
-decoder_step.onnx   mem_k, mem_v, mem_bias, text_vec (rows gathered per beam), prefix int64 [B,t]
-                    (t = 0..L-1 codes emitted so far; t = 0 is an empty [B,0] array)
-                    -> logprobs float32 [B,C]: log-softmax over the codes of level t+1
+                    -> fold_k [B,layers,w,heads*(T+1)], fold_bias [B,layers,heads*(T+1)],
+                       fold_v [B,layers,heads*(T+1),w] (each block's cross-attention keys/values over
+                       the query vector and the text tokens, q and o projections folded in:
+                       Attention.fold), text_vec float32 [B,d] (the query in the code space)
 decoder_level{n}.onnx  (n = 0..L-1) one step for prefixes of exactly n codes: fold_k, fold_bias,
                     fold_v, text_vec of ONE query ([1, ...]: all B beams share it), prefix int64
                     [B,n], past_k, past_v float32 [B,cached,heads,n,dh] (the self-attention keys/values
                     of positions 0..n-1 of the cached blocks: every block but the first when the graph
                     holds per-prefix tables of all C**n prefixes (CodeDecoder.level_tables), else every
-                    block)
+                    block; inputs only where a block is cached and n > 0)
                     -> logprobs float32 [B,C], new_k, new_v [B,cached,heads,1,dh] (position n's, to
                     append to past; the last level has none)
-decoder_search.onnx (when per-prefix tables fit, export.tables_fit) the whole beam search of ONE
+decoder_search.onnx (when per-prefix tables fit, tables_fit) the whole beam search of ONE
                     query: fold_k, fold_bias, fold_v, text_vec [1, ...], beam int64 [], valid{n} bool
                     [C**n, C] for n = 0..L-1 (grdr_plugin.decoding.validity_masks: the valid IDs)
                     -> codes int64 [k, L], scores float32 [k] (summed log-probabilities, best first;
@@ -27,15 +23,14 @@ decoder_search.onnx (when per-prefix tables fit, export.tables_fit) the whole be
 video_encoder.onnx  frames float32 [N,F,Dv], pooled float32 [N,Dv]
                     -> codes int64 [N,K,L], video_vec float32 [N,D] (unit norm)
 
-The decoder's memory (projections of the query's token states) is computed once per query;
-each beam-search step only gathers it by row, so a step costs the decoder blocks alone.  The
-level graphs (and decoder_search.onnx, built from their tables) compute one new position per
-beam: earlier positions' self-attention comes from the cache, the first block's self-attention and
-the output head's prefix terms from per-prefix tables (they see codes only), and the position count
-is fixed per graph so attention over it is unrolled.
-decoder_search.onnx chains the level steps with the search between them in one graph
-(grdr_plugin/model/search_graph.py): one onnxruntime call per query.
-decoder_step.onnx stays for callers that hold no cache (any prefix, in any order).
+The decoder's memory (projections of the query's token states) is computed once per query.
+Serving decodes with decoder_search.onnx (grdr_plugin/model/search_graph.py: the level steps
+chained with the search between them, one onnxruntime call per query); without it (tables or
+masks too large) with the level graphs, one call per level and query, numpy searching in between
+(grdr_plugin.runtime.ModelRuntime.step_fn).  Both compute one new position per beam: earlier
+positions' self-attention comes from the cache, the first block's self-attention and the output
+head's prefix terms from per-prefix tables (they see codes only; without tables the level graphs
+compute them), and the position count is fixed per graph so attention over it is unrolled.
 """
 from __future__ import annotations
 
@@ -48,10 +43,16 @@ from torch import nn
 from grdr_plugin.model.artifacts import ONNX_DIR
 from grdr_plugin.model.nets import GRDR, masked_mean
 from grdr_plugin.model.search_graph import SearchGraph
+from grdr_plugin.runtime import DECODER_MEMORY
 
-OPSET = 17
-FOLDED = ["fold_k", "fold_bias", "fold_v"]  # decoder memory with the cross-attention projections folded in
-MAX_TABLE_BYTES = 32 << 20  # per-prefix tables of one level graph
+OPSET = 17  # the first opset with LayerNormalization as one op: fewer nodes per decoder step
+# Per-prefix tables of one level graph (each level graph and decoder_search.onnx embed them): the
+# default C=64 (5 MiB at L=3, w=128) and C=128 (25 MiB) fit, C=256 (135 MiB, and 16 M-entry masks) does not.
+MAX_TABLE_BYTES = 32 << 20
+# Stateless step graphs that earlier exports wrote and nothing serves: a re-export removes them.
+STALE_GRAPHS = ("decoder_step.onnx", "decoder_step_cached.onnx")
+# The folded memory's per-query axis (heads x memory tokens) varies with the query's length.
+FOLDED_AXES = {"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"}}
 
 
 class TextEncoderGraph(nn.Module):
@@ -74,21 +75,8 @@ class DecoderMemoryGraph(nn.Module):
         pooled = F.normalize(masked_mean(token_states, attention_mask), dim=-1)
         text_vec = self.model.text_code(pooled)
         dec = self.model.decoder
-        kv, bias = dec.memory(token_states, attention_mask, text_vec)
-        folded = dec.fold_memory(kv, bias)
-        return (torch.stack([k for k, _ in kv], 1), torch.stack([v for _, v in kv], 1), bias, text_vec,
-                *(torch.stack(part, 1) for part in zip(*folded)))
-
-
-class DecoderStepGraph(nn.Module):
-    def __init__(self, model: GRDR):
-        super().__init__()
-        self.model = model
-
-    def forward(self, mem_k, mem_v, mem_bias, text_vec, prefix):
-        kv = [(mem_k[:, i], mem_v[:, i]) for i in range(mem_k.shape[1])]
-        logits = self.model.decoder.decode(kv, mem_bias, text_vec, prefix, self.model.rq.codebooks)
-        return logits[:, -1].log_softmax(-1)
+        folded = dec.fold_memory(*dec.memory(token_states, attention_mask, text_vec))
+        return (*(torch.stack(part, 1) for part in zip(*folded)), text_vec)  # in DECODER_MEMORY's order
 
 
 def tables_fit(cfg) -> bool:
@@ -148,21 +136,19 @@ def _export_levels(model: GRDR, one_memory: tuple, out: Path) -> None:
         past = torch.randn(rows, graph.cached_layers, heads, n, cfg.decoder_dim // heads)
         last = n == cfg.levels - 1
         outputs = ["logprobs"] if last else ["logprobs", "new_k", "new_v"]
-        axes = {name: {0: "batch"} for name in ["prefix", "past_k", "past_v", *outputs]}
-        axes.update({"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"}})
+        axes = {**{name: {0: "batch"} for name in ["prefix", "past_k", "past_v", *outputs]}, **FOLDED_AXES}
         module = _FirstOutput(graph) if last else graph
         _export(module, (*one_memory, prefix, past, past), out / f"decoder_level{n}.onnx",
-                [*FOLDED, "text_vec", "prefix", "past_k", "past_v"], outputs, axes)
+                [*DECODER_MEMORY, "prefix", "past_k", "past_v"], outputs, axes)
     search = out / "decoder_search.onnx"
     search.unlink(missing_ok=True)
     if tables:  # it reads every level's tables
         size = cfg.codebook_size
         valid = [torch.rand(size ** n, size) < 0.5 for n in range(cfg.levels)]
         names = [f"valid{n}" for n in range(cfg.levels)]
-        axes = {"fold_k": {3: "heads_memory"}, "fold_bias": {2: "heads_memory"}, "fold_v": {2: "heads_memory"},
-                "codes": {0: "beams"}, "scores": {0: "beams"}}
+        axes = {**FOLDED_AXES, "codes": {0: "beams"}, "scores": {0: "beams"}}
         _export(SearchGraph(model, [step.tables for step in steps]), (*one_memory, torch.tensor(5), *valid), search,
-                [*FOLDED, "text_vec", "beam", *names], ["codes", "scores"], axes)
+                [*DECODER_MEMORY, "beam", *names], ["codes", "scores"], axes)
 
 
 class _FirstOutput(nn.Module):
@@ -185,8 +171,9 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
     cfg = model.cfg
     out = model_dir / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
-    (out / "decoder_step_cached.onnx").unlink(missing_ok=True)  # replaced by decoder_level{n}.onnx
-    b, t = 2, 7
+    for name in STALE_GRAPHS:
+        (out / name).unlink(missing_ok=True)
+    b, t = 2, 7  # tracing example only: every axis that varies is declared dynamic
     ids = torch.randint(1000, 2000, (b, t), dtype=torch.int64)
     mask = torch.ones(b, t, dtype=torch.int64)
     mask[1, 5:] = 0
@@ -196,21 +183,13 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                 {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                  "token_states": {0: "batch", 1: "tokens"}, "query_vec": {0: "batch"}})
         states = torch.randn(b, t, cfg.text_dim)
+        memory_axes = {name: {0: "batch", **axis} for name, axis in FOLDED_AXES.items()}
         _export(DecoderMemoryGraph(model), (states, mask), out / "decoder_memory.onnx",
-                ["token_states", "attention_mask"], ["mem_k", "mem_v", "mem_bias", "text_vec", *FOLDED],
+                ["token_states", "attention_mask"], list(DECODER_MEMORY),
                 {"token_states": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                 "mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
-                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
-                 "fold_k": {0: "batch", 3: "heads_memory"}, "fold_bias": {0: "batch", 2: "heads_memory"},
-                 "fold_v": {0: "batch", 2: "heads_memory"}})
-        mem_k, mem_v, mem_bias, text_vec, *folded = DecoderMemoryGraph(model)(states, mask)
-        prefix = torch.zeros(b, min(1, cfg.levels - 1), dtype=torch.int64)
-        _export(DecoderStepGraph(model), (mem_k, mem_v, mem_bias, text_vec, prefix), out / "decoder_step.onnx",
-                ["mem_k", "mem_v", "mem_bias", "text_vec", "prefix"], ["logprobs"],
-                {"mem_k": {0: "batch", 3: "memory"}, "mem_v": {0: "batch", 3: "memory"},
-                 "mem_bias": {0: "batch", 3: "memory"}, "text_vec": {0: "batch"},
-                 "prefix": {0: "batch", 1: "steps"}, "logprobs": {0: "batch"}})
-        _export_levels(model, (*(part[:1] for part in folded), text_vec[:1]), out)
+                 "text_vec": {0: "batch"}, **memory_axes})
+        memory = DecoderMemoryGraph(model)(states, mask)
+        _export_levels(model, tuple(part[:1] for part in memory), out)
         frames = torch.randn(3, cfg.frames, cfg.feature_dim)
         pooled = torch.randn(3, cfg.feature_dim)
         _export(VideoEncoderGraph(model), (frames, pooled), out / "video_encoder.onnx",

@@ -21,14 +21,14 @@ def multi_positive_infonce(sims: torch.Tensor, pos: torch.Tensor, valid: torch.T
     return (all_lse - pos_lse)[has].mean()
 
 
-def query_view_contrastive(t: torch.Tensor, views: torch.Tensor, q_vid: torch.Tensor, q_view: torch.Tensor, temperature: float) -> torch.Tensor:
+def query_view_contrastive(t: torch.Tensor, views: torch.Tensor, q_vid: torch.Tensor, q_view: torch.Tensor,
+                           temperature: float) -> torch.Tensor:
     """Query-guided contrastive loss between queries and the views of the batch's videos.
 
     t [b, d] unit query vectors; views [u, K, d] unit views of the batch's unique videos;
     q_vid [b] index into u; q_view [b] the routed view.  Symmetric: query -> views (one
     positive) and view -> queries (multi-positive: every query routed to that view).
     """
-    b = t.shape[0]
     u, k, d = views.shape
     sims = t @ views.reshape(u * k, d).T / temperature  # [b, u*k]
     col_vid = torch.arange(u, device=t.device).repeat_interleave(k)

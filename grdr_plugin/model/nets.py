@@ -7,8 +7,9 @@
                     ARE the codebooks (cosine logits, learned clamped scale).
 * `Reranker`        dual encoder: text pooled -> D, video -> D (both unit-norm).
 
-Attention is written out by hand (no nn.MultiheadAttention fast paths) so that ONNX export of
-one decoder step with a dynamic prefix length traces cleanly.
+Attention is written out by hand (no nn.MultiheadAttention fast paths): the serving graphs
+(grdr_plugin.model.export) trace its pieces separately (the folded cross-attention memory, one new
+position against cached self-attention keys/values) into plain ONNX ops.
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from torch import nn
 
 from grdr_plugin.model.config import ModelConfig
 
-MAX_LOGIT_SCALE = 100.0
+MAX_LOGIT_SCALE = 100.0  # cap of the learned cosine-logit scale (as CLIP's): beyond it the softmax saturates
+# Additive attention mask: exp(-1e4) underflows to 0 in float32 yet stays finite, so a row
+# masked everywhere gives no NaN.
+MASKED = -1e4
 
 
 class MLP(nn.Module):
@@ -35,7 +39,7 @@ class MLP(nn.Module):
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(states.dtype).unsqueeze(-1)
-    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)  # an all-padding row gives 0, not NaN
 
 
 class ViewEncoder(nn.Module):
@@ -131,7 +135,8 @@ class Attention(nn.Module):
         values = torch.einsum("bhtd,ohd->bhto", v, self.o.weight.reshape(-1, heads, dh)).reshape(b, heads * t, -1)
         return keys / math.sqrt(dh), key_bias.reshape(b, heads * t) / math.sqrt(dh), values
 
-    def attend_folded(self, x: torch.Tensor, keys: torch.Tensor, key_bias: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def attend_folded(self, x: torch.Tensor, keys: torch.Tensor, key_bias: torch.Tensor,
+                      values: torch.Tensor) -> torch.Tensor:
         """attend() for ONE query position x [B,1,d] against one folded memory (batch 1, see fold)
         that every row shares (one query's beams): two GEMMs of width h·T (a few dozen) per row
         instead of the q and o projections (width d) and h small ones."""
@@ -140,7 +145,8 @@ class Attention(nn.Module):
 
     def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The q, k and v projections as one: weight [3d, d], bias [3d]."""
-        return torch.cat([self.q.weight, self.k.weight, self.v.weight]), torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        weights, biases = zip(*((p.weight, p.bias) for p in (self.q, self.k, self.v)))
+        return torch.cat(weights), torch.cat(biases)
 
     def project_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of one position x [B,1,d], each [B,h,dh], as one GEMM (weights concatenated)."""
@@ -231,8 +237,9 @@ class CodeDecoder(nn.Module):
         """Per-query cross-attention keys/values for every layer (computed once per query)."""
         mem = torch.cat([self.query_proj(text_vec).unsqueeze(1), self.mem_proj(states)], dim=1)
         mem_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        bias = ((1 - mem_mask).to(mem.dtype) * -1e4)[:, None, None, :]
-        kv = [(_split_heads(b.cross_att.k(mem), self.heads), _split_heads(b.cross_att.v(mem), self.heads)) for b in self.blocks]
+        bias = ((1 - mem_mask).to(mem.dtype) * MASKED)[:, None, None, :]
+        kv = [(_split_heads(b.cross_att.k(mem), self.heads), _split_heads(b.cross_att.v(mem), self.heads))
+              for b in self.blocks]
         return kv, bias
 
     def fold_memory(self, kv, bias):
@@ -245,7 +252,7 @@ class CodeDecoder(nn.Module):
         b, n = prefix.shape[0], prefix.shape[1]
         text_vec = text_vec.expand(b, -1)
         words, x = self._inputs(prefix, codebooks)
-        causal = torch.triu(torch.ones(n + 1, n + 1, device=prefix.device), diagonal=1) * -1e4
+        causal = torch.triu(torch.ones(n + 1, n + 1, device=prefix.device), diagonal=1) * MASKED
         for blk, (k, v) in zip(self.blocks, kv):
             x = blk(x, (k, v), causal, mem_bias)
         # analytic residual prior: r_j = t - sum_{i<j} e_i
@@ -268,12 +275,15 @@ class CodeDecoder(nn.Module):
         out_bias = W_out^T b_out, bias_sq = |b_out|^2, out_books = W_out^T b_c [w, C], bias_books = b_out·b_c [C].
         """
         size = codebooks.shape[1]
-        prefixes = torch.cartesian_prod(*[torch.arange(size)] * n).reshape(-1, n) if n else torch.zeros(1, 0, dtype=torch.int64)
+        if n:
+            prefixes = torch.cartesian_prod(*[torch.arange(size)] * n).reshape(-1, n)
+        else:
+            prefixes = torch.zeros(1, 0, dtype=torch.int64)
         blk = self.blocks[0]
-        causal = torch.triu(torch.ones(n + 1, n + 1), diagonal=1) * -1e4
+        causal = torch.triu(torch.ones(n + 1, n + 1), diagonal=1) * MASKED
         books = F.normalize(codebooks[n], dim=-1)
         parts = []
-        for part in prefixes.split(chunk):
+        for part in prefixes.split(chunk):  # `chunk` prefixes at a time bound the activations' memory
             words, x = self._inputs(part, codebooks)
             h = blk.ln1(x)
             summed = words.sum(1)
@@ -340,7 +350,8 @@ class CodeDecoder(nn.Module):
         t_dot_s = torch.zeros_like(u[:, 0])
         for j in range(n):
             t_dot_s = t_dot_s + t_keys[0, j * size + prefix[:, j]]
-        inv_r = ((t * t).sum() - 2 * t_dot_s + tab["sum_sq"][index]).clamp_min(1e-24).rsqrt()  # F.normalize's eps
+        # 1e-24 = F.normalize's eps (1e-12) squared: a zero vector's norm stays finite, as in _logits
+        inv_r = ((t * t).sum() - 2 * t_dot_s + tab["sum_sq"][index]).clamp_min(1e-24).rsqrt()
         y_sq = ((u @ tab["gram"] + 2 * tab["out_bias"]) * u).sum(-1) + tab["bias_sq"]
         r_dot_y = ((u * (t_out - tab["sum_out"][index])).sum(-1) + t_bias - tab["sum_bias"][index]) * inv_r
         g = self.prior_gain
@@ -383,7 +394,8 @@ class Reranker(nn.Module):
         self.text = TextHead(cfg.text_dim, cfg.hidden_dim, cfg.rerank_dim)
         self.video = MLP(cfg.feature_dim, cfg.hidden_dim, cfg.rerank_dim)
 
-    def video_vec(self, frames: torch.Tensor, pooled: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def video_vec(self, frames: torch.Tensor, pooled: torch.Tensor,
+                  frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         # pooled plus the mean of per-frame maps: each frame carries its own caption group.
         # frame_mask (training only) drops frames as augmentation; the pooled input is then
         # the normalised mean of the kept frames, as a shorter video would have.
@@ -411,8 +423,3 @@ class GRDR(nn.Module):
     def video_codes(self, frames: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         codes, _, _ = self.rq.quantize(self.views(frames, pooled))
         return codes  # [N, K, L]
-
-    def step_logprobs(self, states, mask, pooled, prefix) -> torch.Tensor:
-        """Log-probabilities of the next level's codes given `prefix` [B, t] -> [B, C]."""
-        logits = self.decoder(states, mask, self.text_code(pooled), prefix, self.rq.codebooks)
-        return logits[:, -1].log_softmax(-1)

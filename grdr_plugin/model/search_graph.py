@@ -1,11 +1,12 @@
 """decoder_search.onnx's module: the whole trie-constrained beam search of ONE query in one graph.
 
-The serving path's decoder.  The level graphs (`CodeDecoder.decode_level`) run one step per
-onnxruntime call with numpy searching in between; this module chains every level and searches in
-the graph too, so a query costs one call.  The math is decode_level's with per-prefix tables (the
-parity tests hold it to `CodeDecoder.decode`), restated for onnxruntime: a step of a few dozen
-beams costs about as much in per-node overhead as in arithmetic, so each piece is written in the
-form that measured fastest there with the fewest nodes:
+The serving path's decoder wherever the per-prefix tables fit (`export.tables_fit`).  The level
+graphs (`CodeDecoder.decode_level`, the fallback) run one step per onnxruntime call with numpy
+searching in between; this module chains every level and searches in the graph too, so a query
+costs one call.  The math is decode_level's with per-prefix tables (the parity tests hold it to
+`CodeDecoder.decode`), restated for onnxruntime: a step of a few dozen beams costs about as much in
+per-node overhead as in arithmetic, so each piece is written in the form that measured fastest
+there with the fewest nodes:
 
 * one table row per beam and level: the first block's state after its self-attention (it sees
   codes only) and the output head's prefix terms (`CodeDecoder.level_tables`), one Gather;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from grdr_plugin.decoding import LOGP_CLIP
 from grdr_plugin.model.nets import GRDR
 
 
@@ -43,8 +45,9 @@ class SearchGraph(nn.Module):
             books = model.rq.codebooks
             levels = books.shape[0]
             unit, out = nn.functional.normalize(books, dim=-1), decoder.out
-            self.text_keys = torch.cat([g * scale * unit.reshape(levels * self.size, -1), -2 * books.reshape(levels * self.size, -1),
-                                        2 * g * out.weight.T, 2 * g * out.bias[None]]).T
+            flat_unit, flat_books = unit.reshape(levels * self.size, -1), books.reshape(levels * self.size, -1)
+            self.text_keys = torch.cat([g * scale * flat_unit, -2 * flat_books, 2 * g * out.weight.T,
+                                        2 * g * out.bias[None]]).T
             self.head = [torch.cat([t["gram"], scale * t["out_books"]], 1) for t in tables]  # u @ this: one GEMM
             self.head_bias = [torch.cat([2 * t["out_bias"], scale * t["bias_books"]]) for t in tables]
             self.norm_bias = g * g + tables[0]["bias_sq"]
@@ -81,7 +84,8 @@ class SearchGraph(nn.Module):
         in one GEMM, m2ts = -2 t·S is carried along the beams, and
           1/|r| = (|t|^2 + m2ts + |S|^2)^-1/2
           norm  = (u·(u gram + 2 W_out^T b_out + (t_out' - S_out')/|r|) + (t_b' - S_b')/|r| + g^2 + |b_out|^2)^-1/2
-          logits = ((t_books' - S_books')/|r| + u_books') · norm."""
+          logits = ((t_books' - S_books')/|r| + u_books') · norm
+        (1e-24 = F.normalize's eps squared, as in `CodeDecoder._folded_logits`)."""
         sum_books, sum_out, sum_sq, sum_bias = prefix_terms
         t_books, t_out, t_bias = t_terms
         ug, u_books = torch.addmm(self.head_bias[n], u, self.head[n]).split([self.width, self.size], -1)
@@ -113,8 +117,9 @@ class SearchGraph(nn.Module):
                 x = self._cross_and_mlp(i, x, *memory[i])
             t_terms = (t_keys[:, n * size:(n + 1) * size], t_out, t_bias)
             logp = self._log_probs(n, decoder.ln(x), prefix_terms, t_terms, t_sq, m2ts)  # [b, C]
-            # a valid code stays selectable whatever the model says of it (-inf, NaN: at the bottom)
-            logp = torch.where(logp > -1e30, logp, -1e30)
+            # a valid code stays selectable whatever the model says of it (-inf, NaN: at the bottom),
+            # clipped as constrained_beam_search clips it
+            logp = torch.where(logp > -LOGP_CLIP, logp, -LOGP_CLIP)
             ok = valid[n][enc]
             total = torch.where(ok, scores.unsqueeze(-1) + logp, float("-inf")).reshape(-1)
             scores, top = torch.topk(total, torch.minimum(beam, ok.sum()))

@@ -65,7 +65,13 @@ class TextCache:
         return states, mask.astype(np.int64)
 
 
-def encode_texts(tokenizer, model, texts: list[str], max_length: int, batch_size: int = 256, progress=None) -> TextCache:
+# Captions per encoder call: enough to keep the CPU's matrix units busy, few enough that a batch of
+# 32-token captions stays a few MB of hidden states.
+ENCODE_BATCH = 256
+
+
+def encode_texts(tokenizer, model, texts: list[str], max_length: int, batch_size: int = ENCODE_BATCH,
+                 progress=None) -> TextCache:
     import torch
 
     pooled, toks, lens = [], [], []
@@ -74,7 +80,8 @@ def encode_texts(tokenizer, model, texts: list[str], max_length: int, batch_size
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             idx = order[i : i + batch_size]
-            enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
             h = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).float()
             e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
@@ -95,7 +102,8 @@ def encode_texts(tokenizer, model, texts: list[str], max_length: int, batch_size
     return TextCache(pooled=pooled_arr.astype(np.float32), tokens=flat, offsets=offsets)
 
 
-def cached_encode(cache_dir: Path, encoder_name: str, tokenizer, model, texts: list[str], max_length: int, progress=None) -> TextCache:
+def cached_encode(cache_dir: Path, encoder_name: str, tokenizer, model, texts: list[str], max_length: int,
+                  progress=None) -> TextCache:
     """encode_texts with an on-disk cache keyed by encoder, max length and the exact texts."""
     h = hashlib.sha256(f"{encoder_name}\0{max_length}\0".encode())
     for t in texts:

@@ -36,11 +36,14 @@ class TorchBackend:
         import torch
 
         self = cls.__new__(cls)
-        self.torch, self.model, self.encoder, self.tokenizer, self.cfg = torch, model.eval(), encoder.eval(), tokenizer, model.cfg
+        self.torch, self.model, self.encoder, self.tokenizer = torch, model.eval(), encoder.eval(), tokenizer
+        self.cfg = model.cfg
         self.device = torch.device(device)
         return self
 
-    def encode_videos(self, frames: np.ndarray, pooled: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def encode_videos(self, frames: np.ndarray, pooled: np.ndarray,
+                      batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """As ModelRuntime.encode_videos: `batch` videos per forward bounds the activations' memory."""
         torch = self.torch
         codes, vecs = [], []
         with torch.inference_mode():
@@ -54,7 +57,8 @@ class TorchBackend:
     def encode_queries(self, texts: list[str]) -> Queries:
         torch = self.torch
         with torch.inference_mode():
-            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.text_max_length, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.text_max_length,
+                                 return_tensors="pt").to(self.device)
             states = self.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
             from grdr_plugin.model.nets import masked_mean
 
@@ -73,7 +77,8 @@ class TorchBackend:
             with torch.inference_mode():
                 r = torch.from_numpy(rows).to(self.device)
                 kv_r = [(k[r], v[r]) for k, v in kv]
-                logits = self.model.decoder.decode(kv_r, bias[r], text_vec[r], torch.from_numpy(prefix).to(self.device), books)
+                prefix_t = torch.from_numpy(prefix).to(self.device)
+                logits = self.model.decoder.decode(kv_r, bias[r], text_vec[r], prefix_t, books)
                 return logits[:, -1].log_softmax(-1).cpu().numpy()
 
         return step

@@ -30,6 +30,9 @@ from grdr_plugin.data import Dataset
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 
 CHECKPOINT_DIR = "checkpoint"
+# Iterations of the k-means that initialises a level's codebook: a starting point that training refines,
+# so a rough fit is enough.
+KMEANS_ITERS = 15
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Phase:
 
 def phases(cfg: ModelConfig, tc: TrainConfig) -> list[Phase]:
     out = [Phase("rerank", tc.epochs_rerank, 0), Phase("warmup", tc.epochs_warmup, 0)]
-    out += [Phase(f"level{l}", tc.epochs_per_level, l) for l in range(1, cfg.levels + 1)]
+    out += [Phase(f"level{level}", tc.epochs_per_level, level) for level in range(1, cfg.levels + 1)]
     out.append(Phase("fit", tc.epochs_fit, cfg.levels))
     return [p for p in out if p.epochs > 0]
 
@@ -105,14 +108,15 @@ class Trainer:
         from grdr_plugin.model.text import cached_encode
 
         texts = [self.ds.query_text[i] for i in self.train_q]
-        self.text = cached_encode(self.out / "cache", self.cfg.encoder, tokenizer, encoder, texts, self.cfg.text_max_length, progress)
+        self.text = cached_encode(self.out / "cache", self.cfg.encoder, tokenizer, encoder, texts,
+                                  self.cfg.text_max_length, progress)
         self.q_pooled = self.torch.from_numpy(self.text.pooled).to(self.device)
         self.q_video = self.ds.query_video[self.train_q]  # video row of each train caption
         if self.tc.routing == "kmeans":
             self.groups = kmeans_caption_groups(self.text.pooled, self.q_video, self.cfg.views, self.tc.seed)
 
     def _seed(self, phase_idx: int, epoch: int):
-        s = self.tc.seed * 1_000_003 + phase_idx * 1009 + epoch
+        s = self.tc.seed * 1_000_003 + phase_idx * 1009 + epoch  # primes: distinct seeds per (seed, phase, epoch)
         self.torch.manual_seed(s)
         return np.random.default_rng(s)
 
@@ -164,7 +168,7 @@ class Trainer:
         with torch.no_grad():
             _, residuals, words = model.rq.quantize(views, level - 1) if level > 1 else (None, [], [])
             r = views - sum(words) if words else views
-            model.rq.codebooks.data[level - 1] = _kmeans_cosine(r, self.cfg.codebook_size, 15, gen)
+            model.rq.codebooks.data[level - 1] = _kmeans_cosine(r, self.cfg.codebook_size, KMEANS_ITERS, gen)
 
     def _reseed_dead(self, model, level: int, gen) -> int:
         """Codes no seen view uses are moved onto residuals from the most crowded codes."""
@@ -180,7 +184,8 @@ class Trainer:
             # sample donors proportionally to crowding (members of big codes are picked more)
             weights = counts[c].to(torch.float32)
             donors = torch.multinomial(weights, len(dead), replacement=True, generator=gen)
-            model.rq.codebooks.data[level - 1, dead] = r[donors] + 0.01 * torch.randn(len(dead), r.shape[-1], generator=gen)
+            noise = 0.01 * torch.randn(len(dead), r.shape[-1], generator=gen)
+            model.rq.codebooks.data[level - 1, dead] = r[donors] + noise
         return int(len(dead))
 
     # ---------------------------------------------------------------- epochs
@@ -190,12 +195,13 @@ class Trainer:
 
         rng = self._seed(phase_idx, epoch)
         gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        tc, cfg = self.tc, self.cfg
+        tc = self.tc
         if phase.level and phase.name != "fit" and epoch == 0:
             self._init_level(model, phase.level, gen)
         if phase.name == "fit" and "fit_codes" not in self.extra:
             self._prepare_fit(model)
-        routes = self._kmeans_routes(model) if (tc.routing == "kmeans" and phase.name not in ("rerank", "fit")) else None
+        routed = tc.routing == "kmeans" and phase.name not in ("rerank", "fit")
+        routes = self._kmeans_routes(model) if routed else None
         model.train()
         n = len(self.train_q)
         order = rng.permutation(n)
@@ -238,6 +244,8 @@ class Trainer:
         self.extra["fit_route"] = route.cpu()  # [n_train_q]
 
     def _losses(self, model, phase: Phase, rows: np.ndarray, routes, losses) -> dict[str, Any]:
+        from grdr_plugin.model.nets import MAX_LOGIT_SCALE
+
         torch = self.torch
         tc, cfg = self.tc, self.cfg
         dev = self.device
@@ -254,7 +262,7 @@ class Trainer:
             target = torch.from_numpy(self.seen_pos[q_vid]).to(dev)
             return {"rerank": losses.dense_contrastive(tq, vv, target, tc.temperature)}
         t = model.text_code(qp)
-        scale = model.code_log_scale.exp().clamp(1.0, 100.0)
+        scale = model.code_log_scale.exp().clamp(1.0, MAX_LOGIT_SCALE)
         if phase.name == "fit":
             spos = torch.from_numpy(self.seen_pos[q_vid])
             route = self.extra["fit_route"][torch.from_numpy(rows)]
@@ -268,7 +276,8 @@ class Trainer:
             route = torch.from_numpy(routes[rows]).to(dev)
         else:  # max-similarity routing (no gradient through the choice)
             route = torch.einsum("bd,bkd->bk", t.detach(), views.detach()[inv_t]).argmax(-1)
-        parts = {"contrastive": tc.w_contrastive * losses.query_view_contrastive(t, views, inv_t, route, tc.temperature)}
+        contrastive = losses.query_view_contrastive(t, views, inv_t, route, tc.temperature)
+        parts = {"contrastive": tc.w_contrastive * contrastive}
         if phase.level == 0:
             return parts
         flat = views.reshape(-1, cfg.code_dim)
@@ -316,7 +325,8 @@ class Trainer:
             return 0, 0, None
         state = json.loads((ck / "state.json").read_text())
         if state["model_config"] != self.cfg.model_dump() or state["train_config"] != self.tc.model_dump():
-            raise ValueError(f"{ck}: checkpoint was made with another configuration; drop --resume or use another --out")
+            raise ValueError(f"{ck}: checkpoint was made with another configuration; "
+                             "drop --resume or use another --out")
         model.load_state_dict(load_file(str(ck / "model.safetensors")))
         self.history = state["history"]
         self.extra = {k: v for k, v in load_file(str(ck / "extra.safetensors")).items() if k != "_empty"}
@@ -345,7 +355,8 @@ def collision_stats(codes: np.ndarray, codebook_size: int, seen: np.ndarray | No
         cnt = np.bincount(codes[:, :, lvl].ravel(), minlength=codebook_size)
         p = cnt / cnt.sum()
         ent = -(p[p > 0] * np.log(p[p > 0])).sum()
-        out["levels"].append({"level": lvl + 1, "utilisation": float((cnt > 0).mean()), "perplexity": float(math.exp(ent))})
+        out["levels"].append({"level": lvl + 1, "utilisation": float((cnt > 0).mean()),
+                              "perplexity": float(math.exp(ent))})
     return out
 
 
@@ -376,7 +387,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 
 def run_training(ds: Dataset, out: Path, cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
-                 log: Callable[[str], None] = print, export_onnx: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] = print, export_onnx: bool = True,
+                 stop_after: int | None = None) -> dict[str, Any]:
     """Train end to end and write the model folder; returns a summary (times, stats).
 
     stop_after: run at most this many epochs in this call, leaving a checkpoint to resume from
@@ -431,7 +443,8 @@ def run_training(ds: Dataset, out: Path, cfg: ModelConfig, tc: TrainConfig, resu
                 stats.update(phase=phase.name, epoch=ep, seconds=round(time.time() - te, 2))
                 tr.history.append(stats)
                 tr.save_checkpoint(model, opt, pi, ep)
-                bar.set_postfix_str(f"{phase.name} " + " ".join(f"{k}={v:.3f}" for k, v in stats.items() if isinstance(v, float) and k not in ("seconds",)))
+                shown = " ".join(f"{k}={v:.3f}" for k, v in stats.items() if isinstance(v, float) and k != "seconds")
+                bar.set_postfix_str(f"{phase.name} {shown}")
                 bar.update(1)
     if stop_after is not None and ran >= stop_after and done + ran < total_epochs:
         return {"stopped": True, "epochs_done": done + ran}

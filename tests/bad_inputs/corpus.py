@@ -88,7 +88,10 @@ def write_features(case: Case, path: Path) -> Path:
     """Write the case's features file at `path` (or leave nothing there: 'missing')."""
     if case.array is not None:
         spec = case.array
-        base = np.full(spec.shape, spec.fill) if spec.fill is not None else np.random.default_rng(0).standard_normal(spec.shape)
+        if spec.fill is not None:
+            base = np.full(spec.shape, spec.fill)
+        else:
+            base = np.random.default_rng(0).standard_normal(spec.shape)
         arr = np.asarray(base).astype(spec.dtype)
         for pos, value in spec.put:
             arr[tuple(pos)] = float(value)

@@ -129,7 +129,8 @@ def test_a_mixed_batch_indexes_every_good_record_and_names_the_field_of_every_ba
 
 
 def snapshot(client, alias: str) -> dict:
-    """What a successful injection would change: documents (by seq_no/version), mapping, indices, side indices, scripts."""
+    """What a successful injection would change: documents (by seq_no/version), mapping, indices, side indices,
+    scripts."""
     side_indices = (REGISTRY_INDEX, get_ingest_settings().errors_index)
     client.indices.refresh(index=",".join((alias, *side_indices)), ignore_unavailable=True)
     hits = client.search(index=alias, body={"size": 1000, "query": {"match_all": {}}, "_source": True,
@@ -138,7 +139,8 @@ def snapshot(client, alias: str) -> dict:
             for index in side_indices}
     scripts = client.cluster.state(metric="metadata", filter_path="metadata.stored_scripts")
     return {"docs": {h["_id"]: (h["_seq_no"], h["_version"], json.dumps(h["_source"], sort_keys=True)) for h in hits},
-            "mapping": client.indices.get_mapping(index=alias), "indices": sorted(client.indices.get(index=f"{alias}*")),
+            "mapping": client.indices.get_mapping(index=alias),
+            "indices": sorted(client.indices.get(index=f"{alias}*")),
             "side": side, "scripts": scripts}
 
 
@@ -151,7 +153,9 @@ def check(case: Case, status: int, body: dict) -> str:
         return "" if isinstance(body.get("hits"), list) and (body["hits"] or not hostile_text_only) \
             else f"{case.id}: no hits for a plain-text query: {body}"
     located = [f"{d['field']}: {d['error']}" for d in body.get("details", [])] or [body.get("error", "")]
-    return "" if any(names(text, case.field) for text in located) else f"{case.id}: {located} does not name {case.field!r}"
+    if any(names(text, case.field) for text in located):
+        return ""
+    return f"{case.id}: {located} does not name {case.field!r}"
 
 
 def test_every_bad_request_is_a_4xx_naming_its_field_and_injections_change_nothing(

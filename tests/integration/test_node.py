@@ -97,7 +97,8 @@ def test_hnsw_baseline_index_answers_knn_queries(client, alias):
         ok, _ = helpers.bulk(client, ({"_index": name, "_id": f"v{i}", "_source": {"grdr_vec": v.tolist()}}
                                       for i, v in enumerate(vecs)), refresh="wait_for")
         q = vecs[17]
-        resp = client.search(index=name, body={"size": 5, "query": {"knn": {"grdr_vec": {"vector": q.tolist(), "k": 5}}}})
+        knn = {"knn": {"grdr_vec": {"vector": q.tolist(), "k": 5}}}
+        resp = client.search(index=name, body={"size": 5, "query": knn})
         assert resp["hits"]["hits"][0]["_id"] == "v17"
     finally:
         client.indices.delete(index=name)

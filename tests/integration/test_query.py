@@ -20,6 +20,7 @@ from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
 from query.api import MAX_BODY_BYTES, create_app
 from query.searcher import Searcher
+from query.trie_store import TrieSnapshot
 from tests.conftest import shared_dataset
 
 BEAM, POOL = 8, 40
@@ -43,7 +44,8 @@ def catalog(client, tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def searcher(catalog, tiny_model_dir, client):
-    return Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL, poll_interval_s=0.1)
+    searcher = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL, poll_interval_s=0.1)
+    return searcher.connect()
 
 
 def test_search_reranks_the_recalled_pool_in_one_request(searcher):
@@ -84,17 +86,25 @@ def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tin
     assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}
 
 
+def window(searcher, text, max_pool):
+    """The query's encoding and recall window, as the Searcher plans it (query.planner)."""
+    from query.planner import decoded_ids, recall_window
+
+    q = searcher.runtime.encode_queries([text])
+    trie = searcher.store.snapshot
+    beams = decoded_ids(*searcher.decode(q, trie=trie))[0]
+    counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
+    return (q, *recall_window(beams, counts, views=searcher.runtime.cfg.views, max_pool=max_pool, filtered=False))
+
+
 @pytest.mark.parametrize("prefixes,filters", [([], []), (["1-2"], [{"term": {"split": "seen"}}])])
 def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters):
     """query.request plans the best-rank part of the pool order two ways (one boosted clause per
     ID, or a terms filter + the rank script); OpenSearch scores and ranks them alike."""
-    from grdr_plugin.model.ids import format_id
     from query.request import grdr_request
 
     for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
-        q = searcher.runtime.encode_queries([text])
-        codes, scores = searcher.decode(q)
-        ids, _ = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], POOL, False)
+        q, ids, _ = window(searcher, text, POOL)
         hits = []
         for videos_per_id in (0.0, float("inf")):
             body = grdr_request(ids, q.query_vec[0], k=20, max_pool=POOL, prefixes=prefixes, extra_filters=filters,
@@ -106,17 +116,15 @@ def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters)
 
 def test_a_recall_that_fits_the_pool_ranks_like_the_pool_order_form(searcher):
     """Trie count <= cap: one knn_score query over the recall returns what the pool-order form does."""
-    from grdr_plugin.model.ids import format_id
     from query.request import grdr_request
 
     for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
-        q = searcher.runtime.encode_queries([text])
-        codes, scores = searcher.decode(q)
-        ids, counts = searcher.window([format_id(c) for c, s in zip(codes[0], scores[0]) if np.isfinite(s)], 1000, False)
+        q, ids, counts = window(searcher, text, 1000)
         fits = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000, recalled_videos=int(counts.sum()))
         ordered = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000)
         assert "rescore" not in fits and "rescore" in ordered
-        hits = [[(h["_id"], round(h["_score"], 5)) for h in searcher.client.search(index=searcher.index, body=b)["hits"]["hits"]]
+        hits = [[(h["_id"], round(h["_score"], 5))
+                 for h in searcher.client.search(index=searcher.index, body=b)["hits"]["hits"]]
                 for b in (fits, ordered)]
         assert hits[0] == hits[1] and len(hits[0]) == 20
 
@@ -134,7 +142,7 @@ def test_stale_trie_counts_fall_back_to_pool_order(searcher, monkeypatch):
         return real(body=body, **kw)
 
     monkeypatch.setattr(searcher.client, "msearch", recording)
-    monkeypatch.setattr(searcher.store, "video_count", lambda sid: 0)
+    monkeypatch.setattr(TrieSnapshot, "video_count", lambda self, sid: 0)
     stale = searcher.search_many(texts, k=10)
     # asked as fitting (no rescore); both recalls overflow the pool of 40: both asked again in pool order
     assert [["rescore" in b for b in bodies] for bodies in sent] == [[False, False], [True, True]]
@@ -169,8 +177,9 @@ def test_new_ids_reach_a_running_searcher_within_2s(searcher, catalog, client, t
 
 def test_an_index_of_another_model_is_refused(client, alias, tiny_model_dir):
     gi.create_index(client, alias, gi.IndexSpec(rerank_dim=32, fingerprint="another-models-fingerprint"))
+    searcher = Searcher(tiny_model_dir, alias, client=client)  # construction reads the model folder only
     with pytest.raises(gi.FingerprintMismatch, match="--reindex"):
-        Searcher(tiny_model_dir, alias, client=client)
+        searcher.connect()
 
 
 def test_filters_restrict_hits(searcher, client, catalog):
@@ -185,7 +194,8 @@ def test_filters_restrict_hits(searcher, client, catalog):
 def test_hybrid_union_ranks_recalled_and_keyword_candidates_by_one_dense_score(searcher):
     text = "a man is cooking"
     grdr, union = searcher.search(text, k=10), searcher.search(text, k=10, hybrid="union")
-    assert searcher.search(text, k=10, hybrid=True).hits == union.hits  # True = the default mode
+    with pytest.raises(ValueError, match="hybrid: True is not one of off, rrf, union"):
+        searcher.search(text, k=10, hybrid=True)  # no boolean aliases: the mode is named
     assert len(union.hits) == 10
     scores = [h.score for h in union.hits]
     assert scores == sorted(scores, reverse=True)
@@ -209,7 +219,7 @@ def test_without_neural_search_rrf_fuses_client_side(searcher, tiny_model_dir, c
     assert searcher.native_hybrid is False
     forced = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL, native_hybrid=True)
     texts = ["a man is cooking", "a cat plays with a ball"]
-    with caplog.at_level("WARNING", logger="query.searcher"):
+    with caplog.at_level("WARNING", logger="query.executor"):
         fused = forced.search_many(texts, k=10, hybrid="rrf")
     assert forced.native_hybrid is False and "refused the hybrid query" in caplog.text
     assert [r.hits for r in fused] == [r.hits for r in searcher.search_many(texts, k=10, hybrid="rrf")]
@@ -227,7 +237,8 @@ def test_a_temporary_pipeline_travels_in_an_msearch_body_line(searcher):
     filtered, everything, refused = searcher.client.msearch(body=lines)["responses"]
     count = searcher.client.count
     unseen = count(index=searcher.index, body={"query": {"term": {"split": "unseen"}}})["count"]
-    assert filtered["hits"]["total"]["value"] == unseen < everything["hits"]["total"]["value"] == count(index=searcher.index)["count"]
+    everything_count = count(index=searcher.index)["count"]
+    assert filtered["hits"]["total"]["value"] == unseen < everything["hits"]["total"]["value"] == everything_count
     assert "score-ranker-processor" in refused["error"]["reason"]
 
 
@@ -242,6 +253,10 @@ def test_http_api(searcher):
     assert api.post("/search", json={"text": "   "}).status_code == 400
     assert api.post("/search", json={"text": "x", "beam_size": 10_000}).status_code == 422
     assert api.post("/search", json={"text": "x", "beam_size": 5, "k": 2}).status_code == 200
+    bool_hybrid = api.post("/search", json={"text": "a man is cooking", "hybrid": True})
+    assert bool_hybrid.status_code == 422 and bool_hybrid.json()["details"][0]["field"] == "hybrid"
+    union = api.post("/search", json={"text": "a man is cooking", "hybrid": "union"})
+    assert union.status_code == 200 and len(union.json()["hits"]) == 10
     assert api.post("/search", json={"text": "x" * (MAX_BODY_BYTES + 10)}).status_code == 413
     assert api.post("/search", json={"text": "x", "filters": {"fields": {"nope": ["y"]}}}).status_code == 400
     assert "/search" in api.get("/openapi.json").json()["paths"]

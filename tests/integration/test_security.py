@@ -211,9 +211,9 @@ def test_query_text_and_vector_reach_opensearch_only_as_values(secure, catalog, 
             vectors = json_paths(body, lambda v: isinstance(v, list) and len(v) == len(qvec)
                                  and all(isinstance(x, float) for x in v))
             assert sorted(p + ("params", "query_value") for p in scripts) == sorted(vectors)
-            for p, script in scripts.items():
-                want = ({"field", "query_value", "space_type"} if (script["lang"], script["source"]) == ("knn", "knn_score")
-                        else {"field", "n", "rank"})  # the best-rank script (painless)
+            for script in scripts.values():
+                knn = (script["lang"], script["source"]) == ("knn", "knn_score")  # else the best-rank script (painless)
+                want = {"field", "query_value", "space_type"} if knn else {"field", "n", "rank"}
                 assert set(script["params"]) == want
                 np.testing.assert_allclose(script["params"]["query_value"], qvec, rtol=1e-5, atol=1e-6)
     admin = client_of(secure, ADMIN_ROLE)

@@ -21,9 +21,10 @@ def test_base_is_built_from_the_index_with_video_counts(client, alias, tmp_path)
     fill(client, alias, [["1-2-3", "4-5-6"], ["1-2-3"], ["7-0-1"]])
     store = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path).build()
     assert len(store) == 3 and "1-2-3" in store and "1-2-4" not in store
-    assert store.video_count("1-2-3") == 2 and store.video_count("7-0-1") == 1
-    assert store.prefix_count("1") == 2 and store.prefix_count("4-5") == 1
-    level1, level2, level3 = store.tables
+    trie = store.snapshot
+    assert trie.video_count("1-2-3") == 2 and trie.video_count("7-0-1") == 1
+    assert trie.prefix_count("1") == 2 and trie.prefix_count("4-5") == 1
+    level1, level2, level3 = trie.tables
     np.testing.assert_array_equal(level1, [1, 4, 7])
     assert (1 * 8 + 2) * 8 + 3 in level3
     assert store.memory_bytes() > 0
@@ -64,7 +65,8 @@ def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_pa
     fill(client, alias, [["1-1-1"]])
     store = TrieStore(client, alias, levels=3, codebook_size=8, cache_dir=tmp_path, poll_interval_s=0.2).build()
     assert store.refresh(force=True) == 0  # nothing new yet
-    assert store.masks[2].sum() == 1 and not store.masks[2][2 * 8 + 2, 2]
+    before = store.snapshot
+    assert before.masks[2].sum() == 1 and not before.masks[2][2 * 8 + 2, 2]
     t0 = time.perf_counter()
     id_registry.publish_ids(client, alias, ["2-2-2", "3-3-3", "1-1-1"])
     published = time.perf_counter()
@@ -74,13 +76,15 @@ def test_published_ids_reach_another_process_store_quickly(client, alias, tmp_pa
         time.sleep(0.05)
     visible = time.perf_counter() - published
     assert "3-3-3" in store and len(store) == 3
-    assert 2 * 64 + 2 * 8 + 2 in store.tables[2]
-    assert store.masks[2][2 * 8 + 2, 2] and store.masks[2].sum() == 3  # the decoder graph's view follows
+    after = store.snapshot
+    assert 2 * 64 + 2 * 8 + 2 in after.tables[2]
+    assert after.masks[2][2 * 8 + 2, 2] and after.masks[2].sum() == 3  # the decoder graph's view follows
+    assert "2-2-2" not in before and before.masks[2].sum() == 1  # a snapshot taken earlier is left as it was
     # Re-publishing known IDs adds nothing; folding keeps every ID and empties the delta.
     id_registry.publish_ids(client, alias, ["2-2-2"])
     assert store.refresh(force=True) == 0
     store.fold()
-    assert not store.delta and len(store) == 3 and store.video_count("1-1-1") == 1
+    assert not store.snapshot.delta and len(store) == 3 and store.snapshot.video_count("1-1-1") == 1
     print(f"publish took {published - t0:.3f}s; visible to the other store {visible:.3f}s later")
 
 
@@ -91,7 +95,8 @@ def test_two_readers_agree_without_talking(client, alias, tmp_path):
     id_registry.publish_ids(client, alias, [f"{i}-{j}-0" for i in range(4) for j in range(4)])
     a.refresh(force=True)
     b.refresh(force=True)
-    assert set(a.base.keys()) | set(a.delta) == set(b.base.keys()) | set(b.delta)
+    a_ids, b_ids = (set(s.snapshot.base.keys()) | set(s.snapshot.delta) for s in (a, b))
+    assert a_ids == b_ids
     assert len(a) == 17
 
 

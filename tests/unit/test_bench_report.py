@@ -1,4 +1,5 @@
-"""The benchmark report's verdict line (the fastest GRDR setting that reaches 95 % of dense R@10) and the sweep it needs."""
+"""The benchmark report's verdict line (the fastest GRDR setting that reaches 95 % of dense R@10), its targets
+table, and the sweep it needs."""
 import pytest
 
 from bench.report import _fastest_line
@@ -65,3 +66,13 @@ def test_targets_table_marks_each_target_from_the_run():
     assert "| GRDR p50 ≤ 20 ms | 10.0 ms fastest setting, 25.0 ms headline (beam 300) | met |" in text
     assert "| GRDR beam 50, pool 3000 | 5.0 | 1.0 | — | 16.0 |" in text
     assert "at most 10.0× faster than exact dense" in text
+    assert text.startswith("Targets in this run:") and "issue" not in text.lower()
+
+
+def test_bench_writes_its_report_outside_the_repository_docs_by_default():
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    out = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
+    assert out.exit_code == 0 and "[default: bench-report]" in out.output

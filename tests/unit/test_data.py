@@ -23,13 +23,16 @@ def make_dataset(root: Path, n_videos: int = 12, frames: int = 3, dim: int = 16,
     np.save(root / "features.npy", (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float16))
     with (root / "catalog.jsonl").open("w") as fh:
         for i in range(n_videos):
-            fh.write(json.dumps({"video_id": f"v{i}", "split": "unseen" if i >= n_videos - unseen else "seen", "title": WORDS[i % 12]}) + "\n")
+            split = "unseen" if i >= n_videos - unseen else "seen"
+            fh.write(json.dumps({"video_id": f"v{i}", "split": split, "title": WORDS[i % 12]}) + "\n")
     with (root / "queries.jsonl").open("w") as fh:
         for i in range(n_videos):
             for j in range(caps_per_video):
                 split = "test" if (i >= n_videos - unseen or j == 0) else "train"
-                text = f"a {WORDS[i % 12]} with a {WORDS[(i + j) % 12]} number {j}" + (" heldout" if split == "test" else "")
-                fh.write(json.dumps({"query_id": f"q{i}_{j}", "text": text, "video_id": f"v{i}", "split": split}) + "\n")
+                text = f"a {WORDS[i % 12]} with a {WORDS[(i + j) % 12]} number {j}"
+                text += " heldout" if split == "test" else ""
+                row = {"query_id": f"q{i}_{j}", "text": text, "video_id": f"v{i}", "split": split}
+                fh.write(json.dumps(row) + "\n")
     return root
 
 
@@ -102,7 +105,8 @@ def test_array_errors(tmp_path):
 
 def test_annotation_json(tmp_path):
     p = tmp_path / "ann.json"
-    p.write_text(json.dumps([{"video": "a", "caption": "one"}, {"video": "b", "caption": ["x", "y "]}, {"video": "a", "caption": ["two"]}]))
+    p.write_text(json.dumps([{"video": "a", "caption": "one"}, {"video": "b", "caption": ["x", "y "]},
+                             {"video": "a", "caption": ["two"]}]))
     assert load_annotation_json(p) == {"a": ["one", "two"], "b": ["x", "y"]}
     p.write_text(json.dumps([{"video": "a", "caption": 3}]))
     with pytest.raises(DatasetError, match="item 0: field 'caption'"):

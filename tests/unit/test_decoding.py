@@ -80,7 +80,7 @@ def test_exhaustive_beam_finds_best_valid_id():
         return np.tile(table[prefix.shape[1]], (len(q), 1))
 
     codes, scores = constrained_beam_search(step, 1, L, C, tables, beam_size=len(ids))
-    best = max(itertools.chain(ids.tolist()), key=lambda i: sum(table[l, c] for l, c in enumerate(i)))
+    best = max(itertools.chain(ids.tolist()), key=lambda i: sum(table[level, c] for level, c in enumerate(i)))
     assert codes[0, 0].tolist() == best
 
 

@@ -23,7 +23,8 @@ class OracleBackend:
         self.cfg = ModelConfig(views=2, levels=3, codebook_size=4, feature_dim=16, frames=3, rerank_dim=4)
         self.ds, self.gt_of_text = ds, gt_of_text
         n = ds.n_videos
-        self.codes = np.stack([np.stack([[i % 4, (i // 4) % 4, v] for v in range(2)]) for i in range(n)]).astype(np.int64)
+        ids = [np.stack([[i % 4, (i // 4) % 4, v] for v in range(2)]) for i in range(n)]
+        self.codes = np.stack(ids).astype(np.int64)
 
     def encode_videos(self, frames, pooled):
         vec = np.random.default_rng(0).standard_normal((len(pooled), 4)).astype(np.float32)

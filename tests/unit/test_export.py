@@ -21,7 +21,8 @@ from tests.support.tiny_model import build_tiny_model  # noqa: E402
 TEXTS = ["a man is slicing a tomato", "two dogs run on the beach", "a woman sings", "cooking pasta in a kitchen"]
 
 
-@pytest.fixture(scope="module", params=[(1, True), (2, True), (2, False)], ids=["1-block", "2-blocks", "2-blocks-no-tables"])
+@pytest.fixture(scope="module", params=[(1, True), (2, True), (2, False)],
+                ids=["1-block", "2-blocks", "2-blocks-no-tables"])
 def exported(tmp_path_factory, request):
     """A tiny model folder exported from disk.  With per-prefix tables a one-block decoder caches
     nothing (its only block's self-attention is a table) and two blocks cache the second's
@@ -40,7 +41,8 @@ def exported(tmp_path_factory, request):
 
 def test_config_and_fingerprint(exported):
     cfg = json.loads((exported / "config.json").read_text())
-    for key in ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "text_max_length", "fingerprint", "encoder"):
+    for key in ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "text_max_length",
+                "fingerprint", "encoder"):
         assert key in cfg
     assert cfg["fingerprint"] == compute_fingerprint(exported)
     assert (exported / "tokenizer" / "tokenizer.json").is_file()
@@ -79,10 +81,25 @@ def test_onnx_matches_torch(exported):
     np.testing.assert_allclose(st, so, atol=1e-3)
 
 
+def test_export_writes_the_serving_graphs_only(exported, request):
+    """The export writes the encoders, the decoder memory (folded, as the level and search graphs
+    read it), the level graphs and, where the tables fit, the search graph: no stateless step graph."""
+    from grdr_plugin.runtime import DECODER_MEMORY, ModelRuntime
+
+    names = {p.name for p in (exported / "onnx").iterdir()}
+    want = {"text_encoder.onnx", "decoder_memory.onnx", "video_encoder.onnx",
+            "decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx"}
+    if request.node.callspec.id != "2-blocks-no-tables":
+        want.add("decoder_search.onnx")
+    assert names == want
+    assert [o.name for o in ModelRuntime(exported).memory_session.get_outputs()] == list(DECODER_MEMORY)
+
+
 def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
     """The serving step reuses the last step's self-attention (decoder_level{n}.onnx) for one query's
-    beams (shared memory row) and for many queries (gathered rows); a prefix whose parent it did not
-    see runs the stateless graph. Every path gives torch's log-probabilities."""
+    beams (shared memory row) and for many queries (gathered rows); prefixes whose parents it did not
+    see (some or all of them) get those keys/values recomputed by the level graphs of the shorter
+    prefixes. Every path gives torch's log-probabilities, and no stateless step graph exists or is opened."""
     from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
@@ -95,17 +112,26 @@ def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
         for _ in range(3):
             np.testing.assert_allclose(torch_step(rows, prefix), onnx_step(rows, prefix), atol=1e-3)
             prefix = np.concatenate([prefix, rng.integers(0, 8, (rows.size, 1))], axis=1)
-    assert "step_session" not in vars(ob)  # every step above ran a level graph
-    cache_misses = ob.step_fn(oq)
-    cache_misses(np.arange(4), np.zeros((4, 0), np.int64))
+    rows, torch_step, cache_misses = np.arange(4), tb.step_fn(tq), ob.step_fn(oq)
+    cache_misses(rows[:2], np.zeros((2, 0), np.int64))
+    first = rng.integers(0, 8, (4, 1))  # rows 2-3: their (empty) parents were not in the last call
+    np.testing.assert_allclose(torch_step(rows, first), cache_misses(rows, first), atol=1e-3)
+    second = np.concatenate([first, rng.integers(0, 8, (4, 1))], axis=1)  # extends the recomputed cache
+    np.testing.assert_allclose(torch_step(rows, second), cache_misses(rows, second), atol=1e-3)
+    cache_misses(rows, np.zeros((4, 0), np.int64))
     stranger = rng.integers(0, 8, (4, 2))  # length 2 after a length-0 call: no parent cached
-    np.testing.assert_allclose(tb.step_fn(tq)(np.arange(4), stranger), cache_misses(np.arange(4), stranger), atol=1e-3)
-    assert "step_session" in vars(ob)
+    stranger[:, 0] = (first[:, 0] + 1) % 8  # nor the parents of the length-1 call below
+    np.testing.assert_allclose(torch_step(rows, stranger), cache_misses(rows, stranger), atol=1e-3)
+    cache_misses(rows, first)
+    mixed = np.concatenate([second[:2], stranger[2:]])  # half extend the last call, half do not
+    np.testing.assert_allclose(torch_step(rows, mixed), cache_misses(rows, mixed), atol=1e-3)
+    assert not (exported / "onnx" / "decoder_step.onnx").exists()
+    assert {name for name in vars(ob) if "session" in name} == {"text_session", "memory_session", "level_sessions"}
 
 
 def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_path):
-    """`grdr export` brings a folder exported before the level graphs up to date (the stale cached
-    step graph goes), and refuses a folder without weights, naming the flag."""
+    """`grdr export` brings a folder exported before the level graphs up to date (the stale
+    stateless step graphs go), and refuses a folder without weights, naming the flag."""
     from typer.testing import CliRunner
 
     from cli.main import app
@@ -113,20 +139,38 @@ def test_grdr_export_rewrites_the_serving_graphs_and_keeps_the_fingerprint(tmp_p
     build_tiny_model(tmp_path, export=False)
     before = json.loads((tmp_path / "config.json").read_text())["fingerprint"]
     (tmp_path / "onnx").mkdir()
-    (tmp_path / "onnx" / "decoder_step_cached.onnx").write_bytes(b"an older export")
+    for stale in ("decoder_step.onnx", "decoder_step_cached.onnx"):
+        (tmp_path / "onnx" / stale).write_bytes(b"an older export")
     result = CliRunner().invoke(app, ["export", "--model", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "onnx").glob("*.onnx")}
     assert {"decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx", "decoder_memory.onnx",
             "decoder_search.onnx"} <= names
-    assert "decoder_step_cached.onnx" not in names
+    assert not names & {"decoder_step.onnx", "decoder_step_cached.onnx"}
     assert compute_fingerprint(tmp_path) == before
     missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "--model" in missing.output and "grdr train" in missing.output
 
 
+def test_a_folder_missing_a_level_graph_names_the_file_and_the_fix(exported, tmp_path):
+    """Without decoder_search.onnx beam search runs the level graphs; with one of them missing too
+    there is no decoder left, and the error names the file and `grdr export`."""
+    import shutil
+
+    from grdr_plugin.runtime import ModelRuntime
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported, folder)
+    (folder / "onnx" / "decoder_search.onnx").unlink(missing_ok=True)
+    (folder / "onnx" / "decoder_level1.onnx").unlink()
+    ob = ModelRuntime(folder)
+    with pytest.raises(FileNotFoundError, match=r"decoder_level1\.onnx is missing.*grdr export --model"):
+        ob.beam_search(ob.encode_queries(TEXTS), prefix_tables(np.array([[0, 1, 2]]), 8), 4)
+
+
 def _finite_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[tuple[int, ...]]]:
-    return [[tuple(c) for c, s in zip(q_codes, q_scores) if np.isfinite(s)] for q_codes, q_scores in zip(codes.tolist(), scores)]
+    return [[tuple(c) for c, s in zip(q_codes, q_scores) if np.isfinite(s)]
+            for q_codes, q_scores in zip(codes.tolist(), scores)]
 
 
 def test_search_graph_returns_the_level_search_ids(exported, request):

@@ -35,8 +35,8 @@ class ScriptedBulkClient:
             if status < 300:
                 item["result"] = "created" if status == 201 else "updated"
             else:
-                item["error"] = {"type": "mapper_parsing_exception" if status == 400 else "es_rejected_execution_exception",
-                                 "reason": f"doc {i}"}
+                kind = "mapper_parsing_exception" if status == 400 else "es_rejected_execution_exception"
+                item["error"] = {"type": kind, "reason": f"doc {i}"}
             items.append({"index": item})
         return {"errors": any(it["index"]["status"] >= 300 for it in items), "items": items}
 

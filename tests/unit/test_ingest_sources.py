@@ -44,7 +44,8 @@ def test_bad_lines_come_back_with_a_reason(raw, vid, reason):
 
 
 def test_good_line_keeps_metadata_and_normalises_tags():
-    entry = parse_line(b'{"video_id": " v1 ", "title": "t", "tags": "cats", "lang": "en", "features_path": "a.npy"}', "")
+    entry = parse_line(b'{"video_id": " v1 ", "title": "t", "tags": "cats", "lang": "en", '
+                       b'"features_path": "a.npy"}', "")
     assert isinstance(entry, CatalogEntry)
     assert entry.metadata() == {"video_id": "v1", "title": "t", "tags": ["cats"], "lang": "en"}
 
@@ -95,7 +96,8 @@ def test_videos_glob_and_duplicate_names(tmp_path):
 
 def test_video_catalog_resolves_relative_paths_and_needs_a_path(tmp_path):
     cat = tmp_path / "videos.jsonl"
-    cat.write_text('{"video_id": "a", "path": "clips/a.mp4"}\n{"video_id": "b"}\n{"video_id": "c", "features_path": "/f.npy"}\n')
+    cat.write_text('{"video_id": "a", "path": "clips/a.mp4"}\n{"video_id": "b"}\n'
+                   '{"video_id": "c", "features_path": "/f.npy"}\n')
     (src, n), = plan_videos(str(cat), batch_size=10)
     a, b, c = read_records(src)
     assert a.path == tmp_path / "clips" / "a.mp4" and a.meta["path"] == "clips/a.mp4"

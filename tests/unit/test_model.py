@@ -66,7 +66,8 @@ def test_train_writes_model_folder_and_is_repeatable(tmp_path):
     ds = load_dataset(make_dataset(tmp_path / "d"))
     cfg, tc = tiny()
     s1 = run_training(ds, tmp_path / "m1", cfg, tc, log=lambda *_: None, export_onnx=False)
-    for f in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "training_curves.png", "stats.json", "history.json"):
+    for f in ("config.json", "model.safetensors", "tokenizer/tokenizer.json", "training_curves.png", "stats.json",
+              "history.json"):
         assert (tmp_path / "m1" / f).is_file(), f
     assert not list((tmp_path / "m1").rglob("*.pt")) and not list((tmp_path / "m1").rglob("*.pkl"))
     stats = json.loads((tmp_path / "m1" / "stats.json").read_text())
@@ -142,7 +143,8 @@ def test_holdout_training_never_sees_validation_or_test_queries(tmp_path, encode
     encoded = encoded_texts
     small = [f"--set={k}=1" for k in ("epochs_rerank", "epochs_warmup", "epochs_per_level", "epochs_fit")]
     res = CliRunner().invoke(app, ["train", "--dataset", str(data), "--out", str(tmp_path / "m"), "--holdout", "0.25",
-                                   "--no-onnx", "--threads", "1", "--decoder-layers", "2", "--set=batch_size=8", *small])
+                                   "--no-onnx", "--threads", "1", "--decoder-layers", "2", "--set=batch_size=8",
+                                   *small])
     assert res.exit_code == 0, res.output
     assert ModelConfig.model_validate_json((tmp_path / "m" / "config.json").read_text()).decoder_layers == 2
     spec = load_spec(tmp_path / "m")
@@ -181,7 +183,8 @@ def test_level_decoding_equals_full_decoding(layers, tabled):
         for n in range(cfg.levels):
             want = dec.decode(full_kv, full_bias, full_text, prefix, books)[:, -1].log_softmax(-1)
             tables = dec.level_tables(n, books) if tabled else None
-            got, new_k, new_v = dec.decode_level(dec.fold_memory(kv, bias), text_vec, prefix, past_k, past_v, books, tables)
+            folded = dec.fold_memory(kv, bias)
+            got, new_k, new_v = dec.decode_level(folded, text_vec, prefix, past_k, past_v, books, tables)
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
             assert new_k.shape == (rows, cached, dec.heads, 1, cfg.decoder_dim // dec.heads)
             past_k, past_v = torch.cat([past_k, new_k], dim=3), torch.cat([past_v, new_v], dim=3)

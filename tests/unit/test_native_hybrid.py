@@ -1,14 +1,15 @@
-"""The neural-search path of hybrid="rrf" (query.hybrid): plugin detection, the temporary
-score-ranker pipeline and the one `hybrid` request.  The local cluster has no neural-search, so
-these check the request against the plugin's documented shape; the live test of the path is its
-fallback (tests/integration/test_query.py)."""
+"""The neural-search path of hybrid="rrf" (query.hybrid, query.executor): plugin detection, the
+temporary score-ranker pipeline, the one `hybrid` request and the switch to client-side fusion when
+OpenSearch refuses it.  The local cluster has no neural-search, so these check the request against
+the plugin's documented shape; the live test of the path is its fallback (tests/integration/test_query.py)."""
 import json
 
 import numpy as np
 import pytest
 
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD
-from query.hybrid import BM25_FIELDS, native_hybrid_request, neural_search_present, rrf, rrf_pipeline
+from query.executor import NativeHybrid, neural_search_present
+from query.hybrid import BM25_FIELDS, native_hybrid_request, rrf, rrf_pipeline
 from query.request import HIT_SOURCE, recall_filter
 
 
@@ -26,6 +27,19 @@ class _Client:
         self.cat = _Cat(rows)
 
 
+class _Refusing:
+    """msearch as OpenSearch without neural-search answers a `hybrid` query: 400 for the whole request."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def msearch(self, body):
+        from opensearchpy.exceptions import RequestError
+
+        self.calls += 1
+        raise RequestError(400, "parsing_exception", {"error": {"reason": "unknown query [hybrid]"}})
+
+
 def _rows(*nodes_plugins):
     return [{"name": node, "component": plugin} for node, plugins in nodes_plugins for plugin in plugins]
 
@@ -33,7 +47,8 @@ def _rows(*nodes_plugins):
 @pytest.mark.parametrize("rows,present", [
     (_rows(("n1", ["opensearch-knn", "opensearch-neural-search"])), True),
     (_rows(("n1", ["opensearch-knn", "opensearch-neural-search"]), ("n2", ["opensearch-neural-search"])), True),
-    (_rows(("n1", ["opensearch-knn", "opensearch-neural-search"]), ("n2", ["opensearch-knn"])), False),  # not on every node
+    # not on every node
+    (_rows(("n1", ["opensearch-knn", "opensearch-neural-search"]), ("n2", ["opensearch-knn"])), False),
     (_rows(("n1", ["opensearch-knn"])), False),
     ([], False),
 ])
@@ -92,3 +107,47 @@ def test_one_hybrid_request_with_recall_by_cosine_and_bm25():
 ])
 def test_recall_filter(ids, prefixes, expected):
     assert recall_filter(ids, prefixes) == expected
+
+
+def test_a_refused_hybrid_query_switches_to_client_side_fusion_once(caplog):
+    import threading
+
+    native, client = NativeHybrid(True), _Refusing()
+    with caplog.at_level("WARNING", logger="query.executor"):
+        threads = [threading.Thread(target=native.run, args=(client, "catalog", [{"size": 1}])) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert native.enabled is False and client.calls == 8
+    assert caplog.text.count("refused the hybrid query") == 1  # logged once, whichever thread saw it first
+
+
+def test_an_error_in_any_response_counts_as_a_refusal():
+    class PerResponse:
+        def msearch(self, body):
+            return {"responses": [{"hits": {"hits": []}}, {"error": {"reason": "score-ranker-processor"}}]}
+
+    native = NativeHybrid(True)
+    assert native.run(PerResponse(), "catalog", [{}, {}]) is None and native.enabled is False
+
+
+def test_accepted_hybrid_requests_return_their_responses():
+    class Accepting:
+        def msearch(self, body):
+            assert body[0] == {"index": "catalog"} and body[1] == {"size": 1}
+            return {"responses": [{"hits": {"hits": []}}]}
+
+    native = NativeHybrid(True)
+    assert native.run(Accepting(), "catalog", [{"size": 1}]) == [{"hits": {"hits": []}}] and native.enabled
+
+
+def test_a_role_that_cannot_list_plugins_fuses_client_side():
+    class NoMonitor:
+        class cat:
+            @staticmethod
+            def plugins(format):
+                raise PermissionError("cluster:monitor/nodes/info")
+
+    assert NativeHybrid.detect(NoMonitor()).enabled is False
+    assert NativeHybrid.detect(_Client(_rows(("n1", ["opensearch-neural-search"])))).enabled is True

@@ -1,4 +1,5 @@
-"""Query-layer pieces that need no server: text cleaning, filters, request bodies, RRF, ID parsing."""
+"""Query-layer pieces that need no server: text cleaning, filters, request bodies, planning, fusion,
+results, the trie snapshot, the Searcher's config, ID parsing."""
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from grdr_plugin.model.ids import parse_ids
 from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import hybrid_mode, keyword_candidates_request, rrf
+from query.hybrid import check_hybrid_mode, keyword_candidates_request, rrf
 from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
 from query.searcher import MAX_QUERY_CHARS, clean_query
 
@@ -48,7 +49,8 @@ def test_pool_order_with_prefixes_filters_and_nothing_decoded():
     body = grdr_request(["1-2-3"], np.ones(4), prefixes=["1-2"], extra_filters=[{"term": {"tags": "x"}}])
     recalled = body["query"]["function_score"]["query"]["bool"]
     assert recalled["filter"] == [{"term": {"tags": "x"}}]
-    assert recalled["must"][0]["dis_max"]["queries"][-1] == {"constant_score": {"filter": {"terms": {"grdr_prefixes": ["1-2"]}}, "boost": 0}}
+    widen = {"constant_score": {"filter": {"terms": {"grdr_prefixes": ["1-2"]}}, "boost": 0}}
+    assert recalled["must"][0]["dis_max"]["queries"][-1] == widen
     assert grdr_request([], np.ones(4))["query"] == {"match_none": {}}
 
 
@@ -61,10 +63,12 @@ def test_sparse_ids_rank_by_script_instead_of_one_clause_per_id():
     first = body["query"]["function_score"]
     assert (first["score_mode"], first["boost_mode"]) == ("sum", "replace")
     recall, tags = first["query"]["bool"]["filter"]
-    assert recall == {"bool": {"should": [{"terms": {"grdr_ids": [evil, "1-2-3"]}}, {"terms": {"grdr_prefixes": ["1-2"]}}],
+    assert recall == {"bool": {"should": [{"terms": {"grdr_ids": [evil, "1-2-3"]}},
+                                          {"terms": {"grdr_prefixes": ["1-2"]}}],
                                "minimum_should_match": 1}} and tags == {"term": {"tags": "x"}}
     rank, knn = (f["script_score"]["script"] for f in first["functions"])
-    assert rank["source"] == RANK_SCRIPT and rank["params"] == {"field": "grdr_ids", "n": 2, "rank": {evil: 0, "1-2-3": 1}}
+    assert rank["source"] == RANK_SCRIPT
+    assert rank["params"] == {"field": "grdr_ids", "n": 2, "rank": {evil: 0, "1-2-3": 1}}
     assert knn["source"] == "knn_score" and knn["params"]["query_value"] == [1.0] * 4
 
 
@@ -113,14 +117,16 @@ def test_keyword_candidates_are_rescored_by_the_same_knn_score_with_the_text_as_
     assert script == grdr_request(["1-2-3"], np.ones(4))["rescore"]["query"]["rescore_query"]["script_score"]["script"]
 
 
-@pytest.mark.parametrize("given,mode", [(True, "union"), (False, "off"), (None, "off"), ("rrf", "rrf"), ("union", "union")])
-def test_hybrid_modes(given, mode):
-    assert hybrid_mode(given) == mode
+@pytest.mark.parametrize("mode", ["off", "rrf", "union"])
+def test_hybrid_modes(mode):
+    assert check_hybrid_mode(mode) == mode
 
 
-def test_unknown_hybrid_mode_is_named():
-    with pytest.raises(ValueError, match="hybrid: 'both'"):
-        hybrid_mode("both")
+@pytest.mark.parametrize("given", [True, False, None, 1, "both"])
+def test_a_hybrid_value_that_is_not_a_mode_is_refused_with_the_choices(given):
+    """No aliases: true/false are refused like any other non-mode, naming the field and the modes."""
+    with pytest.raises(ValueError, match=rf"hybrid: {given!r} is not one of off, rrf, union"):
+        check_hybrid_mode(given)
 
 
 def test_one_request_reranks_exactly_the_pool():
@@ -130,7 +136,8 @@ def test_one_request_reranks_exactly_the_pool():
     assert rescore["window_size"] == 300  # the pool: the first max_pool hits in pool order
     assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
     assert body["query"]["function_score"]["boost_mode"] == "sum"  # best rank + (1 + cos) / 2
-    assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)["rescore"]["window_size"] == 500  # k > cap: all reranked
+    wide = grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)
+    assert wide["rescore"]["window_size"] == 500  # k > cap: all reranked
     for bad in (0, 10_001):
         with pytest.raises(ValueError, match="max_pool"):
             grdr_request(["1-2-3"], np.ones(4), max_pool=bad)
@@ -161,3 +168,228 @@ def test_searcher_refuses_a_pool_larger_than_the_rescore_window():
 
     with pytest.raises(ValueError, match="max_pool: must be between 1 and 10000"):
         Searcher("unused-model-dir", index="unused", max_pool=20_000)  # refused before any IO
+
+
+# ---- the Searcher's configuration: one validated object, no network before connect() ----
+
+@pytest.mark.parametrize("overrides,field", [({"beam_size": 0}, "beam_size"), ({"beam_size": 1001}, "beam_size"),
+                                             ({"max_pool": 0}, "max_pool"), ({"threads": 0}, "threads"),
+                                             ({"poll_interval_s": -1}, "poll_interval_s"),
+                                             ({"hybrid_weights": (-1.0, 1.0)}, "hybrid_weights"),
+                                             ({"hybrid_weights": (0.0, 0.0)}, "hybrid_weights"),
+                                             ({"rrf_rank_constant": 0}, "rrf_rank_constant"),
+                                             ({"beam_size": True}, "beam_size"), ({"beam": 5}, "beam")])
+def test_searcher_config_names_the_bad_field(overrides, field):
+    from query.searcher import SearcherConfig
+
+    with pytest.raises(ValidationError) as err:
+        SearcherConfig(**overrides)
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+def test_searcher_config_defaults_are_the_pool_rules():
+    from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+    from query.searcher import SearcherConfig
+
+    cfg = SearcherConfig()
+    assert (cfg.beam_size, cfg.max_pool, cfg.hybrid_weights, cfg.native_hybrid) == (DEFAULT_BEAM, DEFAULT_MAX_POOL,
+                                                                                      (1.0, 1.0), None)
+
+
+class _NoNetwork:
+    """A client that fails any use: construction must not touch it."""
+
+    def __getattr__(self, name):
+        raise ConnectionError(f"network call: {name}")
+
+
+def test_construction_reads_the_model_config_only_and_connect_makes_the_calls(tiny_model_dir):
+    from query.searcher import Searcher, SearcherConfig
+
+    searcher = Searcher(tiny_model_dir, "catalog", client=_NoNetwork(), config=SearcherConfig(beam_size=20),
+                        max_pool=50)
+    assert (searcher.config.beam_size, searcher.config.max_pool) == (20, 50)  # keyword overrides over the config
+    with pytest.raises(RuntimeError, match="connect"):
+        searcher.store  # noqa: B018  # an attribute read makes no network call: it asks for connect()
+    with pytest.raises(ConnectionError, match="network call"):
+        searcher.connect()
+    with pytest.raises(ConnectionError, match="network call"):
+        searcher.search("a dog")  # the first search connects
+    with pytest.raises(ValueError, match="hybrid: True"):
+        searcher.search("a dog", hybrid=True)  # argument errors come before any network call
+    with pytest.raises(ValidationError, match="unknown"):
+        Searcher(tiny_model_dir, "catalog", client=_NoNetwork(), unknown=1)
+
+
+# ---- planning: decoded IDs + trie counts -> plan -> request bodies ----
+
+class _Counts:
+    """Trie counts from dicts (query.planner.TrieCounts)."""
+
+    def __init__(self, videos: dict[str, int], prefixes: dict[str, int] | None = None):
+        self.videos, self.prefixes = videos, prefixes or {}
+
+    def video_count(self, sid):
+        return self.videos.get(sid, 0)
+
+    def prefix_count(self, prefix):
+        return self.prefixes.get(prefix, 0)
+
+
+def test_decoded_ids_drop_padding_beams():
+    from query.planner import decoded_ids
+
+    codes = np.array([[[1, 2, 3], [4, 5, 6], [-1, -1, -1]], [[-1, -1, -1]] * 3])
+    scores = np.array([[-0.1, -0.5, -np.inf], [-np.inf] * 3], dtype=np.float32)
+    assert decoded_ids(codes, scores) == [["1-2-3", "4-5-6"], []]
+
+
+def test_the_recall_window_stops_once_the_counts_pass_views_times_the_pool():
+    from query.planner import recall_window
+
+    beams, counts = ["a", "b", "c", "d"], np.array([5, 5, 5, 5])
+    ids, kept = recall_window(beams, counts, views=2, max_pool=5, filtered=False)
+    assert ids == ["a", "b", "c"] and kept.tolist() == [5, 5, 5]  # totals 5, 10 (= K x cap), 15: c may still reach
+    assert recall_window(beams, counts, views=2, max_pool=5, filtered=True)[0] == beams  # filters: every ID
+    assert recall_window([], np.zeros(0), views=2, max_pool=5, filtered=False)[0] == []
+
+
+def test_widening_takes_longest_prefixes_first_until_the_trie_says_k():
+    from query.planner import widening_prefixes
+
+    trie = _Counts({}, {"1-2": 3, "5-6": 4, "1": 10, "5": 1})
+    beams = ["1-2-3", "1-2-4", "5-6-7"]
+    assert widening_prefixes(beams, 10, 2, levels=3, trie=trie) == ["1-2", "5-6", "1"]
+    assert widening_prefixes(beams, 6, 2, levels=3, trie=trie) == ["1-2", "5-6"]
+    assert widening_prefixes(beams, 2, 2, levels=3, trie=trie) == []  # the pool already holds k
+
+
+def _plan(hybrid="off", k=10, max_pool=40, filters=(), videos=None):
+    from query.planner import plan_search
+
+    codes = np.array([[[1, 2, 3], [4, 5, 6]], [[1, 2, 4], [-1, -1, -1]]])
+    scores = np.array([[-0.1, -0.2], [-0.3, -np.inf]], dtype=np.float32)
+    trie = _Counts(videos or {"1-2-3": 3, "4-5-6": 2, "1-2-4": 1}, {"1-2": 4, "4-5": 2, "1": 20, "4": 2})
+    return plan_search(["a man cooks", "a cat"], np.ones((2, 4), dtype=np.float32), codes, scores, trie, k=k,
+                       max_pool=max_pool, hybrid=hybrid, filters=list(filters), views=4, levels=3), trie
+
+
+def test_a_plan_holds_each_querys_window_and_sizes_the_requests():
+    plan, _ = _plan()
+    assert [q.ids for q in plan.queries] == [["1-2-3", "4-5-6"], ["1-2-4"]]
+    assert [q.recalled_videos for q in plan.queries] == [5, 1] and plan.queries[0].videos_per_id == 2.5
+    assert (plan.size, plan.reranked) == (10, 40)
+    rrf_plan, _ = _plan("rrf")
+    assert (rrf_plan.size, rrf_plan.reranked) == (50, 50)  # rrf fuses KEYWORD_CANDIDATES of each side
+    assert _plan(k=500, max_pool=300)[0].reranked == 500  # k > cap: every returned hit reranked
+
+
+@pytest.mark.parametrize("hybrid,per_query", [("off", 1), ("union", 2), ("rrf", 2)])
+def test_the_first_round_is_each_querys_grdr_request_then_its_keyword_one(hybrid, per_query):
+    from query.planner import first_round
+
+    plan, _ = _plan(hybrid)
+    bodies = first_round(plan)
+    assert len(bodies) == per_query * 2
+    grdr = bodies[::per_query]
+    assert all("docvalue_fields" in b for b in grdr)  # the GRDR requests read the matched IDs
+    assert all("rescore" not in b for b in grdr)  # both recalls fit the pool of 40 (trie counts 5 and 1)
+    if hybrid != "off":
+        keyword = bodies[1::2]
+        assert all(b["query"]["bool"]["must"][0]["multi_match"]["query"] in ("a man cooks", "a cat") for b in keyword)
+        assert all(("rescore" in b) is (hybrid == "union") for b in keyword)  # union: one dense score scale
+
+
+def test_ask_again_widens_small_pools_and_repeats_stale_counts_in_pool_order():
+    from query.planner import ask_again, grdr_body
+
+    plan, trie = _plan()
+    # query 0: a pool of 3 < k (widened); query 1: recall said to fit, but 45 > 40 came back (stale counts)
+    prefixes, again = ask_again(plan, pool_sizes=[3, 40], recalled=[3, 45], trie=trie)
+    assert prefixes == [["1-2", "4-5", "1"], []] and again == [0, 1]
+    assert ask_again(plan, pool_sizes=[10, 10], recalled=[10, 10], trie=trie) == ([[], []], [])
+    body = grdr_body(plan, plan.queries[1], [], pool_order=True)
+    assert body["rescore"]["window_size"] == 40  # asked again: the pool-order form, whatever the counts said
+
+
+def test_native_hybrid_bodies_plan_the_widening_from_the_trie_counts():
+    from query.hybrid import rrf_pipeline
+    from query.planner import native_hybrid_bodies
+
+    plan, trie = _plan("rrf")
+    bodies, prefixes = native_hybrid_bodies(plan, trie, rrf_pipeline((1.0, 1.0), 60))
+    assert prefixes == [["1-2", "4-5"], ["1-2", "1"]]  # from the trie counts 5 and 1 (not a response), to k=10
+    assert [len(b["query"]["hybrid"]["queries"]) for b in bodies] == [2, 2] and bodies[0]["size"] == 50
+
+
+# ---- fusion and results: hit lists in, hit list out ----
+
+def _hit(vid, score, matched=None):
+    from query.results import Hit
+
+    return Hit(video_id=vid, score=score, matched_id=matched)
+
+
+def test_union_ranks_both_sides_by_one_score_and_keeps_the_matched_id():
+    from query.hybrid import fuse
+
+    grdr = [_hit("a", 0.9, "1-2-3"), _hit("b", 0.7, "1-2-4")]
+    keyword = [_hit("b", 0.7), _hit("c", 0.8), _hit("d", 0.7)]
+    fused = fuse("union", grdr, keyword, 3, weights=(1.0, 1.0), rank_constant=60)
+    assert [(h.video_id, h.score, h.matched_id) for h in fused] == [("a", 0.9, "1-2-3"), ("c", 0.8, None),
+                                                                   ("b", 0.7, "1-2-4")]  # ties by video_id
+
+
+def test_rrf_fusion_scores_by_rank_and_off_keeps_grdrs_top_k():
+    from query.hybrid import fuse
+
+    grdr = [_hit("a", 0.9, "1-2-3"), _hit("b", 0.7, "1-2-4")]
+    keyword = [_hit("b", 12.0), _hit("c", 9.0)]
+    fused = fuse("rrf", grdr, keyword, 2, weights=(1.0, 1.0), rank_constant=60)
+    assert [h.video_id for h in fused] == ["b", "a"] and fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[0].matched_id == "1-2-4"  # the GRDR side's hit, rescored
+    assert fuse("off", grdr, [], 1, weights=(1.0, 1.0), rank_constant=60) == grdr[:1]
+
+
+def test_a_hit_names_the_best_decoded_id_it_holds_else_its_widening_prefix():
+    from query.results import hit_of, pool_size, recalled_total
+
+    raw = {"_id": "v1", "_score": 0.5, "_source": {"title": "t"}, "fields": {"grdr_ids": ["4-5-6", "1-2-3"]}}
+    assert hit_of(raw, ["9-9-9", "1-2-3", "4-5-6"], []).matched_id == "1-2-3"
+    assert hit_of(raw, ["9-9-9"], ["7", "4-5"]).matched_id == "4-5"
+    assert hit_of(raw, [], []).model_dump() == {"video_id": "v1", "score": 0.5, "matched_id": None, "title": "t"}
+    response = {"hits": {"total": {"value": 70, "relation": "eq"}, "hits": []}}
+    assert (recalled_total(response), pool_size(response, 40), pool_size(response, 100)) == (70, 40, 70)
+
+
+# ---- the trie snapshot: one immutable view of the valid IDs ----
+
+def _snapshot(delta=None):
+    import marisa_trie
+
+    from query.trie_store import TrieSnapshot
+
+    base = marisa_trie.Trie(["1-2-3", "4-5-6", "1-2-5"])
+    counts = np.zeros(len(base), dtype=np.int64)
+    for sid, n in {"1-2-3": 2, "4-5-6": 1, "1-2-5": 4}.items():
+        counts[base.key_id(sid)] = n
+    return TrieSnapshot.of(base, counts, delta or {}, levels=3, codebook_size=8)
+
+
+def test_a_snapshot_counts_base_and_delta():
+    snap = _snapshot({"1-3-0": 1, "4-5-6": 1})
+    assert len(snap) == 5 and "1-3-0" in snap and "7-7-7" not in snap
+    assert snap.video_count("1-2-5") == 4 and snap.video_count("1-3-0") == 1 and snap.video_count("7-7-7") == 0
+    assert snap.prefix_count("1") == 7 and snap.prefix_count("1-2") == 6
+    np.testing.assert_array_equal(snap.tables[0], [1, 4])
+    assert snap.masks[2][1 * 8 + 3, 0] and snap.memory_bytes() > 0
+
+
+def test_a_snapshot_cannot_be_changed():
+    import dataclasses
+
+    snap = _snapshot({"1-3-0": 1})
+    with pytest.raises(TypeError):
+        snap.delta["2-2-2"] = 1  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.tables = []  # type: ignore[misc]

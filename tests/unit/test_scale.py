@@ -15,8 +15,10 @@ def make_src(tmp_path, n=5, f=3, d=8):
     src.mkdir()
     np.save(src / "frames.npy", fr.astype(np.float16))
     np.save(src / "features.npy", pooled.astype(np.float16))
-    (src / "catalog.jsonl").write_text("".join(json.dumps({"video_id": f"v{i}", "split": "seen"}) + "\n" for i in range(n)))
-    (src / "queries.jsonl").write_text(json.dumps({"query_id": "q", "text": "x", "video_id": "v1", "split": "test"}) + "\n")
+    catalog = "".join(json.dumps({"video_id": f"v{i}", "split": "seen"}) + "\n" for i in range(n))
+    (src / "catalog.jsonl").write_text(catalog)
+    query = {"query_id": "q", "text": "x", "video_id": "v1", "split": "test"}
+    (src / "queries.jsonl").write_text(json.dumps(query) + "\n")
     return src
 
 

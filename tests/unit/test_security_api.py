@@ -74,3 +74,14 @@ def test_text_length_is_bounded(api, searcher):
     r = api.post("/search", json={"text": "x" * (MAX_QUERY_CHARS + 1)})
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "text"
     assert [len(c["text"]) for c in searcher.calls] == [MAX_QUERY_CHARS]
+
+
+@pytest.mark.parametrize("value", [True, False, 1, "both", None])
+def test_hybrid_is_one_of_the_modes_and_anything_else_is_422_naming_them(api, searcher, value):
+    r = api.post("/search", json={"text": "a dog", "hybrid": value})
+    assert r.status_code == 422
+    detail = r.json()["details"][0]
+    assert detail["field"] == "hybrid" and all(f"'{m}'" in detail["error"] for m in ("off", "rrf", "union"))
+    for mode in ("off", "rrf", "union"):
+        assert api.post("/search", json={"text": "a dog", "hybrid": mode}).status_code == 200
+        assert searcher.calls[-1]["hybrid"] == mode
