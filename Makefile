@@ -20,10 +20,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## the virtual environment .venv/ (grdr with its train and test extras)
 
-# redis-server and Maven come from Debian (Maven fetches OpenSearch + k-NN once, in `grdr cluster start`).
-system-deps:  ## redis-server and maven from apt, when missing (as root)
+# redis-server and Maven come from Debian (Maven fetches OpenSearch + k-NN once, in `grdr cluster start`);
+# so does chromium, the browser the search page's test drives headless (tests/integration/test_search_page.py).
+system-deps:  ## redis-server, maven and chromium from apt, when missing (as root)
 	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	  else echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; fi; fi

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from bench import defaults
-from cli.console import console, print_json, user_errors
+from cli.console import console, out, print_json, user_errors
 from grdr_plugin.pool import DEFAULT_BEAM
 
 
@@ -54,7 +54,7 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
                           pool_beams=_ints(pool_beams, "--pool-beams"))
         result = run_bench(cfg, log=lambda msg: console.print(f"[dim]•[/dim] {msg}", highlight=False))
         command = "grdr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        console.print(f"report: {write_report(result, report, command)}")
+        out.print(f"report: {write_report(result, report, command)}")
     if as_json:
         print_json(result)
 

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from grdr_plugin.cluster import opensearch_node, procs, redis_server
+from cli.console import EXIT_ERROR, out, print_json, user_errors
+from cli.console import console as err
+from grdr_plugin.cluster import opensearch_node, procs, redis_server, remote
 from grdr_plugin.cluster.errors import ClusterError, tail
 from grdr_plugin.cluster.paths import ClusterPaths
+from grdr_plugin.index import validate_name
 from grdr_plugin.settings import get_settings
 
-app = typer.Typer(help="Run a local single-node OpenSearch (with k-NN) and Redis on 127.0.0.1 (no Docker).",
-                  no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+app = typer.Typer(help="Run a local single-node OpenSearch (with k-NN) and Redis on 127.0.0.1 (no Docker); "
+                       "`status` checks whichever cluster the settings point at.",
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 @contextmanager
@@ -42,7 +44,7 @@ def _friendly_errors() -> Iterator[None]:
 
 
 def _step(msg: str) -> None:
-    out.print(f"[dim]•[/dim] {msg}", highlight=False)
+    err.print(f"[dim]•[/dim] {msg}", highlight=False)
 
 
 @app.command()
@@ -55,12 +57,12 @@ def start(rebuild: bool = typer.Option(False, "--rebuild",
     with _friendly_errors(), procs.exclusive(paths.lock):
         r = redis_server.start(settings, paths)
         state = "already running" if r.already_running else f"started in {r.seconds:.1f} s"
-        out.print(f"[green]✓[/green] Redis {r.version} on 127.0.0.1:{settings.redis_port} ({state})")
+        out.print(f"[green]✓[/green] Redis {r.version} on 127.0.0.1:{settings.redis_port} ({state})", markup=True)
 
         n = opensearch_node.start(settings, paths, _step, rebuild=rebuild)
         state = "already running" if n.already_running else f"started in {n.seconds:.1f} s"
         out.print(f"[green]✓[/green] OpenSearch {n.version} on {opensearch_node.base_url(settings)}: "
-                  f"health {n.health} ({state})")
+                  f"health {n.health} ({state})", markup=True)
     out.print(f"cluster ready in {time.monotonic() - t0:.1f} s (data in {paths.home})")
 
 
@@ -74,40 +76,41 @@ def stop() -> None:
             t0 = time.monotonic()
             res = fn(settings, paths)
             if res is None:
-                out.print(f"[dim]-[/dim] {name} was not running")
+                out.print(f"[dim]-[/dim] {name} was not running", markup=True)
             else:
                 pid, graceful = res
                 how = "stopped" if graceful else "[yellow]killed (did not stop on SIGTERM)[/yellow]"
-                out.print(f"[green]✓[/green] {name} (pid {pid}) {how} in {time.monotonic() - t0:.1f} s")
+                out.print(f"[green]✓[/green] {name} (pid {pid}) {how} in {time.monotonic() - t0:.1f} s", markup=True)
+
+
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
 @app.command()
-def status() -> None:
-    """OpenSearch version, plugins and health, and Redis; exit code 1 when something is down."""
-    settings = get_settings()
-    paths = ClusterPaths.from_settings(settings)
-    with _friendly_errors():
-        node = opensearch_node.status(settings, paths)
-        redis_version = redis_server.ping(settings.redis_port)
+def status(index: Optional[str] = typer.Option(None, "--index", help="also check this catalog alias"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
+    """Check the cluster the settings point at (GRDR_OPENSEARCH_URL, GRDR_BROKER_URL): reachability, TLS, auth,
+    the k-NN plugin and its version, cluster health, the catalog (--index), the ID registry, the broker and a
+    worker on the ingest queue. Exit code 1 when a check fails. `grdr doctor` and `grdr cluster status` are one
+    command."""
+    with user_errors():
+        from ingest.submit import broker_checks
 
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    url = opensearch_node.base_url(settings)
-    if node.up:
-        colour = {"green": "green", "yellow": "yellow"}.get(node.health, "red")
-        table.add_row("OpenSearch", f"[green]up[/green] {node.version} at {url}"
-                      + (f" (pid {node.pid})" if node.pid else ""))
-        table.add_row("health", f"[{colour}]{node.health}[/{colour}] ({node.nodes} node)")
-        table.add_row("plugins", ", ".join(node.plugins) or "[yellow]none[/yellow]")
-    elif node.pid:
-        table.add_row("OpenSearch", f"[yellow]starting[/yellow] (pid {node.pid}; nothing answers at {url} yet)")
+        settings = get_settings()
+        if index is not None:
+            validate_name(index)
+        checks = remote.check_opensearch(settings, index) + broker_checks()
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        print_json({"ok": not failed, "opensearch_url": settings.opensearch_url,
+                    "checks": [c.as_dict() for c in checks]})
     else:
-        table.add_row("OpenSearch", f"[red]down[/red] (nothing answers at {url})")
-    table.add_row("Redis", f"[green]up[/green] {redis_version} at 127.0.0.1:{settings.redis_port} (PONG)"
-                  if redis_version else f"[red]down[/red] (no PONG at 127.0.0.1:{settings.redis_port})")
-    out.print(table)
-    healthy = node.up and node.health in ("green", "yellow") and redis_version is not None
-    if not healthy:
-        err.print("[yellow]hint:[/yellow] `grdr cluster start` starts what is down")
-        raise typer.Exit(1)
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for c in checks:
+            table.add_row(c.name, Text(c.status, style=STATUS_STYLE[c.status]), c.detail)
+            if c.fix:
+                table.add_row("", "", Text(f"fix: {c.fix}", style="dim"))
+        out.print(table)
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+

@@ -1,4 +1,8 @@
-"""Shared CLI plumbing: clear one-line errors instead of stack traces, JSON on the last line."""
+"""Shared CLI plumbing: where output goes, exit codes, one-line errors instead of stack traces.
+
+Results (tables, summaries, `--json`) go to stdout, so `> file` and `| grep` get them; progress, logs,
+warnings and errors go to stderr.
+"""
 from __future__ import annotations
 
 import json
@@ -8,8 +12,22 @@ from typing import Any, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-console = Console(stderr=True)
+# A pipe or a file has no width of its own: lay results out wide enough that `| grep` sees whole values (rich
+# would wrap them at 80 columns); a terminal keeps its width.
+PIPE_WIDTH = 250
+out = Console(highlight=False, markup=False,  # results: stdout, printed as they are (titles hold brackets)
+              width=None if sys.stdout.isatty() else PIPE_WIDTH)
+console = Console(stderr=True, soft_wrap=True)  # progress, logs, warnings, errors: stderr, lines unwrapped
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # nothing done, or exactly what was left behind is printed (e.g. batches still queued)
+EXIT_USAGE = 2  # a flag is missing or out of range (typer's own code)
+EXIT_PARTIAL = 3  # done, summary printed, but some records failed (or the alias was not swapped)
+EXIT_CODES_HELP = (f"Exit codes: {EXIT_OK} done; {EXIT_ERROR} error, the message says what and how to fix it "
+                   f"(nothing done, or it says exactly what was left queued); {EXIT_USAGE} bad flags; "
+                   f"{EXIT_PARTIAL} done with failed records (the summary says which).")
 
 
 def print_json(obj: Any) -> None:
@@ -18,40 +36,35 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print one red line on stderr; -> the Exit to raise."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into one red line and exit code 1."""
-    from opensearchpy.exceptions import AuthenticationException, AuthorizationException, SSLError, TransportError
-    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+    """Turn the errors a user can fix into one red line naming the setting or flag, and exit code 1."""
+    from kombu.exceptions import OperationalError
+    from opensearchpy.exceptions import OpenSearchException
     from pydantic import ValidationError
 
     try:
         yield
     except ValidationError as exc:  # a config model's errors, one per field, without pydantic's dump of the input
-        console.print("[red]error:[/red] " + "; ".join(
+        raise fail("; ".join(
             f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()))
-        raise typer.Exit(1) from None
+            for e in exc.errors())) from None
     except (ValueError, LookupError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except SSLError:  # before ConnectionError, its base class
-        console.print("[red]error:[/red] the TLS certificate of OpenSearch at GRDR_OPENSEARCH_URL could not be "
-                      "verified; set GRDR_OPENSEARCH_CA_FILE to the CA that signed it (GRDR_VERIFY_CERTS=false skips "
-                      "the check: for a test node only)")
-        raise typer.Exit(1) from None
-    except AuthenticationException:  # the answer never echoes the password, and neither do we
-        console.print("[red]error:[/red] OpenSearch refused the credentials (401); "
-                      "check GRDR_OPENSEARCH_USER and GRDR_OPENSEARCH_PASSWORD")
-        raise typer.Exit(1) from None
-    except AuthorizationException as exc:
-        console.print(f"[red]error:[/red] OpenSearch denied this user the action (403): {exc.error}; "
-                      "map it to the grdr role for the job (docs/opensearch-roles.yml)")
-        raise typer.Exit(1) from None
-    except OSConnectionError:
-        console.print("[red]error:[/red] cannot reach OpenSearch at GRDR_OPENSEARCH_URL; "
-                      "start the local one with `grdr cluster start`")
-        raise typer.Exit(1) from None
-    except TransportError as exc:
-        console.print(f"[red]error:[/red] OpenSearch answered {exc.status_code}: {exc.error}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
+    except OpenSearchException as exc:  # unreachable, TLS, 401, 403, or an answer OpenSearch refused
+        from grdr_plugin.cluster.remote import connection_problem
+        from grdr_plugin.settings import get_settings
+
+        problem, fix = connection_problem(exc, get_settings())
+        raise fail(f"{problem}; {fix}" if fix else problem) from None
+    except OperationalError as exc:  # the Celery broker
+        from ingest.submit import broker_location
+
+        raise fail(f"cannot reach the Celery broker at {broker_location()} (GRDR_BROKER_URL): {exc}; "
+                   "start the local one with `grdr cluster start`") from None

@@ -1,53 +1,92 @@
-"""`grdr index create|drop|info`."""
+"""`grdr index create|list|info|drop`."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from cli.console import console, print_json, user_errors
+from cli.console import fail, out, print_json, user_errors
 from grdr_plugin import index as grdr_index
 from grdr_plugin.settings import get_settings
 
-app = typer.Typer(help="Create, drop and inspect a catalog index (an alias over versioned indices).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Create, list, inspect and drop catalog indices (an alias over versioned indices).",
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command()
 def create(model: Path = typer.Option(..., "--model", help="trained model folder (config.json)"),
            index: str = typer.Option(..., "--index", help="alias name of the catalog index"),
-           replicas: int = typer.Option(0, help="number_of_replicas")) -> None:
-    """Create the next versioned index for MODEL and point the alias at it if it is free."""
+           replicas: int = typer.Option(0, "--replicas", min=0, help="number_of_replicas")) -> None:
+    """Create the first versioned index for MODEL behind the alias. Idempotent: when the alias already holds
+    this model's index, nothing changes (exit 0); another model's index is refused (use `grdr ingest --reindex`)."""
     with user_errors():
         spec = grdr_index.IndexSpec.from_model_dir(model)
-        name = grdr_index.create_index(get_settings().opensearch_client(), index, spec, replicas=replicas)
-        console.print(f"created [bold]{name}[/bold] (alias {index}, grdr_vec dim {spec.rerank_dim}, "
-                      f"fingerprint {spec.fingerprint[:12]})")
+        name, created = grdr_index.ensure_index(get_settings().opensearch_client(), index, spec, model_dir=model,
+                                                replicas=replicas)
+    if created:
+        out.print(f"created {name} (alias {index}, grdr_vec dim {spec.rerank_dim}, fingerprint {spec.fingerprint})")
+    else:
+        out.print(f"{index} already points at {name}, filled by this model: nothing to create")
 
 
-@app.command()
-def drop(name: str = typer.Argument(..., help="alias name")) -> None:
-    """Delete the alias and every versioned index behind it."""
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
+    """Every catalog on the cluster: alias, the index it serves, versions, documents, health, model."""
     with user_errors():
-        dropped = grdr_index.drop_index(get_settings().opensearch_client(), grdr_index.validate_name(name))
-        console.print(f"dropped {', '.join(dropped)}" if dropped else f"nothing to drop for {name}")
+        catalogs = grdr_index.list_catalogs(get_settings().opensearch_client())
+    if as_json:
+        print_json({"catalogs": catalogs})
+        return
+    if not catalogs:
+        out.print("no grdr catalog on this cluster; `grdr index create --model MODEL --index NAME` makes one")
+        return
+    table = Table("alias", "index", "versions", "documents", "health", "fingerprint", "mode")
+    for c in catalogs:
+        table.add_row(c["alias"], c["index"] or "(none: alias unset)", str(len(c["versions"])),
+                      "" if c["docs"] is None else f"{c['docs']:,}", c["health"] or "", (c["fingerprint"] or "")[:12],
+                      c["mode"])
+    out.print(table)
 
 
 @app.command()
-def info(name: str = typer.Argument(..., help="alias name"),
+def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
-    """Doc count, store size, mapping summary and model fingerprint."""
+    """Documents, distinct semantic IDs, shards, replicas, health, store size, versions, fields, model."""
     with user_errors():
-        data = grdr_index.index_info(get_settings().opensearch_client(), name)
+        data = grdr_index.index_info(get_settings().opensearch_client(), grdr_index.validate_name(name))
     if as_json:
         print_json(data)
         return
     table = Table(title=f"{data['alias']} -> {data['index']}", show_header=False)
     table.add_row("versions", ", ".join(data["versions"]))
     table.add_row("documents", f"{data['docs']:,}")
+    table.add_row("distinct IDs", f"{data['distinct_ids']:,}")
+    table.add_row("shards / replicas", f"{data['shards']} / {data['replicas']}")
+    table.add_row("health", data["health"])
     table.add_row("store", f"{data['store_bytes'] / 1e6:.2f} MB")
     table.add_row("fingerprint", str(data["fingerprint"]))
     for field, kind in data["fields"].items():
         table.add_row(f"field {field}", kind)
-    console.print(table)
+    out.print(table)
+
+
+@app.command()
+def drop(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
+         yes: bool = typer.Option(False, "--yes", "-y", help="drop without asking (for scripts)")) -> None:
+    """Delete the alias, every versioned index behind it and its IDs in the registry. Asks first, unless --yes."""
+    if not yes and not sys.stdin.isatty():
+        raise fail(f"`grdr index drop {name}` deletes every document of the catalog; nothing to confirm it on "
+                   "this terminal: pass --yes")
+    with user_errors():
+        client = get_settings().opensearch_client()
+        versions = grdr_index.concrete_indices(client, grdr_index.validate_name(name))
+        if not versions:
+            out.print(f"nothing to drop for {name}")
+            return
+        if not yes:
+            docs = client.count(index=",".join(versions))["count"]
+            typer.confirm(f"drop {name}: {', '.join(versions)} ({docs:,} documents)?", abort=True, err=True)
+        dropped = grdr_index.drop_index(client, name)
+    out.print(f"dropped {', '.join(dropped)}")

@@ -10,37 +10,23 @@ from typing import Optional
 
 import typer
 
-from cli.console import console, print_json, user_errors
-from grdr_plugin.metrics import per_second
+from cli.console import console, out, print_json, user_errors
+from cli.runs import report, wait_with_progress
 from grdr_plugin.settings import get_settings
 
 
-def _image_encoder_path(given: Optional[Path], model: Path) -> Optional[str]:
+def _default_encoder(model: Path) -> Path:
+    return model / "onnx" / "image_encoder.onnx"
+
+
+def image_encoder_path(given: Optional[Path], model: Path) -> Optional[str]:
     """An ONNX file as is; a Hugging Face CLIP folder exported once to ONNX (needs torch here, never in workers)."""
     if given is None:
-        default = model / "onnx" / "image_encoder.onnx"
+        default = _default_encoder(model)
         return str(default.resolve()) if default.is_file() else None
-    if given.is_file():
-        return str(given.resolve())
-    if (given / "config.json").is_file():
-        from ingest.clip_export import export_clip_vision
+    from ingest.clip_export import onnx_encoder
 
-        out = (get_settings().home / "image-encoders" / f"{given.resolve().name}.onnx").resolve()
-        if not out.is_file():
-            console.print(f"exporting {given} to {out} (once)")
-            export_clip_vision(given, out)
-        return str(out)
-    raise FileNotFoundError(f"--image-encoder: {given} is neither an .onnx file nor a Hugging Face model folder")
-
-
-def _enqueue_or_explain(send):
-    from kombu.exceptions import OperationalError
-
-    try:
-        return send()
-    except OperationalError as exc:
-        raise LookupError(f"cannot reach the Celery broker at GRDR_BROKER_URL ({exc}); "
-                          "start the local one with `grdr cluster start`") from None
+    return str(onnx_encoder(given, get_settings().home / "image-encoders", console.print))
 
 
 def register(app: typer.Typer) -> None:
@@ -63,44 +49,41 @@ def register(app: typer.Typer) -> None:
         image_encoder: Optional[Path] = typer.Option(None, "--image-encoder",
                                                      help="ONNX image encoder or HF CLIP folder (video files)"),
     ) -> None:
-        """Turn videos into semantic IDs + rerank vectors in the index, via the Celery workers."""
+        """Turn videos into semantic IDs + rerank vectors in the index, via the Celery workers.
+
+        Refuses before queuing anything when no worker consumes the queue, or when video files come without an
+        image encoder. Exit code 3 when any record failed (the summary is printed first).
+        """
         with user_errors():
             from ingest.config import get_ingest_settings
-            from ingest.submit import enqueue, make_plan
-            from ingest.submit import wait as wait_for
+            from ingest.submit import enqueue, make_plan, refuse_videos_without_encoder, require_worker
             from ingest.target import prepare_target
 
             settings, ingest_settings = get_settings(), get_ingest_settings()
             default_size = ingest_settings.batch_size if dataset is not None else ingest_settings.video_batch_size
             size = batch_size or default_size
             plan = make_plan(dataset=dataset, videos=videos, batch_size=size, split=split)
-            encoder = _image_encoder_path(image_encoder, model) if videos is not None else None
+            encoder = image_encoder_path(image_encoder, model) if videos is not None else None
+            if videos is not None:
+                from ingest.image_encoder import check_trained_with
+
+                check_trained_with(model, encoder)
+                if encoder is None:
+                    refuse_videos_without_encoder(plan, _default_encoder(model))
+            require_worker()  # before the index is created or anything queued
             target = prepare_target(settings.opensearch_client(), index, model, reindex=reindex)
             t0 = time.perf_counter()
-            sub = _enqueue_or_explain(lambda: enqueue(plan, target, image_encoder=encoder, reindex=reindex))
+            sub = enqueue(plan, target, image_encoder=encoder, reindex=reindex)
             if not wait:
                 info = {"queued_batches": len(sub.results), "videos": plan.videos, "index": target.index,
                         "alias": target.alias, "group_id": sub.group_id}
-                print_json(info) if as_json else console.print(
+                print_json(info) if as_json else out.print(
                     f"queued {plan.videos} videos in {len(sub.results)} batches for {target.index} "
-                    f"(group {sub.group_id}); run `celery -A ingest worker` if none is running")
+                    f"(group {sub.group_id})")
                 return
-            from tqdm import tqdm
-
-            with tqdm(total=plan.videos, unit="video", desc=f"ingest -> {target.index}") as bar:
-                summary, extra = wait_for(sub, on_progress=bar.update)
+            summary, extra = wait_with_progress(sub, total=plan.videos, unit="video", desc=f"ingest -> {target.index}")
             seconds = time.perf_counter() - t0
-        out = {**summary.public(), **extra, "seconds": round(seconds, 3),
-               "videos_per_s": per_second(summary.done, seconds) if seconds > 0 else None}
-        if as_json:
-            print_json(out)
-            return
-        console.print(f"indexed {summary.indexed}, updated {summary.updated}, failed {summary.failed} "
-                      f"into {target.index} in {seconds:.1f} s")
-        for err in summary.errors[:20]:
-            console.print(f"  [red]{err.video_id}[/red]: {err.reason}")
-        if summary.failed > 20:
-            console.print("  ... all failures are in the errors index (GRDR_INGEST_ERRORS_INDEX)")
-        if extra.get("swapped") is False:
-            console.print(f"[red]alias {index} not swapped:[/red] {extra.get('swap_error')}")
-            raise typer.Exit(1)
+        report(summary, extra, seconds, as_json=as_json, errors_index=ingest_settings.errors_index,
+               done=f"indexed {summary.indexed}, updated {summary.updated}, failed {summary.failed} "
+                    f"into {target.index} in {seconds:.1f} s",
+               not_switched=f"alias {index} not swapped")

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from bench import defaults
-from cli.console import console, print_json, user_errors
+from cli.console import console, out, print_json, user_errors
 
 
 def loadtest(url: str = typer.Option(defaults.LOAD_URL, "--url", help="base URL of `grdr serve`"),
@@ -48,9 +48,9 @@ def loadtest(url: str = typer.Option(defaults.LOAD_URL, "--url", help="base URL 
         if mem else [("server RSS", "not measured: the server is not local; pass --server-pid")]
     for name, value in rows:
         table.add_row(name, str(value))
-    console.print(table)
+    out.print(table)
     for kind, n in report.errors.items():
-        console.print(f"[red]{kind}[/red] x{n}: {report.error_examples[kind]}")
+        out.print(f"{kind} x{n}: {report.error_examples[kind]}")
     if as_json:
         print_json(report.model_dump())
     if not report.passed:

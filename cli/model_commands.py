@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
+from cli.console import EXIT_ERROR, EXIT_USAGE, console, fail
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
+SHOWN_BLANK_LINES = 10  # line numbers named in the blank-line warning; the count says how many in all
 # The model's and training's own defaults are the flags' defaults.
 _MODEL, _TRAIN = ModelConfig.model_fields, TrainConfig.model_fields
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+def _fail(msg: str, code: int = EXIT_USAGE) -> NoReturn:
+    raise fail(msg, code)
 
 
 def _load(dataset: Path):
@@ -24,9 +25,15 @@ def _load(dataset: Path):
     from grdr_plugin.data import DatasetError, load_dataset
 
     try:
-        return load_dataset(dataset)
+        ds = load_dataset(dataset)
     except DatasetError as exc:
-        _fail(str(exc))
+        _fail(str(exc), EXIT_ERROR)
+    if ds.blank_lines:
+        shown = ", ".join(map(str, ds.blank_lines[:SHOWN_BLANK_LINES]))
+        console.print(f"catalog.jsonl: {len(ds.blank_lines)} blank lines (line {shown}"
+                      f"{', ...' if len(ds.blank_lines) > SHOWN_BLANK_LINES else ''}): their feature rows hold no "
+                      "video and are left out", style="yellow", highlight=False)
+    return ds
 
 
 def train(
@@ -73,7 +80,7 @@ def train(
     n_seen = int(ds.video_split.sum())
     c = codebook_size or choose_codebook_size(n_seen, views, levels)
     cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers,
-                      feature_dim=ds.features.shape[1], frames=ds.frames.shape[1])
+                      feature_dim=ds.features.shape[1], frames=ds.frames.shape[1], image_encoder=ds.image_encoder)
     upd = {"seed": seed, "device": device, "routing": routing, "threads": threads}
     if epochs is not None:
         upd["epochs_fit"] = epochs
@@ -90,9 +97,10 @@ def train(
         _fail("--set: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     from grdr_plugin.model.train import run_training
 
-    typer.echo(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; "
-               f"K={views} L={levels} C={c}")
-    summary = run_training(ds, out, cfg, tc, resume=resume, log=typer.echo, export_onnx=not no_onnx)
+    console.print(f"training on {ds.name}: {n_seen} seen videos, {len(ds.train_queries())} train queries; "
+                  f"K={views} L={levels} C={c}", highlight=False)
+    summary = run_training(ds, out, cfg, tc, resume=resume, log=lambda msg: typer.echo(msg, err=True),
+                           export_onnx=not no_onnx)
     if spec is not None:
         save_spec(out, spec)
     else:  # a model folder re-trained without --holdout must not claim a validation split
@@ -113,7 +121,8 @@ def eval_cmd(
     mode: str = typer.Option("all", "--mode", help="grdr, dense or all"),
     beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
     max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on the recalled pool"),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx"),
+    backend: str = typer.Option("onnx", "--backend",
+                                help="onnx (what serving runs) or torch (needs the train extra)"),
     threads: int = typer.Option(_TRAIN["threads"].default, "--threads", help="CPU threads (torch or onnxruntime)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first N test queries (quick checks)"),
     validation: bool = typer.Option(False, "--validation",

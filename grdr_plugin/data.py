@@ -3,9 +3,10 @@
 A dataset is a folder (layout in DESIGN.md):
 
     catalog.jsonl   {"video_id", ..., "split": "seen"|"unseen"}
-    features.npy    float16/float32 [N, D]   pooled feature, row i <-> catalog line i
+    features.npy    float16/float32 [N, D]   pooled feature, row i <-> catalog line i (blank lines too)
     frames.npy      optional [N, F, D]       frame features
     queries.jsonl   {"query_id", "text", "video_id", "split": "train"|"test"}
+    meta.json       optional {"image_encoder": {...}, ... any notes ...}
 
 Every validation error names the file, the line and the field, because a user with a
 50k-line catalog cannot bisect "bad input" by hand.  The paper's annotation JSON
@@ -16,12 +17,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from grdr_plugin.model.config import ImageEncoderRecord
 
 VIDEO_SPLITS = ("seen", "unseen")
 QUERY_SPLITS = ("train", "test")
+META_FILE = "meta.json"
 
 
 class DatasetError(ValueError):
@@ -43,6 +48,9 @@ class Dataset:
     query_video: np.ndarray  # int64 [Q], row index into the video arrays
     query_train: np.ndarray  # bool [Q]: True = train split
     has_frames: bool = True
+    image_encoder: Optional[ImageEncoderRecord] = None  # the encoder the features came from, when meta.json says
+    # catalog lines left blank: their feature rows hold no video and are left out of the arrays above
+    blank_lines: list[int] = field(default_factory=list)
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -68,14 +76,37 @@ class Dataset:
         return self._index[video_id]
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def catalog_lines(path: Path) -> tuple[int, list[int]]:
+    """(lines, the blank ones' numbers) of a catalog whose line i is feature row i: a blank line is a line (its
+    row holds no video), blank lines after the last record are not (an editor's trailing newlines)."""
+    lines, blank = 0, []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if raw.strip():
+                lines = lineno
+            else:
+                blank.append(lineno)
+    return lines, [n for n in blank if n < lines]
+
+
+def alignment_error(array: str, rows: int, lines: int, blank: int) -> str:
+    """Why a feature array does not line up with catalog.jsonl, with everything counted."""
+    return (f"{array} has {rows} rows but catalog.jsonl has {lines} lines ({blank} of them blank; blank lines after "
+            f"the last record do not count): line i of catalog.jsonl is row i of {array}, a blank line included")
+
+
+def _read_jsonl(path: Path, blank_lines: bool = False) -> list[tuple[int, Optional[dict[str, Any]]]]:
+    """(line number, object) per line; blank lines are skipped, or with blank_lines=True returned as None up to
+    the last record (catalog_lines)."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    rows: list[tuple[int, dict[str, Any]]] = []
+    rows: list[tuple[int, Optional[dict[str, Any]]]] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
-                continue  # blank lines (e.g. a trailing newline) are harmless
+                if blank_lines:
+                    rows.append((lineno, None))
+                continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -83,6 +114,8 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise DatasetError(f"{path.name} line {lineno}: expected a JSON object, got {type(row).__name__}")
             rows.append((lineno, row))
+    while rows and rows[-1][1] is None:
+        rows.pop()
     return rows
 
 
@@ -113,6 +146,27 @@ def _load_array(path: Path, ndim: int, what: str) -> np.ndarray:
     return arr
 
 
+class DatasetMeta(BaseModel):
+    """meta.json: how the dataset was made. Only `image_encoder` is read; other keys are the maker's notes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_encoder: Optional[ImageEncoderRecord] = None  # written by `grdr dataset build`, copied by `grdr train`
+
+
+def load_meta(root: Path) -> DatasetMeta:
+    """The folder's meta.json (empty when there is none)."""
+    path = root / META_FILE
+    if not path.is_file():
+        return DatasetMeta()
+    try:
+        return DatasetMeta.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise DatasetError(f"{META_FILE}: {f'field {where!r}: ' if where else ''}{err['msg']}") from None
+
+
 def load_dataset(root: str | Path) -> Dataset:
     """Load and validate a dataset folder; raise DatasetError naming the bad line/field."""
     root = Path(root)
@@ -122,7 +176,11 @@ def load_dataset(root: str | Path) -> Dataset:
     video_ids: list[str] = []
     seen: list[bool] = []
     index: dict[str, int] = {}
-    for lineno, row in _read_jsonl(root / "catalog.jsonl"):
+    lines = _read_jsonl(root / "catalog.jsonl", blank_lines=True)
+    blank = [lineno for lineno, row in lines if row is None]
+    for lineno, row in lines:
+        if row is None:
+            continue
         vid = _require_str("catalog.jsonl", lineno, row, "video_id")
         split = row.get("split", "seen")  # a catalog without splits is all trainable
         if split not in VIDEO_SPLITS:
@@ -140,14 +198,18 @@ def load_dataset(root: str | Path) -> Dataset:
 
     if not (root / "features.npy").is_file():
         raise DatasetError("features.npy: file not found")
+    # line i is row i: a blank line's row holds no video and is left out, never shifting the rows after it
+    keep = np.array([lineno - 1 for lineno, row in lines if row is not None])
     features = _load_array(root / "features.npy", 2, "[N, D] pooled features")
-    if features.shape[0] != len(video_ids):
-        raise DatasetError(f"features.npy: {features.shape[0]} rows but catalog.jsonl has {len(video_ids)} videos")
+    if features.shape[0] != len(lines):
+        raise DatasetError(alignment_error("features.npy", features.shape[0], len(lines), len(blank)))
+    features = features[keep] if blank else features
     has_frames = (root / "frames.npy").is_file()
     if has_frames:
         frames = _load_array(root / "frames.npy", 3, "[N, F, D] frame features")
-        if frames.shape[0] != len(video_ids):
-            raise DatasetError(f"frames.npy: {frames.shape[0]} rows but catalog.jsonl has {len(video_ids)} videos")
+        if frames.shape[0] != len(lines):
+            raise DatasetError(alignment_error("frames.npy", frames.shape[0], len(lines), len(blank)))
+        frames = frames[keep] if blank else frames
         if frames.shape[2] != features.shape[1]:
             raise DatasetError(f"frames.npy: feature dim {frames.shape[2]} != features.npy dim {features.shape[1]}")
     else:
@@ -180,7 +242,7 @@ def load_dataset(root: str | Path) -> Dataset:
         root=root, video_ids=video_ids, video_split=np.array(seen, dtype=bool), features=features,
         frames=frames, catalog=catalog, query_ids=qids, query_text=texts,
         query_video=np.array(qvid, dtype=np.int64), query_train=np.array(qtrain, dtype=bool),
-        has_frames=has_frames, _index=index,
+        has_frames=has_frames, image_encoder=load_meta(root).image_encoder, blank_lines=blank, _index=index,
     )
 
 

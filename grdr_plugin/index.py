@@ -1,5 +1,9 @@
 """The OpenSearch index of a catalog: mapping, versioned indices behind an alias, model fingerprint.
 
+grdr's own fields (`grdr_ids`, `grdr_prefixes`, `grdr_vec`) and the `_meta.grdr` record are one
+definition (`extension_mapping`): the mapping of `grdr index create`, the component template users
+compose into their own index templates, and what `grdr attach` adds to a user's index.
+
 Pure builders (mapping, names) are separate from the few functions that talk to a client,
 so the mapping is testable without a server.
 """
@@ -7,21 +11,35 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 ID_FIELD = "grdr_ids"
 PREFIX_FIELD = "grdr_prefixes"
 VECTOR_FIELD = "grdr_vec"
+# grdr index create / grdr ingest: grdr writes whole documents.  attached: the user's index, where grdr
+# writes its own fields only (partial updates) and never a user field.
+Mode = Literal["catalog", "attached"]
+COMPONENT_TEMPLATE = "grdr"
+# A knn_vector field in an index with index.knn: true gets an ANN graph; without a method the k-NN plugin
+# picks its native engine, which needs the plugin's native libraries (a node without them dies on the first
+# flush). The lucene engine is pure Java: it works on every node, at the cost of a graph grdr does not use.
+LUCENE_HNSW = {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}
+# Characters of the fingerprint that name a generation of fields (grdr_ids_<tag>): 2^48 models apart.
+GENERATION_TAG = 12
 # At most 201 characters: NAME-vNNNNNN then stays well under OpenSearch's 255-byte limit on index names.
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,200}$")
 _VERSION_RE = re.compile(r"^(?P<alias>.+)-v(?P<n>\d{6})$")
 # Strings longer than this are kept in _source but not indexed as keywords: keyword terms serve filters
 # and exact matches, and Lucene refuses a term over 32 KB outright (which would fail the document).
 KEYWORD_IGNORE_ABOVE = 1024
+# The cardinality aggregation's highest precision: distinct-ID counts below it are near-exact, and a catalog's
+# ID count (views x videos, minus collisions) is rarely far above it.
+DISTINCT_IDS_PRECISION = 40_000
 
 
 class IndexSpec(BaseModel):
@@ -45,6 +63,90 @@ class IndexSpec(BaseModel):
         return cls(**cfg.model_dump(include=set(cls.model_fields)))
 
 
+class GrdrFields(BaseModel):
+    """Names of grdr's three fields in an index.  The defaults everywhere, except after a refit of an
+    attached concrete index (fields cannot be dropped from a mapping, so the new model's values go to a
+    new generation of fields beside the old: `generation`); `_meta.grdr.fields` then records the names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ids: str = ID_FIELD
+    prefixes: str = PREFIX_FIELD
+    vec: str = VECTOR_FIELD
+
+    @classmethod
+    def generation(cls, fingerprint: str) -> "GrdrFields":
+        tag = fingerprint[:GENERATION_TAG]
+        return cls(ids=f"{ID_FIELD}_{tag}", prefixes=f"{PREFIX_FIELD}_{tag}", vec=f"{VECTOR_FIELD}_{tag}")
+
+    def names(self) -> tuple[str, str, str]:
+        return self.ids, self.prefixes, self.vec
+
+
+DEFAULT_FIELDS = GrdrFields()
+
+
+class GrdrMeta(BaseModel):
+    """`_meta.grdr` of an index, as read back (grdr_meta writes it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    fingerprint: Optional[str] = None
+    mode: Mode = "catalog"  # indices made before modes existed are grdr's own catalogs
+    fields: GrdrFields = DEFAULT_FIELDS
+    registry_key: Optional[str] = Field(None, description="name new IDs are published under (attached indices)")
+    detached: bool = False
+
+
+def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
+              registry_key: Optional[str] = None) -> dict[str, Any]:
+    """The `_meta.grdr` record: which model's IDs the index holds, and how grdr may write it."""
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "fingerprint": spec.fingerprint,
+        "rerank_dim": spec.rerank_dim,
+        "views": spec.views,
+        "levels": spec.levels,
+        "codebook_size": spec.codebook_size,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mode": mode,
+    }
+    if fields != DEFAULT_FIELDS:
+        meta["fields"] = fields.model_dump()
+    if registry_key is not None:
+        meta["registry_key"] = registry_key
+    return meta
+
+
+def grdr_properties(spec: IndexSpec, fields: GrdrFields = DEFAULT_FIELDS, *,
+                    knn_enabled: bool = False) -> dict[str, Any]:
+    """grdr's three fields; knn_enabled: for an index with index.knn: true (see LUCENE_HNSW)."""
+    vec: dict[str, Any] = {"type": "knn_vector", "dimension": spec.rerank_dim}
+    if knn_enabled:
+        vec["method"] = dict(LUCENE_HNSW)
+    return {
+        fields.ids: {"type": "keyword"},
+        # Shorter ID prefixes ("12", "12-201") let the query layer widen a too-small pool.
+        fields.prefixes: {"type": "keyword"},
+        fields.vec: vec,
+    }
+
+
+def extension_mapping(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
+                      knn_enabled: bool = False, registry_key: Optional[str] = None) -> dict[str, Any]:
+    """grdr's part of a mapping: its fields and `_meta.grdr`, the one definition every grdr index builds on."""
+    return {"_meta": {"grdr": grdr_meta(spec, mode=mode, fields=fields, registry_key=registry_key)},
+            "properties": grdr_properties(spec, fields, knn_enabled=knn_enabled)}
+
+
+def component_template_body(spec: IndexSpec, *, knn_enabled: bool = False) -> dict[str, Any]:
+    """A component template holding grdr's fields, for users to compose into their own index templates
+    (`composed_of`); indices made from it are attached indices, filled by `grdr backfill`."""
+    return {"template": {"mappings": extension_mapping(spec, mode="attached", knn_enabled=knn_enabled)},
+            "_meta": {"description": "grdr semantic IDs and rerank vector (grdr attach, grdr backfill)",
+                      "fingerprint": spec.fingerprint}}
+
+
 def validate_name(name: str) -> str:
     if not _NAME_RE.match(name):
         raise ValueError(f"--index: {name!r} is not a valid index name; use lowercase letters, digits, '-' or '_'")
@@ -58,8 +160,10 @@ def versioned_name(alias: str, n: int) -> str:
 
 
 def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
-    """Settings + mappings + _meta of one catalog index (DESIGN.md "The index")."""
+    """Settings + mappings + _meta of one catalog index (DESIGN.md "The index"): grdr's extension plus the
+    catalog's own fields."""
     keyword = {"type": "keyword"}
+    grdr = extension_mapping(spec, mode="catalog")
     return {
         "settings": {
             "index": {
@@ -70,17 +174,7 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
             }
         },
         "mappings": {
-            "_meta": {
-                "grdr": {
-                    "schema_version": SCHEMA_VERSION,
-                    "fingerprint": spec.fingerprint,
-                    "rerank_dim": spec.rerank_dim,
-                    "views": spec.views,
-                    "levels": spec.levels,
-                    "codebook_size": spec.codebook_size,
-                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            },
+            "_meta": grdr["_meta"],
             # Catalog metadata beyond the known fields stays in _source and is filterable as keyword.
             "dynamic_templates": [
                 {"strings_as_keywords": {"match_mapping_type": "string",
@@ -88,10 +182,7 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
             ],
             "properties": {
                 "video_id": keyword,
-                ID_FIELD: keyword,
-                # Shorter ID prefixes ("12", "12-201") let the query layer widen a too-small pool.
-                PREFIX_FIELD: keyword,
-                VECTOR_FIELD: {"type": "knn_vector", "dimension": spec.rerank_dim},
+                **grdr["properties"],
                 "title": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},
                 "description": {"type": "text"},
                 "tags": keyword,
@@ -111,20 +202,118 @@ def fingerprint_of(mapping_response: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def meta_of(mappings: dict[str, Any]) -> Optional[GrdrMeta]:
+    """`_meta.grdr` of one index's `mappings` body; None when grdr never touched the index."""
+    raw = (mappings.get("_meta") or {}).get("grdr")
+    return GrdrMeta.model_validate(raw) if isinstance(raw, dict) else None
+
+
+def flat_fields(properties: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every field of a mapping by its dotted path, fields of objects and multi-fields (`title.raw`) included;
+    a nested object is one entry of type nested (its fields answer nested queries only)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, field in properties.items():
+        path = f"{prefix}{name}"
+        if "properties" in field and field.get("type") != "nested":
+            out.update(flat_fields(field["properties"], f"{path}."))
+        else:
+            out[path] = field
+        for sub, subfield in (field.get("fields") or {}).items():
+            out[f"{path}.{sub}"] = subfield
+    return out
+
+
 class FingerprintMismatch(ValueError):
     """The index was filled by another model: its semantic IDs mean nothing to this one."""
 
 
+def serving_refusal(name: str, index: str, meta: Optional[GrdrMeta], fingerprint: str,
+                    model_dir: str | Path) -> Optional[str]:
+    """Why the model `fingerprint` may not fill or search `index` (reached as `name`), or None."""
+    where = name if name == index else f"{name} ({index})"
+    if meta is None or meta.fingerprint is None:
+        return f"--index: {where} has no grdr fields; add them with `grdr attach --index {name} --model {model_dir}`"
+    if meta.detached:
+        return (f"--index: {where} was detached from grdr (`grdr detach`); "
+                f"`grdr attach --index {name} --model {model_dir}` serves it again")
+    if meta.fingerprint == fingerprint:
+        return None
+    fix = ("Run `grdr ingest --reindex` to build a new index for this model and switch the alias when it is done"
+           if meta.mode == "catalog" else
+           f"Refit it for this model with `grdr backfill --index {name} --model {model_dir} ... --reindex`")
+    return (f"--index: {where} holds semantic IDs of model {meta.fingerprint[:12]}, but --model {model_dir} "
+            f"is {fingerprint[:12]}; IDs of another model are meaningless there. {fix}")
+
+
+# Characters OpenSearch refuses in an index name, and its limit on the name's bytes.
+_BAD_INDEX_CHARS = set('\\/*?"<>| ,#:')
+MAX_INDEX_NAME_BYTES = 255
+
+
+def validate_user_index(name: str) -> str:
+    """A name of the user's own index or alias, for the commands that extend it (grdr attach, backfill)."""
+    bad = sorted(set(name) & _BAD_INDEX_CHARS)
+    if not name or name != name.lower() or bad or name[0] in "-_+." or len(name.encode()) > MAX_INDEX_NAME_BYTES:
+        why = f"it holds {''.join(bad)!r}" if bad else "it must be lowercase, start with a letter or digit"
+        raise ValueError(f"--index: {name!r} is not an index or alias name ({why}); name one index or alias, "
+                         "without wildcards or commas")
+    return name
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An index or alias name and the concrete indices behind it."""
+
+    name: str
+    indices: tuple[str, ...]
+    is_alias: bool
+
+
 # ---- adapters: the only functions here that talk to OpenSearch ----
+
+def resolve(client, name: str) -> Resolved:
+    """The concrete indices behind an alias, or the index itself; LookupError when neither exists."""
+    # index=name scopes the alias lookup to the name itself (least-privilege roles, as in alias_target)
+    if client.indices.exists_alias(index=name, name=name):
+        return Resolved(name, tuple(sorted(client.indices.get_alias(index=name, name=name))), True)
+    if client.indices.exists(index=name):
+        return Resolved(name, (name,), False)
+    raise LookupError(f"--index: no index or alias named {name!r}")
+
+
+def put_component_template(client, spec: IndexSpec, name: str = COMPONENT_TEMPLATE, *,
+                           knn_enabled: bool = False) -> dict[str, Any]:
+    """Create or replace the component template `name` (component_template_body); -> its body."""
+    body = component_template_body(spec, knn_enabled=knn_enabled)
+    client.cluster.put_component_template(name=name, body=body)
+    return body
+
+
+def served_meta(client, resolved: Resolved, fingerprint: str, model_dir: str | Path) -> tuple[GrdrMeta, dict]:
+    """Refuse unless every index behind the name holds this model's grdr fields (one generation of them);
+    -> (their `_meta.grdr`, the first index's `mappings` body)."""
+    mappings = client.indices.get_mapping(index=",".join(resolved.indices))
+    metas = {index: meta_of(mappings[index]["mappings"]) for index in resolved.indices}
+    for index, meta in metas.items():
+        why = serving_refusal(resolved.name, index, meta, fingerprint, model_dir)
+        if why:
+            raise FingerprintMismatch(why)
+    first = resolved.indices[0]
+    meta = metas[first]
+    assert meta is not None  # serving_refusal refused a missing record
+    differ = [i for i, m in metas.items() if m is not None and (m.fields, m.mode) != (meta.fields, meta.mode)]
+    if differ:
+        raise ValueError(f"--index: {resolved.name}'s indices {first} and {differ[0]} keep grdr's fields under "
+                         "different names; serve them under separate aliases")
+    return meta, mappings[first]["mappings"]
+
 
 def check_fingerprint(client, index: str, fingerprint: str, *, alias: str, model_dir: str | Path) -> None:
     """Refuse an index whose _meta fingerprint is not the model's (ingest and query both call this)."""
-    found = fingerprint_of(client.indices.get_mapping(index=index))
-    if found != fingerprint:
-        raise FingerprintMismatch(
-            f"--index: {alias} ({index}) holds semantic IDs of model {str(found)[:12]}, but --model {model_dir} "
-            f"is {fingerprint[:12]}; IDs of another model are meaningless there. "
-            f"Run `grdr ingest --reindex` to build a new index for this model and switch the alias when it is done")
+    mapping = client.indices.get_mapping(index=index)
+    why = serving_refusal(alias, index, meta_of(next(iter(mapping.values()))["mappings"]), fingerprint, model_dir)
+    if why:
+        raise FingerprintMismatch(why)
 
 
 def concrete_indices(client, alias: str) -> list[str]:
@@ -160,6 +349,17 @@ def create_index(client, alias: str, spec: IndexSpec, *, point_alias: bool = Tru
     return name
 
 
+def ensure_index(client, alias: str, spec: IndexSpec, *, model_dir: str | Path, replicas: int = 0) -> tuple[str, bool]:
+    """The index the alias points at when it holds this model's IDs, else a new one the alias points at;
+    -> (index, created). Another model's index is refused (FingerprintMismatch): `grdr index create` run twice
+    changes nothing and never leaves a version nothing points at."""
+    current = alias_target(client, validate_name(alias))
+    if current is None:
+        return create_index(client, alias, spec, replicas=replicas), True
+    check_fingerprint(client, current, spec.fingerprint, alias=alias, model_dir=model_dir)
+    return current, False
+
+
 def swap_alias(client, alias: str, new_index: str) -> Optional[str]:
     """Atomically move alias to new_index (blue/green); returns the index it left."""
     old = alias_target(client, alias)
@@ -181,6 +381,14 @@ def drop_index(client, alias: str) -> list[str]:
     return names
 
 
+def distinct_ids(client, index: str) -> int:
+    """Distinct semantic IDs in the index (the cardinality aggregation: near-exact below
+    DISTINCT_IDS_PRECISION, within about 1 % above)."""
+    body = {"size": 0, "aggs": {"ids": {"cardinality": {"field": ID_FIELD,
+                                                         "precision_threshold": DISTINCT_IDS_PRECISION}}}}
+    return int(client.search(index=index, body=body)["aggregations"]["ids"]["value"])
+
+
 def index_info(client, alias: str) -> dict[str, Any]:
     target = alias_target(client, alias)
     if target is None:
@@ -188,14 +396,44 @@ def index_info(client, alias: str) -> dict[str, Any]:
     stats = client.indices.stats(index=target, metric="docs,store")["indices"][target]["primaries"]
     mapping = client.indices.get_mapping(index=target)
     props = mapping[target]["mappings"].get("properties", {})
+    settings = client.indices.get_settings(index=target)[target]["settings"]["index"]
     return {
         "alias": alias,
         "index": target,
         "versions": concrete_indices(client, alias),
         "docs": stats["docs"]["count"],
+        "distinct_ids": distinct_ids(client, target),
         "store_bytes": stats["store"]["size_in_bytes"],
+        "shards": int(settings["number_of_shards"]),
+        "replicas": int(settings["number_of_replicas"]),
+        "health": client.cluster.health(index=target)["status"],
         "fields": {name: p.get("type", "object") + (f"[{p['dimension']}]" if "dimension" in p else "")
                    for name, p in sorted(props.items())},
         "meta": mapping[target]["mappings"].get("_meta", {}).get("grdr", {}),
         "fingerprint": fingerprint_of(mapping),
     }
+
+
+def list_catalogs(client) -> list[dict[str, Any]]:
+    """Every index holding grdr's `_meta.grdr`, grouped by catalog: a catalog's versions `NAME-vNNNNNN` under
+    their alias NAME (`index`: the one the alias points at, None when none does), any other grdr index
+    (`mode` attached) under its own name; with the served index's documents, health and model fingerprint."""
+    metas = client.indices.get_mapping(index="*", filter_path="*.mappings._meta.grdr", expand_wildcards="open")
+    if not metas:
+        return []
+    names = ",".join(sorted(metas))
+    rows = {r["index"]: r for r in client.cat.indices(index=names, format="json", h="index,health,docs.count")}
+    aliases = {name: set(body.get("aliases", {})) for name, body in client.indices.get_alias(index=names).items()}
+    catalogs: dict[str, dict[str, Any]] = {}
+    for name in sorted(metas):
+        meta = GrdrMeta.model_validate(metas[name]["mappings"]["_meta"]["grdr"])
+        version = _VERSION_RE.match(name)
+        key = version["alias"] if version else name
+        entry = catalogs.setdefault(key, {"alias": key, "index": None, "versions": [], "docs": None, "health": None,
+                                          "fingerprint": None, "mode": meta.mode})
+        entry["versions"].append(name)
+        if version is None or key in aliases.get(name, ()):  # the index this catalog serves
+            row = rows.get(name, {})
+            entry.update(index=name, docs=int(row.get("docs.count") or 0), health=row.get("health"),
+                         fingerprint=meta.fingerprint)
+    return [catalogs[k] for k in sorted(catalogs)]

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker URL")
     result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend URL")
 
+    # HTTP API (`grdr serve`)
+    api_key: Optional[SecretStr] = Field(
+        None, description="key that writes (POST /videos) need as `Authorization: Bearer` or `X-API-Key`; "
+                          "unset: no key is asked")
+    api_key_for_reads: bool = Field(False, description="reads (search, jobs) need the key too")
+
     # Local cluster (`grdr cluster ...`)
     home: Path = Field(Path(".grdr"), description="project-local folder for the cluster's data, logs and cache")
     opensearch_version: str = Field("3.5.0", description="OpenSearch core version; k-NN is <version>.0")
@@ -47,6 +53,11 @@ class Settings(BaseSettings):
     opensearch_heap: str = Field("1g", description="JVM heap for the local node (-Xms/-Xmx)")
     redis_port: int = Field(6379, ge=1, le=65535)
     java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
+
+    @field_validator("opensearch_ca_file", mode="before")
+    @classmethod
+    def _empty_ca_file_is_unset(cls, v: object) -> object:
+        return None if v == "" else v  # `GRDR_OPENSEARCH_CA_FILE=` unsets it, as it would a shell default
 
     @field_validator("opensearch_url")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from grdr_plugin.model.safe_files import refuse_pickles
 
@@ -60,6 +61,19 @@ def export_clip_vision(model_dir: str | Path, out_path: str | Path, opset: int =
     prep["dim"] = int(model.config.projection_dim)
     sidecar_path(out_path).write_text(json.dumps(prep, indent=2))
     return out_path
+
+
+def onnx_encoder(given: Path, cache_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """`--image-encoder`: an ONNX file as is; a Hugging Face CLIP folder exported once into cache_dir."""
+    if given.is_file():
+        return given.resolve()
+    if (given / "config.json").is_file():
+        out = (cache_dir / f"{given.resolve().name}.onnx").resolve()
+        if not out.is_file():
+            log(f"exporting {given} to {out} (once)")
+            export_clip_vision(given, out)
+        return out
+    raise FileNotFoundError(f"--image-encoder: {given} is neither an .onnx file nor a Hugging Face model folder")
 
 
 def sidecar_path(onnx_path: Path) -> Path:

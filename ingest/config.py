@@ -52,6 +52,11 @@ class IngestSettings(BaseSettings):
     # Vector components are written with this many significant digits (float32 carries ~7): half the
     # bytes of repr() and formatted in C by numpy, which is what keeps ingest above 2,000 videos/s.
     vector_digits: int = Field(7, ge=3, le=9)
+    # `grdr ingest --wait` asks the broker whether a worker is still there once no batch has finished for this
+    # long: soon enough that a run whose workers are gone stops instead of sitting at 0 %, rare enough that the
+    # one-second question costs nothing.
+    worker_wait_s: float = Field(30.0, gt=0, description="seconds without a finished batch before `grdr ingest "
+                                                         "--wait` checks that a worker is still there")
 
 
 @lru_cache(maxsize=1)

@@ -99,7 +99,20 @@ def feature_file(path: Path) -> tuple[Optional[np.ndarray], Optional[np.ndarray]
     if magic != NPY_MAGIC:  # else np.load takes it for a pickle and suggests loading it unsafely
         what = "an empty file" if not magic else "an .npz archive" if magic.startswith(b"PK") else "not a .npy file"
         raise ValueError(f"{what}; save one array with numpy.save")
-    arr = np.load(path, allow_pickle=False)  # never unpickle user files
+    return feature_array(np.load(path, allow_pickle=False))  # never unpickle user files
+
+
+def inline_features(values: list) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """A catalog line's "features" (JSON numbers), shaped and checked as a per-video .npy is."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError("expected numbers shaped [D] or [F, D] (every frame of the same length)") from None
+    return feature_array(arr)
+
+
+def feature_array(arr: np.ndarray) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """One video's features: [D] is a pooled feature, [F, D] are frame features -> (pooled [1,D], frames [1,F,D])."""
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"expected a float array, got dtype {arr.dtype}")
     if arr.size == 0:

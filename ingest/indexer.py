@@ -1,6 +1,7 @@
-"""Bulk-index one batch of documents with opensearch-py's streaming_bulk.
+"""Bulk-write one batch of documents with opensearch-py's streaming_bulk.
 
 * `_id` = video_id, op "index": re-ingest overwrites; the per-item `result` tells created from updated.
+  (`bulk_write` sends any prepared actions under the same rules: a backfill's partial `update`s.)
 * Items answered 429/5xx, and requests that failed to connect or time out, are retried with
   exponential backoff + full jitter; after `max_retries` the remaining items raise
   TransientOpenSearchError so that Celery retries the (idempotent) batch later. The chunk size and
@@ -52,23 +53,39 @@ def _reason(item: dict) -> str:
     return f"{prefix}: {err}"
 
 
+Action = tuple[dict, str]  # (the bulk action line, e.g. {"index": {"_index", "_id"}}, the body line as JSON)
+
+
+def _as_is(action: Action) -> Action:
+    return action
+
+
 def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *, chunk_size: int,
                policy: RetryPolicy) -> BulkOutcome:
     """Index sources[i] (a JSON string) under _id ids[i]; see the module doc for the retry rules."""
+    actions = [({"index": {"_index": index, "_id": i}}, src) for i, src in zip(ids, sources)]
+    return bulk_write(client, actions, chunk_size=chunk_size, policy=policy, target=index)
+
+
+def bulk_write(client, actions: Sequence[Action], *, chunk_size: int, policy: RetryPolicy,
+               target: str) -> BulkOutcome:
+    """Send prepared bulk actions (index or update) with the module doc's retry rules; outcome positions are
+    positions in `actions`. target: what the actions write to, for the log."""
     out = BulkOutcome()
-    pending = list(range(len(ids)))
+    pending = list(range(len(actions)))
     attempt = 0
     while pending:
         retry: list[int] = []
         answered = 0
-        actions = ({"_index": index, "_id": ids[i], "_source": sources[i]} for i in pending)
+        todo = (actions[i] for i in pending)
         try:
             # max_retries=0: we retry ourselves, so that 5xx items and jitter are covered too.
-            for ok, result in helpers.streaming_bulk(client, actions, chunk_size=chunk_size, max_retries=0,
-                                                     raise_on_error=False, raise_on_exception=True, yield_ok=True):
+            for ok, result in helpers.streaming_bulk(client, todo, chunk_size=chunk_size, max_retries=0,
+                                                     raise_on_error=False, raise_on_exception=True, yield_ok=True,
+                                                     expand_action_callback=_as_is):
                 pos = pending[answered]
                 answered += 1
-                item = result.get("index", {})
+                item = next(iter(result.values()), {})  # {"index": item} or {"update": item}
                 if ok:
                     (out.created if item.get("result") == "created" else out.updated).append(pos)
                 elif is_retryable_status(item.get("status")):
@@ -91,7 +108,7 @@ def bulk_index(client, index: str, ids: Sequence[str], sources: Sequence[str], *
         pause = backoff_s(attempt, policy.initial_s, policy.max_s)
         # Logged so that an operator sees an overloaded or unreachable node before the task gives up.
         log.warning("bulk retry %d of %d: %d documents to %s in %.2f s (%s)", attempt + 1, policy.max_retries,
-                    len(retry), index, pause, repr(last_error) if last_error else "429/5xx items")
+                    len(retry), target, pause, repr(last_error) if last_error else "429/5xx items")
         policy.sleep(pause)
         attempt += 1
         pending = retry

@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -107,6 +107,12 @@ def dataset_inputs(source: DatasetSlice, records: list[Record], runtime: ModelRu
 
 def _one_video(rec: Record, res: Resources, encoder_path: Optional[str], watch: Stopwatch):
     """-> (pooled [1,D] | None, frames [1,F,D] | None) for a file record; raises with the per-record reason."""
+    if rec.features is not None:
+        with watch("features"):
+            try:
+                return features.inline_features(rec.features)
+            except ValueError as exc:
+                raise VideoError(f"bad field 'features': {exc}") from None
     if rec.features_path is not None:
         with watch("features"):
             try:
@@ -119,6 +125,9 @@ def _one_video(rec: Record, res: Resources, encoder_path: Optional[str], watch: 
     if encoder.dim and encoder.dim != res.runtime.cfg.feature_dim:
         raise VideoError(f"wrong feature dimension: the image encoder gives {encoder.dim}, "
                          f"the model expects {res.runtime.cfg.feature_dim}")
+    trained_on = res.runtime.cfg.image_encoder
+    if trained_on is not None and (why := trained_on.mismatch(encoder.identity)):
+        raise VideoError(why)
     with watch("decode"):
         pixels = read_frames(rec.path, res.runtime.cfg.frames, encoder.image_size, res.video_backend)
     with watch("embed"):
@@ -171,16 +180,23 @@ def run_batch(batch: IngestBatch, res: Resources, task_id: str = "") -> Summary:
             enc = file_inputs(records, res, batch.image_encoder, summary, watch)
         if enc.records:
             _encode_and_index(enc, res, target.index, target.publish_as, summary, watch)
+    return finish_summary(summary, res, target.alias, target.index, task_id, watch)
+
+
+def finish_summary(summary: Summary, res: Resources, alias: str, index: str, task_id: str,
+                   watch: Stopwatch) -> Summary:
+    """Every per-record error into the errors index; the summary keeps the first max_errors_reported."""
     if summary.errors:
         with watch("errors_index"):
-            indexer.record_errors(res.client, res.settings.errors_index, target.alias, target.index, task_id,
-                                  summary.errors)
+            indexer.record_errors(res.client, res.settings.errors_index, alias, index, task_id, summary.errors)
     summary.errors = summary.errors[:res.settings.max_errors_reported]
     return summary
 
 
-def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: str, summary: Summary,
-                      watch: Stopwatch) -> None:
+def encode_records(enc: Encodable, res: Resources, summary: Summary,
+                   watch: Stopwatch) -> tuple[list[Record], np.ndarray, np.ndarray]:
+    """-> (records, codes [n,K,L], vectors [n,D]) of the records the model encodes (a NaN/Inf vector fails its
+    record)."""
     with watch("encode"):
         codes, vecs = res.runtime.encode_videos(enc.frames, enc.pooled)
         finite = np.isfinite(vecs).all(axis=1)
@@ -189,6 +205,25 @@ def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: st
         for i in np.flatnonzero(~finite):
             summary.fail(records[i].video_id, "the model produced a NaN/Inf vector")
         records, codes, vecs = [records[i] for i in np.flatnonzero(finite)], codes[finite], vecs[finite]
+    return records, codes, vecs
+
+
+def refresh_and_publish(res: Resources, indices: Sequence[str], publish_as: str, ids: set[str],
+                        watch: Stopwatch) -> None:
+    """Make written documents searchable, then publish their IDs that this process has not published yet."""
+    # Refresh before publishing: once a query process sees an ID, the videos behind it are searchable.
+    with watch("refresh"):
+        res.client.indices.refresh(index=",".join(indices))
+    new = res.published.new(publish_as, ids)
+    if new:
+        with watch("publish"):
+            publish_ids(res.client, publish_as, new)
+        res.published.add(publish_as, new)
+
+
+def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: str, summary: Summary,
+                      watch: Stopwatch) -> None:
+    records, codes, vecs = encode_records(enc, res, summary, watch)
     with watch("documents"):
         metas = [{**r.meta, "video_id": r.video_id} for r in records]
         sources, ids = docs.build_sources(metas, codes, vecs, res.settings.vector_digits)
@@ -202,11 +237,4 @@ def _encode_and_index(enc: Encodable, res: Resources, index: str, publish_as: st
         summary.fail(records[pos].video_id, reason)
     good = sorted(outcome.created + outcome.updated)
     if good:
-        # Refresh before publishing: once a query process sees an ID, the videos behind it are searchable.
-        with watch("refresh"):
-            res.client.indices.refresh(index=index)
-        new = res.published.new(publish_as, {sid for pos in good for sid in ids[pos]})
-        if new:
-            with watch("publish"):
-                publish_ids(res.client, publish_as, new)
-            res.published.add(publish_as, new)
+        refresh_and_publish(res, [index], publish_as, {sid for pos in good for sid in ids[pos]}, watch)

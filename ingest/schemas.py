@@ -89,7 +89,16 @@ class FileList(BaseModel):
     paths: list[str]
 
 
-Source = Annotated[Union[DatasetSlice, CatalogSlice, FileList], Field(discriminator="kind")]
+class InlineLines(BaseModel):
+    """Catalog lines sent in a request (POST /videos): no file holds them, so the lines travel in the payload."""
+
+    kind: Literal["lines"] = "lines"
+    name: str = Field(description="what errors call the input, e.g. 'body' -> 'body line 7'")
+    first_line: int = Field(ge=1)
+    data: bytes = Field(description="the lines as sent (a bad byte is one line's error, not the batch's)")
+
+
+Source = Annotated[Union[DatasetSlice, CatalogSlice, FileList, InlineLines], Field(discriminator="kind")]
 
 
 class IngestBatch(BaseModel):

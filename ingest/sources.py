@@ -1,26 +1,31 @@
 """Inputs: plan batches on the submitting side, read a batch's records on the worker side.
 
-Three kinds (schemas.Source): a dataset folder (features given), a JSONL catalog whose lines
-point at video files or per-video feature files, and video files named by a glob or list.
+Four kinds (schemas.Source): a dataset folder (features given), a JSONL catalog whose lines
+point at video files or per-video feature files (or hold the features inline), video files named
+by a glob or list, and catalog lines sent in a request (POST /videos).
 Planning cuts a catalog into byte ranges so a task reads only its own lines; reading turns each
-line into a Record or a RecordError with a reason a user can act on. Blank lines are skipped and
-do not consume a feature row, as in grdr_plugin.data.
+line into a Record or a RecordError with a reason a user can act on. In a dataset, line i of
+catalog.jsonl is feature row i (grdr_plugin.data): a blank line is a bad record at its line number,
+never a shift of the rows after it. Other catalogs skip blank lines.
 """
 from __future__ import annotations
 
 import glob
+import io
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from grdr_plugin.data import alignment_error, catalog_lines
 from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
-from ingest.schemas import CatalogSlice, DatasetSlice, FileList, RecordError, Source
+from ingest.download import is_url
+from ingest.schemas import CatalogSlice, DatasetSlice, FileList, InlineLines, RecordError, Source
 
 # Fields the indexer writes itself; a catalog may not set them.
 RESERVED_FIELDS = frozenset({ID_FIELD, PREFIX_FIELD, VECTOR_FIELD, "ingested_at"})
@@ -50,6 +55,7 @@ class CatalogEntry(BaseModel):
     source: Optional[str] = None
     path: Optional[str] = None
     features_path: Optional[str] = None
+    features: Optional[list[Any]] = None  # inline: [D] pooled or [F, D] frames, as in a per-video .npy
 
     @field_validator("video_id")
     @classmethod
@@ -74,8 +80,8 @@ class CatalogEntry(BaseModel):
         return v
 
     def metadata(self) -> dict[str, Any]:
-        """What goes into the document besides IDs and vector (features_path is an input, not metadata)."""
-        return self.model_dump(exclude={"features_path"}, exclude_none=True)
+        """What goes into the document besides IDs and vector (the features are inputs, not metadata)."""
+        return self.model_dump(exclude={"features_path", "features"}, exclude_none=True)
 
 
 @dataclass
@@ -85,8 +91,9 @@ class Record:
     video_id: str
     meta: dict[str, Any] = field(default_factory=dict)
     row: Optional[int] = None  # dataset row (features.npy)
-    path: Optional[Path] = None  # video file
+    path: Optional[Union[Path, str]] = None  # video file, or its http(s) URL
     features_path: Optional[Path] = None  # per-video .npy
+    features: Optional[list[Any]] = None  # inline, as sent
 
 
 Parsed = Union[Record, RecordError]
@@ -176,52 +183,90 @@ def parse_line(raw: bytes, where: str) -> Union[CatalogEntry, RecordError]:
         return _line_error(where, row, f"{what} '{loc}'" + ("" if err["type"] == "missing" else f": {err['msg']}"))
 
 
-def _lines(path: Path, byte_start: int, byte_stop: int, first_line: int) -> Iterator[tuple[int, bytes]]:
-    """(physical line number, line) for the non-blank lines in a byte range."""
+def _byte_range(path: Path, byte_start: int, byte_stop: int) -> bytes:
     with path.open("rb") as fh:
         fh.seek(byte_start)
-        data = fh.read(byte_stop - byte_start)
-    for offset, raw in enumerate(data.split(b"\n")):
-        if raw.strip():
+        return fh.read(byte_stop - byte_start)
+
+
+def _lines(data: bytes, first_line: int, blank: bool = False) -> Iterator[tuple[int, bytes]]:
+    """(physical line number, line) for the non-blank lines of a catalog's bytes, or every line with blank=True."""
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":  # what follows the last newline is not a line
+        pieces.pop()
+    for offset, raw in enumerate(pieces):
+        if blank or raw.strip():
             yield first_line + offset, raw
 
 
-def _resolve(base: Path, p: str) -> Path:
+def _resolve(base: Optional[Path], p: str, name: str) -> Union[Path, str]:
+    """A catalog's path: relative to the catalog's folder; in a request (base None) absolute, or a video's URL."""
+    if is_url(p):
+        if name != "path":
+            raise ValueError(f"bad field {name!r}: a URL; give a path the workers can read, "
+                             "or send the features inline in 'features'")
+        return p
     path = Path(os.path.expanduser(p))
-    return path if path.is_absolute() else base / path
+    if path.is_absolute():
+        return path
+    if base is None:
+        raise ValueError(f"bad field {name!r}: relative path {p!r} in a request; give an absolute path "
+                         "the workers can read" + (", or an http(s) URL" if name == "path" else ""))
+    return base / path
+
+
+def _file_record(entry: CatalogEntry, base: Optional[Path]) -> Parsed:
+    """A line of a video catalog: inline features, a features file or a video file."""
+    if entry.features is None and entry.path is None and entry.features_path is None:
+        return RecordError(video_id=entry.video_id, reason="missing field 'path' (or 'features_path', 'features')")
+    try:
+        return Record(entry.video_id, entry.metadata(), features=entry.features,
+                      path=_resolve(base, entry.path, "path") if entry.path else None,
+                      features_path=_resolve(base, entry.features_path, "features_path") if entry.features_path
+                      else None)
+    except ValueError as exc:
+        return RecordError(video_id=entry.video_id, reason=str(exc))
 
 
 def read_records(source: Source) -> list[Parsed]:
     """The records of one batch, in order; lines that fail validation come back as RecordError."""
     if isinstance(source, FileList):
         return [Record(video_id=Path(p).name, meta={"path": p}, path=Path(p)) for p in source.paths]
-    if isinstance(source, DatasetSlice):
-        path, base, split = Path(source.root) / "catalog.jsonl", Path(source.root), source.split
+    base: Optional[Path]
+    if isinstance(source, InlineLines):
+        name, data, base, split = source.name, source.data, None, None
     else:
-        path, base, split = Path(source.path), Path(source.path).parent, None
+        path = Path(source.root) / "catalog.jsonl" if isinstance(source, DatasetSlice) else Path(source.path)
+        name, data = path.name, _byte_range(path, source.byte_start, source.byte_stop)
+        base, split = (Path(source.root), source.split) if isinstance(source, DatasetSlice) else (path.parent, None)
     out: list[Parsed] = []
     seen: dict[str, int] = {}  # video_id -> its first line: a later one would silently overwrite it
-    for row_offset, (lineno, raw) in enumerate(_lines(path, source.byte_start, source.byte_stop, source.first_line)):
-        entry = parse_line(raw, f"{path.name} line {lineno}")
+    aligned = isinstance(source, DatasetSlice)  # line i is feature row i
+    for lineno, raw in _lines(data, source.first_line, blank=aligned):
+        if not raw.strip():
+            out.append(RecordError(video_id=f"{name} line {lineno}", reason=(
+                f"blank line: row {source.first_row + lineno - source.first_line} of features.npy has no video; "
+                "fill the line in, or remove the line and its row")))
+            continue
+        entry = parse_line(raw, f"{name} line {lineno}")
         if isinstance(entry, RecordError):
             out.append(entry)
             continue
         if split is not None and entry.split != split:
             continue
         if entry.video_id in seen:
-            reason = (f"bad field 'video_id': duplicate of {path.name} line {seen[entry.video_id]} in this batch "
+            reason = (f"bad field 'video_id': duplicate of {name} line {seen[entry.video_id]} in this batch "
                       "(that one is kept)")
             out.append(RecordError(video_id=entry.video_id, reason=reason))
             continue
         seen[entry.video_id] = lineno
-        if isinstance(source, DatasetSlice):
-            out.append(Record(entry.video_id, entry.metadata(), row=source.first_row + row_offset))
-        elif entry.path is None and entry.features_path is None:
-            out.append(RecordError(video_id=entry.video_id, reason="missing field 'path' (or 'features_path')"))
+        if not isinstance(source, DatasetSlice):
+            out.append(_file_record(entry, base))
+        elif entry.features is not None:
+            out.append(RecordError(video_id=entry.video_id, reason="bad field 'features': a dataset's features are "
+                                                                   "the rows of features.npy; remove the field"))
         else:
-            out.append(Record(entry.video_id, entry.metadata(),
-                              path=_resolve(base, entry.path) if entry.path else None,
-                              features_path=_resolve(base, entry.features_path) if entry.features_path else None))
+            out.append(Record(entry.video_id, entry.metadata(), row=source.first_row + lineno - source.first_line))
     return out
 
 
@@ -238,35 +283,57 @@ class Cut:
     size: int
 
 
-def cut_jsonl(path: Path, batch_size: int, split: Optional[str] = None) -> tuple[list[Cut], int]:
-    """Cut a JSONL file into batches of batch_size records; -> (cuts, non-blank lines).
-
-    With a split filter only matching lines count towards a batch (a bad line counts: it
-    must be reported). One sequential pass; no line is parsed unless a filter needs it.
-    """
+def cut_jsonl(path: Path, batch_size: int, split: Optional[str] = None,
+              aligned: bool = False) -> tuple[list[Cut], int]:
+    """Cut a JSONL file into batches of batch_size records; -> (cuts, rows) (see cut_lines)."""
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
-    cuts: list[Cut] = []
-    start = pos = 0
-    first_line = lineno = 1
-    first_row = rows = size = 0
     with path.open("rb") as fh:
-        for raw in fh:
-            pos += len(raw)
-            lineno += 1
-            if not raw.strip():
+        return cut_lines(fh, batch_size, split, aligned)
+
+
+def _counted(lines: Iterable[bytes], aligned: bool) -> Iterator[tuple[int, int, bytes]]:
+    """(end byte, next line number, line) of each line that takes a row: the non-blank ones and, when aligned,
+    the blank ones before the last of them (blank lines after the last record are an editor's, not rows)."""
+    pos, lineno = 0, 1
+    held: list[tuple[int, int, bytes]] = []
+    for raw in lines:
+        pos += len(raw)
+        lineno += 1
+        if raw.strip():
+            yield from held
+            held.clear()
+            yield pos, lineno, raw
+        elif aligned:
+            held.append((pos, lineno, raw))
+
+
+def cut_lines(lines: Iterable[bytes], batch_size: int, split: Optional[str] = None,
+              aligned: bool = False) -> tuple[list[Cut], int]:
+    """Cut JSON lines (each with its b"\\n") into batches of batch_size records; -> (cuts, rows).
+
+    Rows are the non-blank lines; aligned (a dataset, whose line i is feature row i): every line up to the last
+    record, a blank one being a record its batch reports as bad. With a split filter only matching lines count
+    towards a batch (a bad or blank line counts: it must be reported). One sequential pass; no line is parsed
+    unless a filter needs it.
+    """
+    cuts: list[Cut] = []
+    start = stop = 0
+    first_line = 1
+    first_row = rows = size = 0
+    for end, next_line, raw in _counted(lines, aligned):
+        rows += 1
+        stop = end
+        if split is not None and raw.strip():
+            entry = parse_line(raw, "")
+            if isinstance(entry, CatalogEntry) and entry.split != split:
                 continue
-            rows += 1
-            if split is not None:
-                entry = parse_line(raw, "")
-                if isinstance(entry, CatalogEntry) and entry.split != split:
-                    continue
-            size += 1
-            if size == batch_size:
-                cuts.append(Cut(start, pos, first_line, first_row, size))
-                start, first_line, first_row, size = pos, lineno, rows, 0
+        size += 1
+        if size == batch_size:
+            cuts.append(Cut(start, end, first_line, first_row, size))
+            start, first_line, first_row, size = end, next_line, rows, 0
     if size:
-        cuts.append(Cut(start, pos, first_line, first_row, size))
+        cuts.append(Cut(start, stop, first_line, first_row, size))
     return cuts, rows
 
 
@@ -278,6 +345,12 @@ def _npy_rows(path: Path) -> tuple[int, tuple[int, ...]]:
     return arr.shape[0], arr.shape
 
 
+def _blank_count(root: Path) -> tuple[int, int]:
+    """(lines, blank lines) of a dataset's catalog, for the message of a count that does not line up."""
+    lines, blank = catalog_lines(root / "catalog.jsonl")
+    return lines, len(blank)
+
+
 def plan_dataset(root: str | Path, batch_size: int, split: Optional[str] = None) -> list[tuple[DatasetSlice, int]]:
     """Batches of a dataset folder; checks that catalog lines and feature rows line up."""
     root = Path(root).resolve()
@@ -286,14 +359,16 @@ def plan_dataset(root: str | Path, batch_size: int, split: Optional[str] = None)
     feats = root / "features.npy"
     if not feats.is_file():
         raise SourceError(f"--dataset: {feats} not found (the dataset layout needs catalog.jsonl + features.npy)")
-    cuts, lines = cut_jsonl(root / "catalog.jsonl", batch_size, split)
+    cuts, lines = cut_jsonl(root / "catalog.jsonl", batch_size, split, aligned=True)
     n, shape = _npy_rows(feats)
     if n != lines:
-        raise SourceError(f"--dataset: features.npy has {n} rows but catalog.jsonl has {lines} lines")
+        raise SourceError(f"--dataset: {alignment_error('features.npy', n, *_blank_count(root))}")
     if (root / "frames.npy").is_file():
         nf, fshape = _npy_rows(root / "frames.npy")
-        if nf != lines or len(fshape) != 3:
+        if len(fshape) != 3:
             raise SourceError(f"--dataset: frames.npy has shape {fshape}; expected [{lines}, F, D]")
+        if nf != lines:
+            raise SourceError(f"--dataset: {alignment_error('frames.npy', nf, *_blank_count(root))}")
     return [(DatasetSlice(root=str(root), first_row=c.first_row, first_line=c.first_line,
                           byte_start=c.byte_start, byte_stop=c.byte_stop, split=split), c.size) for c in cuts]
 
@@ -317,3 +392,13 @@ def plan_videos(spec: str, batch_size: int) -> list[tuple[Union[CatalogSlice, Fi
         names[f.name] = f
     return [(FileList(paths=[str(f) for f in files[i:i + batch_size]]), len(files[i:i + batch_size]))
             for i in range(0, len(files), batch_size)]
+
+
+def plan_lines(data: bytes, name: str, batch_size: int) -> list[tuple[InlineLines, int]]:
+    """Catalog lines sent in a request (POST /videos): each batch carries its own lines."""
+    cuts, _ = cut_lines(io.BytesIO(data), batch_size)
+    if not cuts:
+        raise SourceError(f"{name}: no catalog lines; send one JSON object per line, e.g. "
+                          '{"video_id": "v1", "features": [...]} or {"video_id": "v2", "path": "/videos/v2.mp4"}')
+    return [(InlineLines(name=name, first_line=c.first_line, data=data[c.byte_start:c.byte_stop]), c.size)
+            for c in cuts]

@@ -10,11 +10,80 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from celery import states
+
+from grdr_plugin.cluster.remote import Check
 from ingest.config import get_ingest_settings
 from ingest.schemas import IngestBatch, RecordError, Source, Summary, Target
 from ingest.sources import plan_dataset, plan_videos
 
 POLL_S = 0.1  # between checks of the batches' results: progress moves smoothly, Redis barely notices
+# A live worker answers a control message in milliseconds (a prefork worker's main process answers while its
+# children run batches); a second leaves room for a remote broker. Every check waits this long.
+WORKER_REPLY_S = 1.0
+
+
+class NoWorkerError(LookupError):
+    """No live worker consumes the ingest queue: batches sent now would wait, unseen, until one starts."""
+
+
+def live_workers(queue: Optional[str] = None, timeout_s: float = WORKER_REPLY_S) -> list[str]:
+    """Names of the live workers that consume `queue` (default GRDR_INGEST_QUEUE), asked over the broker."""
+    from ingest.celery_app import app
+
+    queue = queue or get_ingest_settings().queue
+    replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    return sorted(name for name, queues in replies.items() if any(q.get("name") == queue for q in queues))
+
+
+def worker_command(queue: str) -> str:
+    """The command that starts a worker for `queue` and logs each batch it takes (-l info)."""
+    return f"celery -A ingest worker -Q {queue} -l info"
+
+
+def broker_location() -> str:
+    """GRDR_BROKER_URL with any password masked, for messages."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    from grdr_plugin.settings import get_settings
+
+    return maybe_sanitize_url(get_settings().broker_url)
+
+
+def require_worker(queue: Optional[str] = None) -> None:
+    """Raise NoWorkerError, saying how to start a worker, unless one consumes `queue` (call it before queuing)."""
+    queue = queue or get_ingest_settings().queue
+    if not live_workers(queue):
+        raise NoWorkerError(f"no Celery worker consumes the ingest queue {queue!r} on {broker_location()}, so "
+                            f"nothing was queued; start one with `{worker_command(queue)}` "
+                            "(with the same GRDR_* settings)")
+
+
+def _anyone_there(workers: Callable[[], list[str]]) -> bool:
+    """Whether a worker consumes the queue; an unreachable broker counts as yes (its outage is not our verdict,
+    and reading results already rides it out)."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        return bool(workers())
+    except OperationalError:
+        return True
+
+
+def broker_checks(queue: Optional[str] = None) -> list[Check]:
+    """`grdr doctor`: the Celery broker answers, and a worker consumes `queue` (default GRDR_INGEST_QUEUE)."""
+    from kombu.exceptions import OperationalError
+
+    queue = queue or get_ingest_settings().queue
+    try:
+        workers = live_workers(queue)
+    except OperationalError as exc:
+        return [Check("broker", "fail", f"cannot reach the Celery broker at {broker_location()}: {exc}",
+                      "check GRDR_BROKER_URL; `grdr cluster start` runs a local Redis")]
+    found = Check("worker", "ok", f"{len(workers)} on queue {queue!r}: {', '.join(workers)}") if workers else \
+        Check("worker", "warn", f"no worker consumes queue {queue!r}: `grdr ingest` refuses to queue",
+              f"start one with `{worker_command(queue)}` (with the same GRDR_* settings)")
+    return [Check("broker", "ok", f"{broker_location()} answers"), found]
 
 
 @dataclass
@@ -37,6 +106,19 @@ def make_plan(*, dataset: Optional[Union[str, Path]] = None, videos: Optional[st
     return Plan(plan_videos(videos, batch_size))
 
 
+def refuse_videos_without_encoder(plan: Plan, searched: Path) -> None:
+    """Raise, before anything is queued, when the plan holds video files (no features) and no image encoder was
+    given or found (at `searched`): every one of them would fail in the worker."""
+    from ingest.sources import Record, read_records
+
+    videos = [str(r.path) for src, _ in plan.batches for r in read_records(src)
+              if isinstance(r, Record) and r.path is not None and r.features is None and r.features_path is None]
+    if videos:
+        raise ValueError(f"--image-encoder: {len(videos)} records are video files (e.g. {videos[0]}) and no image "
+                         f"encoder was given or found at {searched}; pass "
+                         "--image-encoder PATH (an ONNX file or a Hugging Face CLIP folder). Nothing was queued")
+
+
 @dataclass
 class Submitted:
     target: Target
@@ -44,6 +126,7 @@ class Submitted:
     sizes: list[int]
     finisher: Optional[object] = None  # the chord's AsyncResult on --reindex
     group_id: Optional[str] = None
+    queue: Optional[str] = None  # where the batches went (default GRDR_INGEST_QUEUE)
 
 
 def enqueue(plan: Plan, target: Target, *, image_encoder: Optional[str] = None, reindex: bool = False,
@@ -60,32 +143,61 @@ def enqueue(plan: Plan, target: Target, *, image_encoder: Optional[str] = None, 
     if reindex:
         finisher = chord(sigs)(finish_reindex_task.s(target.model_dump()).set(queue=queue))
         header = finisher.parent
-        return Submitted(target, list(header.results), sizes, finisher, header.id)
+        return Submitted(target, list(header.results), sizes, finisher, header.id, queue)
     res = group(sigs).apply_async()
-    return Submitted(target, list(res.results), sizes, None, res.id)
+    return Submitted(target, list(res.results), sizes, None, res.id, queue)
+
+
+def batch_summary(result, i: int, batches: int, size: int) -> Summary:
+    """The summary of batch i (of batches) once its result is ready; a batch that failed for good counts its
+    size videos as failed."""
+    if result.successful():
+        return Summary.model_validate(result.result)
+    return Summary(failed=size, errors=[RecordError(video_id=f"batch {i + 1} of {batches}",
+                                                    reason=f"batch failed: {result.result!r}")])
+
+
+def stalled_message(sub: Submitted, queued: list[int], stall_s: float) -> str:
+    """What a run nobody works on leaves behind: `queued`, the batches no worker has taken."""
+    queue = sub.queue or get_ingest_settings().queue
+    done = len(sub.results) - len(queued)
+    return (f"no batch of this run finished in {stall_s:g} s and no worker consumes the ingest queue {queue!r}; "
+            f"start one with `{worker_command(queue)}` (with the same GRDR_* settings). {done} of "
+            f"{len(sub.results)} batches are done (group {sub.group_id}, index {sub.target.index}); {len(queued)} "
+            f"batches ({sum(sub.sizes[i] for i in queued)} videos) stay queued on {queue!r} and a worker that starts "
+            f"will ingest them (to drop them instead: `celery -A ingest purge -Q {queue}`, which drops everything "
+            "queued there)")
 
 
 def wait(sub: Submitted, *, on_progress: Callable[[int], None] = lambda n: None, poll_s: float = POLL_S,
-         max_errors: Optional[int] = None) -> tuple[Summary, dict]:
+         max_errors: Optional[int] = None, stall_s: Optional[float] = None,
+         workers: Optional[Callable[[], list[str]]] = None) -> tuple[Summary, dict]:
     """Collect every batch's summary (a batch that failed for good counts its videos as failed).
 
     max_errors: per-record errors kept in the summary (default GRDR_INGEST_MAX_ERRORS_REPORTED).
+    stall_s: when no batch has finished for this long (default GRDR_INGEST_WORKER_WAIT_S) and none is running,
+    ask whether a worker still consumes the queue; none: NoWorkerError saying what stays queued. A running batch
+    (its worker may be a busy `-P solo` one, which cannot answer) or busy workers: wait on.
+    workers: () -> the live workers of the queue (default: asked over the broker).
     -> (summary, extra) where extra holds the reindex outcome when there is one.
     """
-    if max_errors is None:
-        max_errors = get_ingest_settings().max_errors_reported
+    settings = get_ingest_settings()
+    max_errors = settings.max_errors_reported if max_errors is None else max_errors
+    stall_s = settings.worker_wait_s if stall_s is None else stall_s
+    workers = workers or (lambda: live_workers(sub.queue))
     pending = dict(enumerate(sub.results))
+    moved = time.monotonic()
     total = Summary()
     while pending:
         for i in [i for i, r in pending.items() if r.ready()]:
-            r = pending.pop(i)
-            if r.successful():
-                part = Summary.model_validate(r.result)
-            else:
-                part = Summary(failed=sub.sizes[i], errors=[RecordError(
-                    video_id=f"batch {i + 1} of {len(sub.results)}", reason=f"batch failed: {r.result!r}")])
-            total = total.merge(part, max_errors)
+            total = total.merge(batch_summary(pending.pop(i), i, len(sub.results), sub.sizes[i]), max_errors)
             on_progress(sub.sizes[i])
+            moved = time.monotonic()
+        if pending and time.monotonic() - moved > stall_s:
+            queued = [i for i, r in pending.items() if r.state == states.PENDING]
+            if len(queued) == len(pending) and not _anyone_there(workers):
+                raise NoWorkerError(stalled_message(sub, queued, stall_s))
+            moved = time.monotonic()  # a batch runs, or workers are busy with others' batches: look again later
         if pending:
             time.sleep(poll_s)
     extra: dict = {"index": sub.target.index, "alias": sub.target.alias}

@@ -9,25 +9,24 @@ from pathlib import Path
 from typing import Optional
 
 from grdr_plugin import index as grdr_index
+from grdr_plugin.attach import refuse_user_index
 from ingest.schemas import Target
 
 
 def prepare_target(client, alias: str, model_dir: str | Path, *, reindex: bool = False) -> Target:
     """Resolve (creating if needed) the index a run writes to; refuse another model's index."""
     grdr_index.validate_name(alias)
+    refuse_user_index(client, alias)  # a full write would replace the user's documents
     model_dir = Path(model_dir).resolve()
     spec = grdr_index.IndexSpec.from_model_dir(model_dir)
-    current = grdr_index.alias_target(client, alias)
-    if current is None or reindex:
-        # A fresh alias points at its first index at once; a reindex leaves it where it is until the swap.
-        name = grdr_index.create_index(client, alias, spec, point_alias=current is None)
-        # New IDs of a reindex are published under the new index's name: the alias's registry keeps
-        # describing what the alias serves until the swap.
-        publish_as = alias if current is None else name
-        return Target(index=name, alias=alias, publish_as=publish_as, fingerprint=spec.fingerprint,
-                      model_dir=str(model_dir))
-    grdr_index.check_fingerprint(client, current, spec.fingerprint, alias=alias, model_dir=model_dir)
-    return Target(index=current, alias=alias, publish_as=alias, fingerprint=spec.fingerprint, model_dir=str(model_dir))
+    if reindex and grdr_index.alias_target(client, alias) is not None:
+        # The next index fills while the alias stays where it is until the swap; its new IDs are published under
+        # its own name, so the alias's registry keeps describing what the alias serves.
+        name = grdr_index.create_index(client, alias, spec, point_alias=False)
+        return Target(index=name, alias=alias, publish_as=name, fingerprint=spec.fingerprint, model_dir=str(model_dir))
+    # A fresh alias points at its first index at once; an existing one must hold this model's IDs.
+    name, _ = grdr_index.ensure_index(client, alias, spec, model_dir=model_dir)
+    return Target(index=name, alias=alias, publish_as=alias, fingerprint=spec.fingerprint, model_dir=str(model_dir))
 
 
 def finish_reindex(client, target: Target) -> Optional[str]:

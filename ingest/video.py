@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.download import DownloadError, downloaded, is_url
 from ingest.features import uniform_indices
 
 # Beyond this many frames (20 s at 30 fps), seek to each sample instead of decoding the whole stream: below
@@ -120,7 +121,14 @@ def read_frames(path: str | Path, n: int, size: int, backend: str = "auto") -> n
     """-> uint8 [n, size, size, 3] RGB frames sampled uniformly over the video.
 
     backend: "av" (PyAV), "cv2" (OpenCV) or "auto" (PyAV if installed, else OpenCV).
+    path: a file, or an http(s) URL (fetched into a temporary file first).
     """
+    if isinstance(path, str) and is_url(path):
+        try:
+            with downloaded(path) as local:
+                return read_frames(local, n, size, backend)
+        except DownloadError as exc:
+            raise VideoError(f"unreadable video: {exc}") from None
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"unreadable video: {path} " + ("is not a file" if path.exists() else "does not exist"))

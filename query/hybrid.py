@@ -1,4 +1,4 @@
-"""Keyword (BM25 over title/description/tags) + semantic search, two ways:
+"""Keyword (BM25 over the index's text fields) + semantic search, two ways:
 
 * ``rrf``: reciprocal rank fusion of the GRDR ranking and the BM25 ranking.  Inside OpenSearch
   when every node has the neural-search plugin: one `hybrid` query whose request carries a
@@ -11,22 +11,53 @@
   document above one with a higher dense score, so a weak keyword ranking cannot drag the fused
   list below GRDR's (which is what equal-weight RRF does when BM25 is much weaker).
 
+BM25 reads `text_fields`: the grdr catalog's title, description and tags by default; on a user's
+index, the fields the user names, else every text field of its mapping (`default_text_fields`).
 This module builds the keyword side's requests and fuses hit lists; it sends nothing.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence, get_args
+import math
+from typing import Any, Literal, Mapping, Sequence, get_args
 
 import numpy as np
 
-from grdr_plugin.index import ID_FIELD
+from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields
 from query.request import HIT_SOURCE, knn_rerank_script, knn_rescore, recalled_by_cosine_query
 from query.results import Hit
 
 HybridMode = Literal["off", "rrf", "union"]
 HYBRID_MODES: tuple[str, ...] = get_args(HybridMode)
 KEYWORD_CANDIDATES = 50  # BM25 documents per query that join the pool (union) or the fused lists (rrf)
-BM25_FIELDS = ["title^2", "description", "tags"]
+BM25_FIELDS = ["title^2", "description", "tags"]  # the grdr catalog's text, its title weighted as in the demo
+# Fields BM25 may name: each is a clause of a multi_match per query; far beyond a document's text fields.
+MAX_TEXT_FIELDS = 64
+
+
+def default_text_fields(kinds: Mapping[str, str]) -> list[str]:
+    """Every text field of a user's index (dotted paths, multi-fields included; query.filters.field_kinds_of):
+    what BM25 reads unless told."""
+    return sorted(name for name, kind in kinds.items() if kind == "text")
+
+
+def check_text_fields(names: Sequence[str], kinds: Mapping[str, str]) -> list[str]:
+    """The fields BM25 reads (`name` or `name^boost`), each a text or keyword field of the index."""
+    if len(names) > MAX_TEXT_FIELDS:
+        raise ValueError(f"text_fields: at most {MAX_TEXT_FIELDS} fields")
+    for entry in names:
+        name, _, boost = str(entry).partition("^")
+        kind = kinds.get(name)
+        if kind not in ("text", "keyword"):
+            what = "not a field of the index" if kind is None else f"a {kind} field"
+            raise ValueError(f"text_fields: {name!r} is {what}; BM25 reads text or keyword fields "
+                             f"(text fields here: {', '.join(default_text_fields(kinds)) or 'none'})")
+        try:
+            weight = float(boost) if boost else 1.0
+        except ValueError:
+            weight = 0.0
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"text_fields: {entry!r}: a boost is a positive number (title^2)")
+    return list(names)
 
 
 def check_hybrid_mode(value: Any) -> HybridMode:
@@ -44,20 +75,22 @@ def check_hybrid_weights(weights: Sequence[float]) -> tuple[float, float]:
 
 # ---- requests ----
 
-def bm25_query(text: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"bool": {"must": [{"multi_match": {"query": text, "fields": BM25_FIELDS}}], "filter": filters}}
+def bm25_query(text: str, filters: list[dict[str, Any]], text_fields: Sequence[str] = BM25_FIELDS) -> dict[str, Any]:
+    return {"bool": {"must": [{"multi_match": {"query": text, "fields": list(text_fields)}}], "filter": filters}}
 
 
-def bm25_request(text: str, *, size: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"size": size, "_source": HIT_SOURCE, "query": bm25_query(text, filters)}
+def bm25_request(text: str, *, size: int, filters: list[dict[str, Any]], text_fields: Sequence[str] = BM25_FIELDS,
+                 source: dict[str, Any] = HIT_SOURCE) -> dict[str, Any]:
+    return {"size": size, "_source": source, "query": bm25_query(text, filters, text_fields)}
 
 
-def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int,
-                               filters: list[dict[str, Any]]) -> dict[str, Any]:
+def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int, filters: list[dict[str, Any]],
+                               text_fields: Sequence[str] = BM25_FIELDS, source: dict[str, Any] = HIT_SOURCE,
+                               fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
     """BM25's top `size` documents, each rescored by the same knn_score as the GRDR request (the
     keyword score is dropped: query_weight 0), so both lists share one score scale."""
-    body = bm25_request(text, size=size, filters=filters)
-    body["rescore"] = knn_rescore(knn_rerank_script(query_vec), size)
+    body = bm25_request(text, size=size, filters=filters, text_fields=text_fields, source=source)
+    body["rescore"] = knn_rescore(knn_rerank_script(query_vec, fields.vec), size)
     return body
 
 
@@ -74,14 +107,15 @@ def rrf_pipeline(weights: Sequence[float], rank_constant: int) -> dict[str, Any]
 
 def native_hybrid_request(semantic_ids: Sequence[str], query_vec: np.ndarray, text: str, *, size: int,
                           filters: list[dict[str, Any]], prefixes: Sequence[str],
-                          pipeline: dict[str, Any]) -> dict[str, Any]:
+                          pipeline: dict[str, Any], text_fields: Sequence[str] = BM25_FIELDS,
+                          source: dict[str, Any] = HIT_SOURCE, fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
     """One `hybrid` query: the recalled videos by cosine and BM25, fused by the pipeline's RRF."""
     return {
         "size": size,
-        "_source": HIT_SOURCE,
-        "docvalue_fields": [ID_FIELD],
-        "query": {"hybrid": {"queries": [recalled_by_cosine_query(semantic_ids, query_vec, prefixes, filters),
-                                         bm25_query(text, filters)]}},
+        "_source": source,
+        "docvalue_fields": [fields.ids],
+        "query": {"hybrid": {"queries": [recalled_by_cosine_query(semantic_ids, query_vec, prefixes, filters, fields),
+                                         bm25_query(text, filters, text_fields)]}},
         "search_pipeline": pipeline,
     }
 

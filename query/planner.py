@@ -8,20 +8,22 @@ query.executor sends what this module plans.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields
 from grdr_plugin.model.ids import children_pattern, format_id, id_prefix
 from query.hybrid import (
+    BM25_FIELDS,
     KEYWORD_CANDIDATES,
     HybridMode,
     bm25_request,
     keyword_candidates_request,
     native_hybrid_request,
 )
-from query.request import grdr_request, recall_fits
+from query.request import HIT_SOURCE, grdr_request, recall_fits
 
 
 class TrieCounts(Protocol):
@@ -92,6 +94,9 @@ class SearchPlan:
     hybrid: HybridMode
     filters: list[dict[str, Any]]  # user filter clauses (query.filters)
     levels: int  # ID length, for widening
+    fields: GrdrFields = DEFAULT_FIELDS  # where the index keeps grdr's fields
+    text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
+    source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
 
     @property
     def size(self) -> int:
@@ -106,14 +111,16 @@ class SearchPlan:
 
 def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray, scores: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
-                views: int, levels: int) -> SearchPlan:
+                views: int, levels: int, fields: GrdrFields = DEFAULT_FIELDS,
+                text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE) -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s)."""
     queries = []
     for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
         counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
         ids, window_counts = recall_window(beams, counts, views=views, max_pool=max_pool, filtered=bool(filters))
         queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=ids, counts=window_counts))
-    return SearchPlan(queries=queries, k=k, max_pool=max_pool, hybrid=hybrid, filters=filters, levels=levels)
+    return SearchPlan(queries=queries, k=k, max_pool=max_pool, hybrid=hybrid, filters=filters, levels=levels,
+                      fields=fields, text_fields=tuple(text_fields), source=source)
 
 
 # ---- request bodies ----
@@ -123,16 +130,19 @@ def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = (), *,
     """The query's one GRDR request; pool_order forces the pool-order form (not planned from counts)."""
     return grdr_request(q.ids, q.query_vec, k=plan.size, max_pool=plan.max_pool, prefixes=prefixes,
                         extra_filters=plan.filters, videos_per_id=q.videos_per_id,
-                        recalled_videos=None if pool_order else q.recalled_videos)
+                        recalled_videos=None if pool_order else q.recalled_videos, fields=plan.fields,
+                        source=plan.source)
 
 
 def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:
     """The query's keyword request (rrf: BM25's ranking; union: BM25's candidates by knn_score), or None."""
     if plan.hybrid == "rrf":
-        return bm25_request(q.text, size=plan.size, filters=plan.filters)
+        return bm25_request(q.text, size=plan.size, filters=plan.filters, text_fields=plan.text_fields,
+                            source=plan.source)
     if plan.hybrid == "union":
         return keyword_candidates_request(q.text, q.query_vec, size=max(plan.k, KEYWORD_CANDIDATES),
-                                          filters=plan.filters)
+                                          filters=plan.filters, text_fields=plan.text_fields, source=plan.source,
+                                          fields=plan.fields)
     return None
 
 
@@ -172,5 +182,6 @@ def native_hybrid_bodies(plan: SearchPlan, trie: TrieCounts,
     prefixes = [widening_prefixes(q.decoded, plan.k, q.recalled_videos, levels=plan.levels, trie=trie)
                 if q.decoded else [] for q in plan.queries]
     bodies = [native_hybrid_request(q.ids, q.query_vec, q.text, size=plan.size, filters=plan.filters,
-                                    prefixes=p, pipeline=pipeline) for q, p in zip(plan.queries, prefixes)]
+                                    prefixes=p, pipeline=pipeline, text_fields=plan.text_fields, source=plan.source,
+                                    fields=plan.fields) for q, p in zip(plan.queries, prefixes)]
     return bodies, prefixes

@@ -8,19 +8,19 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
+from grdr_plugin.index import DEFAULT_FIELDS, VECTOR_FIELD, GrdrFields
 from grdr_plugin.pool import DEFAULT_MAX_POOL
 
 
-def knn_rerank_script(query_vec: np.ndarray | Sequence[float]) -> dict[str, Any]:
-    """Exact cosine rerank with the k-NN plugin's score script (score = (1 + cosine) / 2 on 3.x)."""
+def knn_rerank_script(query_vec: np.ndarray | Sequence[float], field: str = VECTOR_FIELD) -> dict[str, Any]:
+    """Exact cosine rerank of `field` with the k-NN plugin's score script (score = (1 + cosine) / 2 on 3.x)."""
     vec = np.asarray(query_vec, dtype=np.float32).ravel()
     if not np.all(np.isfinite(vec)):
         raise ValueError("query_vec: contains NaN or Inf")
     return {
         "lang": "knn",
         "source": "knn_score",
-        "params": {"field": VECTOR_FIELD, "query_value": vec.tolist(), "space_type": "cosinesimil"},
+        "params": {"field": field, "query_value": vec.tolist(), "space_type": "cosinesimil"},
     }
 
 
@@ -34,6 +34,21 @@ def knn_rescore(rerank_script: dict[str, Any], window: int) -> dict[str, Any]:
 
 # What a hit reads of a video's source (query.results.Hit): its title, not the 2 KB vector.
 HIT_SOURCE = {"includes": ["title"]}
+# Fields a caller may ask hits to carry (`_source` includes): a result card's worth, and one request's
+# `_source` filter stays small.
+MAX_SOURCE_FIELDS = 100
+
+
+def hit_source(fields: Sequence[str] = ()) -> dict[str, Any]:
+    """The `_source` includes of a hit: its title, plus the fields the caller asked for (names or wildcards)."""
+    if isinstance(fields, str):
+        raise ValueError(f"source: a list of field names, e.g. [{fields!r}]")
+    if len(fields) > MAX_SOURCE_FIELDS:
+        raise ValueError(f"source: at most {MAX_SOURCE_FIELDS} fields")
+    bad = next((f for f in fields if not isinstance(f, str) or not f.strip() or len(f) > 255), None)
+    if bad is not None:
+        raise ValueError(f"source: {bad!r} is not a field name")
+    return {"includes": list(dict.fromkeys(["title", *fields]))} if fields else HIT_SOURCE
 
 # OpenSearch's default index.max_rescore_window: the pool is a rescore window, so it cannot exceed it.
 MAX_RESCORE_WINDOW = 10_000
@@ -57,16 +72,17 @@ RANK_SCRIPT = ("int best = params.n; "
 CLAUSE_MIN_VIDEOS_PER_ID = 4.0
 
 
-def _widen_clause(prefixes: Sequence[str]) -> Optional[dict[str, Any]]:
-    return {"terms": {PREFIX_FIELD: [str(p) for p in prefixes]}} if prefixes else None
+def _widen_clause(prefixes: Sequence[str], fields: GrdrFields) -> Optional[dict[str, Any]]:
+    return {"terms": {fields.prefixes: [str(p) for p in prefixes]}} if prefixes else None
 
 
-def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> dict[str, Any]:
+def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = (),
+                  fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
     """Videos holding any of the decoded IDs, or (widening) an ID under any of `prefixes`."""
-    widen = _widen_clause(prefixes)
+    widen = _widen_clause(prefixes, fields)
     if not semantic_ids and not widen:  # nothing decoded (an empty index): nothing recalled
         return {"match_none": {}}
-    clauses: list[dict[str, Any]] = [{"terms": {ID_FIELD: [str(s) for s in semantic_ids]}}] if semantic_ids else []
+    clauses: list[dict[str, Any]] = [{"terms": {fields.ids: [str(s) for s in semantic_ids]}}] if semantic_ids else []
     if widen:
         clauses.append(widen)
     return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
@@ -74,17 +90,18 @@ def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = ()) -> 
 
 def recalled_by_cosine_query(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float],
                              prefixes: Sequence[str] = (),
-                             extra_filters: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
+                             extra_filters: Optional[list[dict[str, Any]]] = None,
+                             fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
     """Every recalled video scored by knn_score alone, no pool order: grdr_request's form when the
     whole recall fits the pool, and the GRDR side of a `hybrid` query (neural-search applies a
     request's rescore to every sub-query, BM25's too, so the pool-order-then-rescore form cannot be one)."""
-    recalled = {"bool": {"filter": [recall_filter(semantic_ids, prefixes), *(extra_filters or [])]}}
-    return {"script_score": {"query": recalled, "script": knn_rerank_script(query_vec)}}
+    recalled = {"bool": {"filter": [recall_filter(semantic_ids, prefixes, fields), *(extra_filters or [])]}}
+    return {"script_score": {"query": recalled, "script": knn_rerank_script(query_vec, fields.vec)}}
 
 
 def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any], prefixes: Sequence[str] = (),
                      extra_filters: Optional[list[dict[str, Any]]] = None,
-                     videos_per_id: float = float("inf")) -> dict[str, Any]:
+                     videos_per_id: float = float("inf"), fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
     """The recalled videos scored in pool order (grdr_plugin.pool): a function_score whose score is
     each video's best rank as `n - rank` plus the knn_score script, (1 + cos) / 2.  The rank comes
     from one of two equivalent forms, whichever costs less for the IDs' mean `videos_per_id`
@@ -93,12 +110,12 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
     sparse IDs: no per-ID clause)."""
     n = len(semantic_ids)
     ids = [str(s) for s in semantic_ids]
-    widen = _widen_clause(prefixes)
+    widen = _widen_clause(prefixes, fields)
     if not ids and not widen:  # nothing decoded (an empty index): nothing recalled
         return {"match_none": {}}
     knn = {"script_score": {"script": rerank_script}}
     if videos_per_id >= CLAUSE_MIN_VIDEOS_PER_ID:
-        ranks: list[dict[str, Any]] = [{"constant_score": {"filter": {"term": {ID_FIELD: s}}, "boost": n - i}}
+        ranks: list[dict[str, Any]] = [{"constant_score": {"filter": {"term": {fields.ids: s}}, "boost": n - i}}
                                        for i, s in enumerate(ids)]
         if widen:
             ranks.append({"constant_score": {"filter": widen, "boost": 0}})
@@ -106,9 +123,9 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
         if extra_filters:
             recalled = {"bool": {"must": [recalled], "filter": extra_filters}}
         return {"function_score": {"query": recalled, "functions": [knn], "boost_mode": "sum"}}
-    recall = recall_filter(ids, prefixes)
+    recall = recall_filter(ids, prefixes, fields)
     rank = {"lang": "painless", "source": RANK_SCRIPT,
-            "params": {"field": ID_FIELD, "n": n, "rank": {s: i for i, s in enumerate(ids)}}}
+            "params": {"field": fields.ids, "n": n, "rank": {s: i for i, s in enumerate(ids)}}}
     return {"function_score": {"query": {"bool": {"filter": [recall, *(extra_filters or [])]}},
                                "functions": [{"script_score": {"script": rank}}, knn],
                                "score_mode": "sum", "boost_mode": "replace"}}
@@ -117,7 +134,8 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  max_pool: int = DEFAULT_MAX_POOL, prefixes: Sequence[str] = (),
                  extra_filters: Optional[list[dict[str, Any]]] = None,
-                 videos_per_id: float = float("inf"), recalled_videos: Optional[int] = None) -> dict[str, Any]:
+                 videos_per_id: float = float("inf"), recalled_videos: Optional[int] = None,
+                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE) -> dict[str, Any]:
     """One request: recall = the decoded IDs (plus user filters); the pool = the first `max_pool`
     recalled videos in pool order (pool_order_query); rerank = a rescore of exactly those by
     knn_score.  Top-k back with the IDs each hit holds.
@@ -126,21 +144,23 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
     the videos recalled).  When it fits the pool, every recalled video is in the pool and pool
     order is moot: one knn_score query over the recall ranks them (`recall_fits`), with no
     first-phase rank, no second knn_score pass.  A count gone stale (ingest since the trie was
-    built) shows in the response's total exceeding the pool; the caller then asks in pool order."""
+    built) shows in the response's total exceeding the pool; the caller then asks in pool order.
+
+    fields: where the index keeps grdr's fields; source: the hits' `_source` includes (`hit_source`)."""
     if k < 1:
         raise ValueError("k: must be at least 1")
     check_max_pool(max_pool)
     body: dict[str, Any] = {
         "size": k,
-        "_source": HIT_SOURCE,
+        "_source": source,
         # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
-        "docvalue_fields": [ID_FIELD],
+        "docvalue_fields": [fields.ids],
     }
     if recall_fits(recalled_videos, max_pool, k):
-        body["query"] = recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters)
+        body["query"] = recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters, fields)
         return body
-    rerank = knn_rerank_script(query_vec)
-    body["query"] = pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id)
+    rerank = knn_rerank_script(query_vec, fields.vec)
+    body["query"] = pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id, fields)
     # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
     # every returned hit is reranked
     body["rescore"] = knn_rescore(rerank, max(max_pool, k))

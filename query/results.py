@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from grdr_plugin.index import ID_FIELD
 from grdr_plugin.model.ids import children_pattern
@@ -14,6 +14,9 @@ class Hit(BaseModel):
     score: float
     matched_id: Optional[str] = None
     title: Optional[str] = None
+    # Left out unless the search asked for fields: a hit then answers exactly the four keys it always did.
+    source: Optional[dict[str, Any]] = Field(None, exclude_if=lambda v: v is None,
+                                             description="the `_source` fields the search asked for")
 
 
 class SearchResult(BaseModel):
@@ -34,16 +37,20 @@ def pool_size(response: dict[str, Any], reranked: int) -> int:
     return min(reranked, recalled_total(response))
 
 
-def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str]) -> Hit:
+def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, id_field: str = ID_FIELD,
+           with_source: bool = False) -> Hit:
     """One response hit; matched_id is the best decoded ID the video holds, else the widening
-    prefix it was recalled by, else None (a keyword-only hit)."""
-    own = raw.get("fields", {}).get(ID_FIELD, [])
+    prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
+    `_source` fields the request asked for."""
+    own = raw.get("fields", {}).get(id_field, [])
     matched = next((s for s in ids if s in own), None)
     if matched is None:
         matched = next((p for p in prefixes if any(o.startswith(children_pattern(p)) for o in own)), None)
     source = raw.get("_source") or {}
-    return Hit(video_id=raw["_id"], score=float(raw["_score"]), matched_id=matched, title=source.get("title"))
+    return Hit(video_id=raw["_id"], score=float(raw["_score"]), matched_id=matched, title=source.get("title"),
+               source=source if with_source else None)
 
 
-def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequence[str] = ()) -> list[Hit]:
-    return [hit_of(h, ids, prefixes) for h in response["hits"]["hits"]]
+def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequence[str] = (), *,
+            id_field: str = ID_FIELD, with_source: bool = False) -> list[Hit]:
+    return [hit_of(h, ids, prefixes, id_field=id_field, with_source=with_source) for h in response["hits"]["hits"]]

@@ -21,15 +21,24 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from grdr_plugin.index import alias_target, check_fingerprint
+from grdr_plugin.index import GrdrFields, GrdrMeta, resolve, served_meta
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.executor import Answers, NativeHybrid, run_rounds
-from query.filters import SearchFilters, filter_clauses, keyword_fields_of
-from query.hybrid import HybridMode, check_hybrid_mode, check_hybrid_weights, fuse, rrf_pipeline
+from query.filters import FieldKind, SearchFilters, field_kinds_of, filter_clauses
+from query.hybrid import (
+    BM25_FIELDS,
+    HybridMode,
+    check_hybrid_mode,
+    check_hybrid_weights,
+    check_text_fields,
+    default_text_fields,
+    fuse,
+    rrf_pipeline,
+)
 from query.planner import SearchPlan, native_hybrid_bodies, plan_search
-from query.request import check_max_pool
+from query.request import check_max_pool, hit_source
 from query.results import Hit, SearchResult, hits_of, pool_size, recalled_total
 from query.trie_store import TrieSnapshot, TrieStore
 
@@ -86,6 +95,9 @@ class SearcherConfig(BaseModel):
     native_hybrid: Optional[bool] = Field(
         None, description="fuse hybrid='rrf' inside OpenSearch (neural-search's `hybrid` query and score-ranker "
                           "pipeline); None = when every node has that plugin")
+    text_fields: Optional[tuple[str, ...]] = Field(
+        None, description="fields BM25 reads in hybrid searches (`name` or `name^boost`); None = the grdr "
+                          "catalog's title^2, description and tags, or every text field of an attached index")
 
     @field_validator("beam_size")
     @classmethod
@@ -107,9 +119,11 @@ class SearcherConfig(BaseModel):
 class _Catalog:
     """What `connect()` learns from the cluster."""
 
-    keyword_fields: set[str]  # filterable keyword fields of the index
+    field_kinds: dict[str, FieldKind]  # every field a filter may name, with its kind (query.filters)
     store: TrieStore
     native_hybrid: NativeHybrid
+    fields: GrdrFields  # where the index keeps grdr's fields
+    text_fields: tuple[str, ...]  # what BM25 reads (hybrid)
 
 
 class Searcher:
@@ -144,18 +158,30 @@ class Searcher:
         return self
 
     def _open_catalog(self) -> _Catalog:
-        target = alias_target(self.client, self.index)
-        if target is None:
-            raise LookupError(f"--index: no alias {self.index!r}; create it with `grdr index create` or `grdr ingest`")
-        check_fingerprint(self.client, target, self.runtime.fingerprint, alias=self.index, model_dir=self.model_dir)
-        mapping = self.client.indices.get_mapping(index=target)
+        try:
+            resolved = resolve(self.client, self.index)
+        except LookupError:
+            raise LookupError(f"--index: no index or alias named {self.index!r}; create a catalog with "
+                              "`grdr index create` or `grdr ingest`, or add grdr to your own index with "
+                              "`grdr attach`") from None
+        meta, mappings = served_meta(self.client, resolved, self.runtime.fingerprint, self.model_dir)
+        kinds = field_kinds_of(mappings.get("properties", {}), meta.fields)
+        text_fields = self._text_fields(meta, kinds)
         cfg = self.runtime.cfg
-        store = TrieStore(self.client, self.index, levels=cfg.levels, codebook_size=cfg.codebook_size,
-                          poll_interval_s=self.config.poll_interval_s).build()
+        # An attached index (or an alias over several) is read as named; a catalog alias through its one index.
+        store = TrieStore(self.client, meta.registry_key or self.index, levels=cfg.levels,
+                          codebook_size=cfg.codebook_size, poll_interval_s=self.config.poll_interval_s,
+                          index=self.index if meta.mode == "attached" else None, id_field=meta.fields.ids).build()
         forced = self.config.native_hybrid
         native = NativeHybrid.detect(self.client) if forced is None else NativeHybrid(forced)
-        return _Catalog(keyword_fields=keyword_fields_of(mapping[target]["mappings"].get("properties", {})),
-                        store=store, native_hybrid=native)
+        return _Catalog(field_kinds=kinds, store=store, native_hybrid=native, fields=meta.fields,
+                        text_fields=text_fields)
+
+    def _text_fields(self, meta: GrdrMeta, kinds: dict[str, FieldKind]) -> tuple[str, ...]:
+        """What BM25 reads: the fields the config names, else the catalog's own, else the index's text fields."""
+        if self.config.text_fields is not None:
+            return tuple(check_text_fields(self.config.text_fields, kinds))
+        return tuple(BM25_FIELDS if meta.mode == "catalog" else default_text_fields(kinds))
 
     def _connected(self) -> _Catalog:
         """The catalog, connecting first if no one has (what a search does)."""
@@ -175,7 +201,12 @@ class Searcher:
 
     @property
     def keyword_fields(self) -> set[str]:
-        return self._catalog_for("keyword_fields").keyword_fields
+        return {n for n, kind in self._catalog_for("keyword_fields").field_kinds.items() if kind == "keyword"}
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """What BM25 reads in hybrid searches."""
+        return self._catalog_for("text_fields").text_fields
 
     @property
     def native_hybrid(self) -> bool:
@@ -195,12 +226,13 @@ class Searcher:
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
                hybrid: HybridMode = "off", beam_size: Optional[int] = None,
-               max_pool: Optional[int] = None) -> SearchResult:
-        return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool)[0]
+               max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None) -> SearchResult:
+        return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool,
+                                source=source)[0]
 
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
                     hybrid: HybridMode = "off", beam_size: Optional[int] = None,
-                    max_pool: Optional[int] = None) -> list[SearchResult]:
+                    max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None) -> list[SearchResult]:
         """Batched: one encode and one decode for all texts, then the planned requests
         (query.planner) in one _msearch, and a second only for the queries that need it
         (query.executor).
@@ -208,6 +240,7 @@ class Searcher:
         hybrid: "off", "rrf" or "union" (query.hybrid).  beam_size and max_pool override the
         config's for this call.  With native hybrid on, "rrf" is one `hybrid` query per query
         instead, and the client-side requests for the batch if OpenSearch refuses it.
+        source: the `_source` fields each hit carries (`Hit.source`; names or wildcards).
         """
         mode = check_hybrid_mode(hybrid)
         check_k(k)
@@ -215,9 +248,13 @@ class Searcher:
         beam = self.config.beam_size if beam_size is None else check_beam_size(beam_size)
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
+        source_body = hit_source(source or ())
         texts = [clean_query(t) for t in texts]
         catalog = self._connected()
-        clauses = filter_clauses(filters, catalog.keyword_fields)
+        clauses = filter_clauses(filters, catalog.field_kinds)
+        if mode != "off" and not catalog.text_fields:
+            raise ValueError(f"hybrid: {self.index} has no text fields for BM25; name the fields it reads "
+                             "(SearcherConfig.text_fields, `--text-field`)")
         started = time.perf_counter()
         catalog.store.refresh()  # new IDs from ingest; a real-time GET at most every poll interval
         trie = catalog.store.snapshot  # this search's one view of the valid IDs
@@ -228,36 +265,42 @@ class Searcher:
         t2 = time.perf_counter()
         cfg = self.runtime.cfg
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
-                           filters=clauses, views=cfg.views, levels=cfg.levels)
+                           filters=clauses, views=cfg.views, levels=cfg.levels, fields=catalog.fields,
+                           text_fields=catalog.text_fields, source=source_body)
+        with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
-            native = self._native_rrf(plan, trie, catalog.native_hybrid)
+            native = self._native_rrf(plan, trie, catalog.native_hybrid, with_source)
             if native is not None:
                 t3 = time.perf_counter()
                 return _with_timings(native, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t3 - started)
             # refused: the same encoded and decoded batch is fused client side below
         answers = run_rounds(self.client, self.index, plan, trie)
         t3 = time.perf_counter()
-        results = self._fused(plan, answers)
+        results = self._fused(plan, answers, with_source)
         t4 = time.perf_counter()
         return _with_timings(results, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t4 - started)
 
-    def _fused(self, plan: SearchPlan, answers: Answers) -> list[SearchResult]:
+    def _fused(self, plan: SearchPlan, answers: Answers, with_source: bool) -> list[SearchResult]:
         """Each query's GRDR hits, fused with its keyword hits as the plan's hybrid mode says."""
         results = []
+        read = {"id_field": plan.fields.ids, "with_source": with_source}
         for q, grdr, keyword, prefixes in zip(plan.queries, answers.grdr, answers.keyword, answers.prefixes):
-            hits = fuse(plan.hybrid, hits_of(grdr, q.ids, prefixes), hits_of(keyword) if keyword else [], plan.k,
+            keyword_hits = hits_of(keyword, **read) if keyword else []
+            hits = fuse(plan.hybrid, hits_of(grdr, q.ids, prefixes, **read), keyword_hits, plan.k,
                         weights=self.config.hybrid_weights, rank_constant=self.config.rrf_rank_constant)
             results.append(SearchResult(hits=hits, recalled_ids=len(q.ids), pool_size=pool_size(grdr, plan.reranked),
                                         timings_ms={}))
         return results
 
-    def _native_rrf(self, plan: SearchPlan, trie: TrieSnapshot, native: NativeHybrid) -> Optional[list[SearchResult]]:
+    def _native_rrf(self, plan: SearchPlan, trie: TrieSnapshot, native: NativeHybrid,
+                    with_source: bool) -> Optional[list[SearchResult]]:
         """hybrid="rrf" inside OpenSearch; None when OpenSearch refuses it."""
         bodies, prefixes = native_hybrid_bodies(plan, trie, self.rrf_pipeline)
         responses = native.run(self.client, self.index, bodies)
         if responses is None:
             return None
-        return [SearchResult(hits=hits_of(resp, q.ids, p)[: plan.k], recalled_ids=len(q.ids),
+        read = {"id_field": plan.fields.ids, "with_source": with_source}
+        return [SearchResult(hits=hits_of(resp, q.ids, p, **read)[: plan.k], recalled_ids=len(q.ids),
                              pool_size=recalled_total(resp), timings_ms={})
                 for q, p, resp in zip(plan.queries, prefixes, responses)]
 

@@ -39,7 +39,7 @@ ID_PAGE = 50_000
 FOLD_AT = 50_000
 
 
-def id_counts(client, index: str, page: int = ID_PAGE) -> list[tuple[str, int]]:
+def id_counts(client, index: str, page: int = ID_PAGE, field: str = ID_FIELD) -> list[tuple[str, int]]:
     """(ID, number of videos) for every ID in the index.  A terms aggregation split into hash
     partitions of at most `page` IDs each (`search.max_buckets` caps it; OpenSearch's default is
     65,535), sized by a cardinality estimate: each partition is one pass over the ID doc values.
@@ -48,13 +48,13 @@ def id_counts(client, index: str, page: int = ID_PAGE) -> list[tuple[str, int]]:
     in 28 segments, 3.27 s for the whole build vs 75.31 s for one composite pass).  A partition
     whose IDs did not all come back (the estimate was low, or a shard's share overflowed) is read
     again with twice as many partitions."""
-    estimate = client.search(index=index, body={"size": 0, "aggs": {"n": {"cardinality": {"field": ID_FIELD}}}},
+    estimate = client.search(index=index, body={"size": 0, "aggs": {"n": {"cardinality": {"field": field}}}},
                              request_timeout=300)["aggregations"]["n"]["value"]
     parts = max(1, -(-int(estimate * 1.25) // page))
     while True:
         pairs: list[tuple[str, int]] = []
         for part in range(parts):
-            terms = {"field": ID_FIELD, "size": page, "shard_size": page,
+            terms = {"field": field, "size": page, "shard_size": page,
                      "include": {"partition": part, "num_partitions": parts}}
             agg = client.search(index=index, body={"size": 0, "aggs": {"ids": {"terms": terms}}},
                                 request_timeout=300)["aggregations"]["ids"]
@@ -121,8 +121,12 @@ class TrieStore:
     `build`, `refresh` and `fold` replace it under one lock (readers never wait)."""
 
     def __init__(self, client, alias: str, *, levels: int, codebook_size: int,
-                 cache_dir: Optional[Path] = None, poll_interval_s: float = 0.5, fold_at: int = FOLD_AT):
+                 cache_dir: Optional[Path] = None, poll_interval_s: float = 0.5, fold_at: int = FOLD_AT,
+                 index: Optional[str] = None, id_field: str = ID_FIELD):
+        """alias: the registry key new IDs are published under; index: the index or alias the base is read
+        from (default: the alias's target); id_field: where that index keeps the semantic IDs."""
         self.client, self.alias = client, alias
+        self.source, self.id_field = index, id_field
         self.levels, self.codebook_size = levels, codebook_size
         self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "grdr-tries"))
         self.poll_interval_s, self.fold_at = poll_interval_s, fold_at
@@ -133,6 +137,7 @@ class TrieStore:
         self._index = alias  # the concrete index the base was built from (names its files)
         self._base_stem: Optional[Path] = None
         self._last_poll = 0.0
+        self.polled_at = 0.0  # time.monotonic() of the last registry poll that answered (the build's head read)
         self.build_seconds = 0.0
 
     @property
@@ -148,6 +153,11 @@ class TrieStore:
     def memory_bytes(self) -> int:
         return self._snapshot.memory_bytes()
 
+    @property
+    def generation(self) -> int:
+        """The ID registry's generation this store has read up to."""
+        return self._reader.generation
+
     # ---- building ----
 
     def build(self) -> "TrieStore":
@@ -155,10 +165,11 @@ class TrieStore:
         t0 = time.perf_counter()
         with self._lock:
             self._reader.start_at_head(self.client)
-            self._index = alias_target(self.client, self.alias) or self.alias
-            pairs = id_counts(self.client, self._index)
+            self._index = self.source or alias_target(self.client, self.alias) or self.alias
+            pairs = id_counts(self.client, self._index, field=self.id_field)
             self._publish_base([p[0] for p in pairs], [p[1] for p in pairs], {})
             self._last_poll = time.monotonic()
+            self.polled_at = self._last_poll
         self.build_seconds = time.perf_counter() - t0
         return self
 
@@ -195,6 +206,7 @@ class TrieStore:
             self._last_poll = now
             current = self._snapshot
             fresh = [s for s in self._reader.poll(self.client) if s not in current]
+            self.polled_at = time.monotonic()
             if not fresh:
                 return 0
             parse_ids(fresh, self.levels)  # refuse malformed IDs before they reach the tables

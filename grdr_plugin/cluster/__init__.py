@@ -11,5 +11,6 @@ Modules:
   http           a stdlib JSON GET for loopback health checks
   opensearch_node  start / stop / health of the node
   redis_server   start / stop / ping of Redis
-  commands       the Typer app
+  remote         checks of whichever cluster the settings point at (`grdr doctor`), and what a failed
+                 request means (the URL, the cause, the variable to change)
 """

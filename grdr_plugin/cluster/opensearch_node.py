@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -195,28 +195,3 @@ def stop(settings: Settings, paths: ClusterPaths) -> Optional[tuple[int, bool]]:
     paths.opensearch_pid.unlink(missing_ok=True)
     paths.opensearch_port.unlink(missing_ok=True)
     return pid, graceful
-
-
-@dataclass
-class NodeStatus:
-    up: bool
-    version: str = ""
-    health: str = ""
-    nodes: int = 0
-    plugins: list[str] = field(default_factory=list)
-    pid: Optional[int] = None
-
-
-def status(settings: Settings, paths: ClusterPaths) -> NodeStatus:
-    url = base_url(settings)
-    info = root_info(url)
-    pid = node_pid(paths)
-    if not is_opensearch(info):
-        return NodeStatus(up=False, pid=pid)
-    assert info is not None
-    h = get_json(url + "/_cluster/health") or {}
-    cat = get_json(url + "/_cat/plugins?format=json") or []
-    plugins = sorted({f"{p.get('component')} {p.get('version')}" for p in cat if isinstance(p, dict)})
-    return NodeStatus(up=True, version=info["version"]["number"], health=h.get("status", "?"),
-                      nodes=int(h.get("number_of_nodes", 0)), plugins=plugins, pid=pid)
-

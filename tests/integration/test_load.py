@@ -1,30 +1,24 @@
 """Load: 8 concurrent HTTP clients against a real `grdr serve` subprocess over a worker-ingested index.
 
 Zero errors, every answer a valid SearchResult, the server's RSS flat after the warm-up, and a clean
-shutdown on SIGTERM. A short run with over-long queries shows that failures are counted, not lost.
+shutdown on SIGTERM. A short run with over-long queries shows that failures are counted, not lost:
+by the load tester, and by the server's own /metrics and JSON request log, request for request.
 """
+import json
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadtest import LoadConfig, read_texts, run_load
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from query.searcher import MAX_QUERY_CHARS
 from tests.conftest import shared_dataset
+from tests.support.serve_process import grdr_serve
 
 CLIENTS, LOAD_S, WARMUP_S = 8, 15.0, 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -33,29 +27,15 @@ def server(client, ingest_alias, tiny_model_dir, queue, tmp_path):
     plan = make_plan(dataset=shared_dataset("msrvtt"), batch_size=500, split="unseen")
     summary, _ = wait(enqueue(plan, prepare_target(client, ingest_alias, tiny_model_dir), queue=queue))
     assert summary.indexed == 200 and summary.failed == 0
-    url, log = f"http://127.0.0.1:{free_port()}", tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--model", str(tiny_model_dir),
-                                 "--index", ingest_alias, "--port", url.rsplit(":", 1)[1]],
-                                stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while not _healthy(url):
-                assert proc.poll() is None, f"grdr serve exited with {proc.returncode}: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, f"grdr serve not up after 60 s: {log.read_text()[-2000:]}"
-                time.sleep(0.2)
-            yield url, proc, log
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    log = tmp_path / "serve.log"
+    with grdr_serve(tiny_model_dir, ingest_alias, log) as (url, proc):
+        yield url, proc, log
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus text; 0 when the server never counted it."""
+    return next((s.value for family in text_string_to_metric_families(text) for s in family.samples
+                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())), 0.0)
 
 
 def test_8_clients_get_only_valid_answers_and_the_server_rss_stays_flat(server):
@@ -77,7 +57,25 @@ def test_8_clients_get_only_valid_answers_and_the_server_rss_stays_flat(server):
     assert bad.ok == 0 and bad.errors == {"status 422": bad.requests} and bad.requests > 0
     assert '"field":"text"' in bad.error_examples["status 422"] and not bad.passed
 
+    # The server counted the same: every search by status, each stage of each answered one, the trie it searched.
+    scraped = httpx.get(f"{url}/metrics", timeout=10).text
+    search_200 = dict(name="grdr_http_requests_total", method="POST", route="/search", status="200")
+    assert metric(scraped, **search_200) == report.ok
+    assert metric(scraped, "grdr_http_errors_total", method="POST", route="/search", status="422") == bad.requests
+    assert metric(scraped, "grdr_http_errors_total", method="POST", route="/search", status="500") == 0
+    for stage in ("encode", "decode", "opensearch", "total"):
+        assert metric(scraped, "grdr_search_stage_seconds_count", stage=stage) == report.ok
+    assert metric(scraped, "grdr_trie_ids") == httpx.get(f"{url}/health").json()["ids"] > 0
+
     proc.terminate()
     # uvicorn finishes in-flight work, runs shutdown, then re-raises SIGTERM (exit status -15)
     assert proc.wait(timeout=20) in (0, -signal.SIGTERM), log.read_text()[-2000:]
-    assert "Application shutdown complete" in log.read_text() and "Finished server process" in log.read_text()
+    text = log.read_text()
+    assert "Application shutdown complete" in text and "Finished server process" in text
+    # One JSON line per request, with its id; uvicorn's own text access log is off.
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    searches = [line for line in lines if line["event"] == "request" and line["path"] == "/search"]
+    assert sum(line["status"] == 200 for line in searches) == report.ok
+    assert sum(line["status"] == 422 for line in searches) == bad.requests
+    assert len({line["request_id"] for line in searches}) == len(searches)
+    assert "POST /search HTTP/1.1" not in text

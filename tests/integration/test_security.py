@@ -259,11 +259,50 @@ def test_the_cli_never_prints_the_password(secure, catalog, tiny_model_dir):
     found = grdr_cli(secure, QUERY_ROLE, "search", "a man is cooking", "--model", str(tiny_model_dir),
                      "--index", ALIAS, "-k", "3", "--json")
     assert len(json.loads(found.stdout.strip().splitlines()[-1])["hits"]) == 3
-    refused = grdr_cli(secure, QUERY_ROLE, "index", "drop", ALIAS)
+    refused = grdr_cli(secure, QUERY_ROLE, "index", "drop", ALIAS, "--yes")
     assert refused.returncode == 1 and "denied this user the action (403)" in said(refused)
     assert client_of(secure, ADMIN_ROLE).count(index=ALIAS)["count"] == 1000
     status = grdr_cli(secure, QUERY_ROLE, "cluster", "status")
     assert "OpenSearch" in status.stdout
+
+
+# ---- grdr doctor on a secured cluster ----
+
+def doctor(secure: SecureNode, role: str, url: str = "", **env: str) -> tuple[subprocess.CompletedProcess,
+                                                                               dict[str, dict]]:
+    """`grdr doctor` as the user of `role`, its settings changed by `env` (secrets: never printed) or `url`."""
+    out = grdr_cli(secure, role, "doctor", "--index", ALIAS, "--json", **env) if not url else \
+        subprocess.run([sys.executable, "-m", "cli.main", "doctor", "--json"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, **secure.env(role), "GRDR_OPENSEARCH_URL": url})
+    return out, {c["name"]: c for c in json.loads(out.stdout.strip().splitlines()[-1])["checks"]}
+
+
+def test_doctor_as_admin_checks_tls_auth_knn_and_the_catalog(secure, catalog):
+    out, checks = doctor(secure, ADMIN_ROLE)
+    assert out.returncode == 0, out.stdout
+    assert checks["TLS"] == {"name": "TLS", "status": "ok", "fix": "",
+                             "detail": f"https, certificate verified against {secure.ca_file}"}
+    assert checks["auth"]["detail"].startswith(f"user {secure.users[ADMIN_ROLE].name!r}")
+    assert checks["k-NN"]["status"] == "ok" and "opensearch-knn 3.4.0.0" in checks["k-NN"]["detail"]
+    assert checks[f"index {ALIAS}"]["status"] == "ok" and "1,000 documents" in checks[f"index {ALIAS}"]["detail"]
+
+
+def test_doctor_as_the_query_user_warns_where_its_role_may_not_look(secure, catalog):
+    out, checks = doctor(secure, QUERY_ROLE)
+    assert out.returncode == 0, out.stdout  # a least-privilege user is not a failure
+    assert checks["auth"]["detail"] == f"user {secure.users[QUERY_ROLE].name!r} (roles: {QUERY_ROLE})"
+    assert checks["cluster health"]["status"] == "warn" and "(403)" in checks["cluster health"]["detail"]
+    assert checks[f"index {ALIAS}"]["status"] == "ok" and checks["ID registry"]["status"] == "ok"
+
+
+def test_doctor_names_what_to_fix_for_a_wrong_scheme_ca_or_password(secure, catalog):
+    out, checks = doctor(secure, QUERY_ROLE, url=secure.url.replace("https://", "http://"))
+    assert out.returncode == 1
+    assert checks["OpenSearch"]["fix"] == f"if the node serves TLS, set GRDR_OPENSEARCH_URL={secure.url}"
+    out, checks = doctor(secure, QUERY_ROLE, GRDR_OPENSEARCH_CA_FILE="")
+    assert out.returncode == 1 and "could not be verified" in checks["TLS"]["detail"]
+    out, checks = doctor(secure, QUERY_ROLE, GRDR_OPENSEARCH_PASSWORD="not-it")
+    assert out.returncode == 1 and checks["auth"]["detail"].endswith(f"of user {secure.users[QUERY_ROLE].name!r}")
 
 
 def test_client_and_worker_logs_never_hold_credentials(secure, catalog, caplog):

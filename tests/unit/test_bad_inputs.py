@@ -21,6 +21,7 @@ from ingest.schemas import RecordError, Summary
 from ingest.sources import Record, plan_videos, read_records
 from ingest.video import VideoError, read_frames
 from query.api import MAX_BODY_BYTES, SearchRequest
+from query.errors import content_type_problem
 from query.filters import filter_clauses, keyword_fields_of
 from query.searcher import clean_query
 from tests.bad_inputs.corpus import (
@@ -114,12 +115,13 @@ def test_a_bad_video_file_raises_a_video_error_with_the_reason(case, videos):
 
 def refusal(case: Case) -> Optional[str]:
     """'field: why' from the first layer below HTTP that refuses the case, or None if none does."""
+    problem = content_type_problem(case.content_type or None)
+    if problem:  # a body not sent as JSON is refused before it is read
+        return problem
     try:
         body: Any = api_json(case)
     except (ValueError, RecursionError) as exc:  # FastAPI's JSON decoding refuses it: the body as a whole
         return f"body: {exc}"
-    if case.content_type != "application/json":  # FastAPI hands the raw bytes to the model
-        body = api_body(case)
     try:
         req = SearchRequest.model_validate(body)
         clean_query(req.text)

@@ -87,7 +87,7 @@ def test_validation_names_line_and_field(tmp_path, fname, lineno, text, expect):
 def test_array_errors(tmp_path):
     d = make_dataset(tmp_path / "d")
     np.save(d / "features.npy", np.zeros((5, 16), np.float32))
-    with pytest.raises(DatasetError, match="features.npy: 5 rows but catalog.jsonl has 12 videos"):
+    with pytest.raises(DatasetError, match=r"features.npy has 5 rows but catalog.jsonl has 12 lines \(0 of them blank"):
         load_dataset(d)
     bad = np.zeros((12, 16), np.float32)
     bad[7, 3] = np.nan

@@ -20,7 +20,7 @@ from ingest.sources import (
 def _write_dataset(root, lines, dim=8, frames=None):
     root.mkdir(parents=True, exist_ok=True)
     (root / "catalog.jsonl").write_text("".join(line + "\n" for line in lines))
-    n = sum(1 for line in lines if line.strip())
+    n = len(lines)  # line i is row i, blank lines included
     np.save(root / "features.npy", np.ones((n, dim), np.float16))
     if frames:
         np.save(root / "frames.npy", np.ones((n, frames, dim), np.float16))
@@ -62,16 +62,17 @@ def test_cuts_cover_every_line_once_and_blank_lines_do_not_count(tmp_path):
     assert [c.first_row for c in cuts] == [0, 5, 10, 15]
 
 
-def test_read_records_aligns_rows_with_non_blank_lines_and_filters_split(tmp_path):
+def test_read_records_aligns_rows_with_lines_blank_ones_included_and_filters_split(tmp_path):
     lines = ['{"video_id": "a", "split": "seen"}', "", '{"video_id": "b", "split": "unseen"}', "{oops",
              '{"video_id": "c", "split": "unseen"}', '{"video_id": "d", "split": "seen"}']
     root = _write_dataset(tmp_path / "ds", lines)
     plan = plan_dataset(root, batch_size=2, split="unseen")
-    assert [n for _, n in plan] == [2, 1]  # b + bad line, then c (a bad line is reported whatever its split)
+    assert [n for _, n in plan] == [2, 2]  # blank + b, then bad line + c (bad and blank lines whatever the split)
     got = [item for src, _ in plan for item in read_records(src)]
-    assert [(r.video_id, r.row) for r in got if isinstance(r, Record)] == [("b", 1), ("c", 3)]
+    assert [(r.video_id, r.row) for r in got if isinstance(r, Record)] == [("b", 2), ("c", 4)]
     errors = [r for r in got if isinstance(r, RecordError)]
-    assert len(errors) == 1 and errors[0].video_id == "catalog.jsonl line 4"
+    assert [e.video_id for e in errors] == ["catalog.jsonl line 2", "catalog.jsonl line 4"]
+    assert errors[0].reason.startswith("blank line: row 1 of features.npy has no video")
 
 
 def test_dataset_with_rows_that_do_not_match_lines_is_refused(tmp_path):
@@ -101,5 +102,5 @@ def test_video_catalog_resolves_relative_paths_and_needs_a_path(tmp_path):
     (src, n), = plan_videos(str(cat), batch_size=10)
     a, b, c = read_records(src)
     assert a.path == tmp_path / "clips" / "a.mp4" and a.meta["path"] == "clips/a.mp4"
-    assert isinstance(b, RecordError) and b.reason == "missing field 'path' (or 'features_path')"
+    assert isinstance(b, RecordError) and b.reason == "missing field 'path' (or 'features_path', 'features')"
     assert c.features_path.as_posix() == "/f.npy" and c.path is None
