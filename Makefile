@@ -7,7 +7,7 @@ DATASET ?= ../shared/datasets/tvr-proxy/msrvtt
 MODEL   ?= models/msrvtt
 INDEX   ?= msrvtt
 
-.PHONY: help install system-deps cluster cluster-stop test unit lint demo clean
+.PHONY: help install system-deps browser-deps cluster cluster-stop test unit lint demo clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,13 +22,18 @@ install: $(VENV)/.installed  ## the virtual environment .venv/ (grdr with its tr
 
 # redis-server and Maven come from Debian (Maven fetches OpenSearch + k-NN once, in `grdr cluster start`);
 # so does chromium, the browser the search page's test drives headless (tests/integration/test_search_page.py).
-system-deps:  ## redis-server, maven and chromium from apt, when missing (as root)
-	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v mvn >/dev/null || missing="$$missing maven"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then \
+APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	  else echo "missing:$$missing; install with: sudo apt-get install$$missing"; exit 1; fi; fi
+
+system-deps:  ## redis-server and maven from apt, when missing (as root)
+	@missing=""; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	$(APT_INSTALL)
+
+browser-deps:  ## chromium from apt, when missing (as root): the search page's browser test
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	$(APT_INSTALL)
 
 cluster: install system-deps  ## start the local OpenSearch node + Redis (grdr cluster start)
 	$(GRDR) cluster start
@@ -39,7 +44,7 @@ cluster-stop:  ## stop them
 unit: install  ## unit tests only (nothing running)
 	$(PY) -m pytest -q tests/unit
 
-test: cluster  ## every test: unit + integration against the real node, Redis and Celery workers
+test: cluster browser-deps  ## every test: unit + integration against the real node, Redis and Celery workers
 	$(PY) -m pytest -q
 
 demo: cluster  ## train (or reuse) a model, ingest via Celery, search, recall through OpenSearch
