@@ -50,7 +50,13 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".grdr"), description="project-local folder for the cluster's data, logs and cache")
     opensearch_version: str = Field("3.5.0", description="OpenSearch core version; k-NN is <version>.0")
     opensearch_port: int = Field(9200, ge=1, le=65535)
-    opensearch_heap: str = Field("1g", description="JVM heap for the local node (-Xms/-Xmx)")
+    opensearch_heap: str = Field("1g", description="JVM heap for each local node (-Xms/-Xmx)")
+    opensearch_transport_port: int = Field(9300, ge=1, le=65535,
+                                           description="first transport port of a multi-node local cluster (+i)")
+    # a home's node count is fixed at its first start (its data belongs to that cluster); at most 9 because
+    # every node shares this one machine's memory and cores
+    cluster_nodes: int = Field(1, ge=1, le=9, description="nodes `grdr cluster start` runs unless --nodes says")
+    cache_dir: Optional[Path] = Field(None, description="download cache, shareable between homes; unset: <home>/cache")
     redis_port: int = Field(6379, ge=1, le=65535)
     java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
 

@@ -21,7 +21,7 @@ from grdr_plugin.settings import get_settings
 from ingest import jobs
 from ingest.config import get_ingest_settings
 from ingest.sources import plan_lines
-from ingest.submit import NoWorkerError, Plan, enqueue, require_worker
+from ingest.submit import NoWorkerError, Plan, enqueue, require_worker, worker_command
 from ingest.target import prepare_target
 
 # One request is held in memory by the serve process and copied to the broker (and, with the batches'
@@ -99,8 +99,9 @@ def ingest_router(model_dir: str | Path, alias: str, *, image_encoder: Optional[
             sub = enqueue(plan, target, image_encoder=image_encoder, queue=queue)
             job = jobs.Job.of(sub)
             jobs.save(job, celery_app.backend)
-        except NoWorkerError as exc:
-            raise HTTPException(503, str(exc)) from None
+        except NoWorkerError:  # the CLI's message names the broker's host; an HTTP client is told less
+            raise HTTPException(503, f"no Celery worker consumes the ingest queue {queue!r}, so nothing was queued; "
+                                     f"an operator starts one with `{worker_command(queue)}`") from None
         except FingerprintMismatch as exc:  # the alias was moved to another model's index after the server started
             raise HTTPException(409, str(exc)) from None
         except unreachable as exc:

@@ -57,7 +57,7 @@ ERROR_DESCRIPTIONS = {
     415: "the body's Content-Type is missing or not one the route reads (the error names the one it does)",
     422: "the body or a parameter does not validate",
     500: "a fault in the server; the log line with this request_id has the traceback",
-    503: "a service the route needs (OpenSearch, the Celery broker) did not answer",
+    503: "a service the route needs (OpenSearch, the Celery broker, an ingest worker) did not answer",
 }
 
 

@@ -169,6 +169,7 @@ def test_with_no_worker_for_its_queue_a_request_queues_nothing_and_says_how_to_s
     assert r.status_code == 503, r.text
     assert r.json()["error"].startswith(f"no Celery worker consumes the ingest queue {nobody!r}")
     assert f"`celery -A ingest worker -Q {nobody} -l info`" in r.json()["error"]
+    assert "redis://" not in r.json()["error"]  # the broker's location is the operator's, not the client's
     assert redis.Redis.from_url(settings.broker_url).llen(nobody) == 0
 
 
