@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,17 +19,26 @@ app = typer.Typer(help="Create, list, inspect and drop catalog indices (an alias
 @app.command()
 def create(model: Path = typer.Option(..., "--model", help="trained model folder (config.json)"),
            index: str = typer.Option(..., "--index", help="alias name of the catalog index"),
-           replicas: int = typer.Option(0, "--replicas", min=0, help="number_of_replicas")) -> None:
+           shards: Optional[int] = typer.Option(None, "--shards", min=1, max=grdr_index.MAX_SHARDS,
+                                                help="number_of_shards (default GRDR_INDEX_SHARDS, 1)"),
+           replicas: Optional[int] = typer.Option(
+               None, "--replicas", min=0,
+               help="number_of_replicas (default GRDR_INDEX_REPLICAS; unset: 1 with >= 2 data nodes, else 0)")) -> None:
     """Create the first versioned index for MODEL behind the alias. Idempotent: when the alias already holds
     this model's index, nothing changes (exit 0); another model's index is refused (use `grdr ingest --reindex`)."""
     with user_errors():
         spec = grdr_index.IndexSpec.from_model_dir(model)
-        name, created = grdr_index.ensure_index(get_settings().opensearch_client(), index, spec, model_dir=model,
-                                                replicas=replicas)
+        client = get_settings().opensearch_client()
+        layout = grdr_index.plan_layout(client, shards, replicas)
+        name, created = grdr_index.ensure_index(client, index, spec, model_dir=model, layout=layout)
+        if not created:
+            layout = grdr_index.layout_of(client, name)
     if created:
-        out.print(f"created {name} (alias {index}, grdr_vec dim {spec.rerank_dim}, fingerprint {spec.fingerprint})")
+        out.print(f"created {name} (alias {index}, grdr_vec dim {spec.rerank_dim}, fingerprint {spec.fingerprint}); "
+                  f"{layout.describe()}")
     else:
-        out.print(f"{index} already points at {name}, filled by this model: nothing to create")
+        out.print(f"{index} already points at {name} ({layout.shards} shards, {layout.replicas} replicas), filled "
+                  "by this model: nothing to create (`grdr ingest --reindex --shards S --replicas R` builds a new one)")
 
 
 @app.command("list")

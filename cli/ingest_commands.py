@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
                                      help="with --wait: the summary as one JSON object on the last line"),
         reindex: bool = typer.Option(False, "--reindex",
                                      help="build a new versioned index and swap the alias when done"),
+        shards: Optional[int] = typer.Option(None, "--shards", min=1,
+                                             help="primary shards of a new index (--reindex: default the current's)"),
+        replicas: Optional[int] = typer.Option(None, "--replicas", min=0,
+                                               help="replicas of a new index (--reindex: default the current's)"),
         batch_size: Optional[int] = typer.Option(
             None, "--batch-size", min=1,
             help="videos per task (default GRDR_INGEST_BATCH_SIZE; GRDR_INGEST_VIDEO_BATCH_SIZE for video files)"),
@@ -71,7 +75,8 @@ def register(app: typer.Typer) -> None:
                 if encoder is None:
                     refuse_videos_without_encoder(plan, _default_encoder(model))
             require_worker()  # before the index is created or anything queued
-            target = prepare_target(settings.opensearch_client(), index, model, reindex=reindex)
+            target = prepare_target(settings.opensearch_client(), index, model, reindex=reindex,
+                                    shards=shards, replicas=replicas)
             t0 = time.perf_counter()
             sub = enqueue(plan, target, image_encoder=encoder, reindex=reindex)
             if not wait:

@@ -7,7 +7,7 @@ from typing import NoReturn, Optional
 
 import typer
 
-from cli.console import EXIT_ERROR, EXIT_USAGE, console, fail
+from cli.console import EXIT_ERROR, EXIT_USAGE, console, fail, user_errors
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
 
@@ -118,7 +118,8 @@ def train(
 def eval_cmd(
     dataset: Path = typer.Option(..., "--dataset"),
     model: Path = typer.Option(..., "--model"),
-    mode: str = typer.Option("all", "--mode", help="grdr, dense or all"),
+    mode: str = typer.Option("all", "--mode", help="grdr, dense or all; with --index: grdr (all), hybrid-union, "
+                                                   "hybrid-rrf or bm25"),
     beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
     max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on the recalled pool"),
     backend: str = typer.Option("onnx", "--backend",
@@ -128,9 +129,15 @@ def eval_cmd(
     validation: bool = typer.Option(False, "--validation",
                                     help="score the model's held-out train queries (model trained with --holdout) "
                                          "instead of test queries"),
+    k: Optional[int] = typer.Option(
+        None, "--k", min=1, help="--index: hits asked per query (default the pool cap, so MdR/MnR rank the whole "
+                                 "pool; 10: latency as a k=10 search sees it)"),
+    index: Optional[str] = typer.Option(
+        None, "--index", help="evaluate through OpenSearch: the Searcher over this catalog alias (ingested with the "
+                              "dataset and MODEL), with per-stage latency; see MODEL.md for MdR/MnR there"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
-    """Evaluate on the dataset's test queries over the full corpus."""
+    """Evaluate on the dataset's test queries over the full corpus (in process, or through OpenSearch: --index)."""
     from tqdm import tqdm
 
     from grdr_plugin.evaluation import evaluate
@@ -143,6 +150,10 @@ def eval_cmd(
         if spec is None:
             _fail(f"--validation: {model} was trained without --holdout; retrain it with `grdr train --holdout 0.2`")
         ds = holdout_split(ds, spec)
+    if index is not None:
+        _eval_index(ds, model, index, mode=mode, beam=beam, max_pool=max_pool, backend=backend, threads=threads,
+                    limit=limit, k=k, json_out=json_out)
+        return
     if mode not in ("grdr", "dense", "all"):
         _fail("--mode must be grdr, dense or all")
     modes = ("grdr", "dense") if mode == "all" else (mode,)
@@ -164,6 +175,36 @@ def eval_cmd(
             part = res["by_split"][s]
             dense = f" dense={part['dense']['R@10']}" if "dense" in modes else ""
             typer.echo(f"  {s:6s} R@10 grdr={part['grdr']['R@10']}{dense}")
+    if json_out:
+        typer.echo(json.dumps(res))
+
+
+def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: int, backend: str, threads: int,
+                limit: Optional[int], k: Optional[int], json_out: bool) -> None:
+    """`grdr eval --index`: bench.evaluate through the Searcher, one query at a time."""
+    from tqdm import tqdm
+
+    from bench.evaluate import MODES, evaluate_through_opensearch, full_pool_k
+    from query.searcher import Searcher
+
+    if mode == "dense":
+        _fail("--mode dense scores every video in process; drop --index, or pick grdr, hybrid-union, hybrid-rrf, bm25")
+    if mode != "all" and mode not in MODES:
+        _fail(f"--mode with --index must be one of {', '.join(MODES)} (all = grdr)")
+    if backend != "onnx":
+        _fail("--backend: --index searches with the ONNX runtime that serving runs; drop --backend torch")
+    modes = ("grdr",) if mode == "all" else (mode,)
+    with user_errors():
+        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool, threads=threads).connect()
+        total = len(ds.test_queries()[:limit] if limit else ds.test_queries()) * len(modes)
+        with tqdm(total=total, desc=f"eval {index}", unit="q", disable=None) as bar:
+            res = evaluate_through_opensearch(ds, searcher, modes=modes, limit=limit, progress=bar.update,
+                                              k=full_pool_k(searcher) if k is None else k)
+    for m in modes:
+        metrics = {key: v for key, v in res[m].items() if key != "stages_ms"}
+        typer.echo(f"{m:6s} " + " ".join(f"{key}={v}" for key, v in metrics.items()))
+        for stage, lat in res[m].get("stages_ms", {}).items():
+            typer.echo(f"  {stage:10s} " + " ".join(f"{key}={v}" for key, v in lat.items()))
     if json_out:
         typer.echo(json.dumps(res))
 

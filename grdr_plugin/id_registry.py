@@ -30,7 +30,9 @@ READ_PAGE = 5000
 SEQ_OVERLAP = 4096
 
 REGISTRY_BODY = {
-    "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}},
+    # auto_expand_replicas 0-1: a replica as soon as a second data node exists (the registry survives a node
+    # loss), none on one node (where it could never be assigned and the index would stay yellow).
+    "settings": {"index": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s"}},
     "mappings": {"dynamic": "strict", "properties": {
         "alias": {"type": "keyword"}, "semantic_id": {"type": "keyword"}, "generation": {"type": "long"},
         "count": {"type": "long"}}},

@@ -40,6 +40,8 @@ KEYWORD_IGNORE_ABOVE = 1024
 # The cardinality aggregation's highest precision: distinct-ID counts below it are near-exact, and a catalog's
 # ID count (views x videos, minus collisions) is rarely far above it.
 DISTINCT_IDS_PRECISION = 40_000
+# OpenSearch's own limit on an index's primary shards.
+MAX_SHARDS = 1024
 
 
 class IndexSpec(BaseModel):
@@ -195,6 +197,43 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
     }
 
 
+class Layout(BaseModel):
+    """An index's primary shards and replicas, and how they were chosen (said in the commands' output)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shards: int = Field(ge=1, le=MAX_SHARDS, description="number_of_shards")
+    replicas: int = Field(ge=0, description="number_of_replicas")
+    why: str = ""
+
+    def describe(self) -> str:
+        text = f"{self.shards} shard{'s' if self.shards != 1 else ''}, {self.replicas} replica" + \
+            ("s" if self.replicas != 1 else "")
+        return f"{text} ({self.why})" if self.why else text
+
+
+def default_replicas(data_nodes: int) -> int:
+    """One replica wherever a second data node can hold it (a node loss then loses no shard); on one node a
+    replica could never be assigned and the index would stay yellow."""
+    return 1 if data_nodes >= 2 else 0
+
+
+def choose_layout(shards: int, replicas: Optional[int], data_nodes: Optional[int]) -> Layout:
+    """Pure: the layout for `shards` and `replicas` (None: default_replicas of the cluster's data nodes;
+    data_nodes None: the cluster's health may not be read)."""
+    if data_nodes is None:
+        return Layout(shards=shards, replicas=replicas or 0,
+                      why="data nodes unknown: no cluster:monitor/health permission; set GRDR_INDEX_REPLICAS"
+                      if replicas is None else "as asked")
+    nodes = f"{data_nodes} data node{'s' if data_nodes != 1 else ''}"
+    if replicas is None:
+        return Layout(shards=shards, replicas=default_replicas(data_nodes), why=f"default for {nodes}")
+    if replicas >= data_nodes:  # a shard's copies must sit on different nodes
+        return Layout(shards=shards, replicas=replicas,
+                      why=f"{nodes}: yellow until the cluster has {replicas + 1}")
+    return Layout(shards=shards, replicas=replicas, why="as asked")
+
+
 def fingerprint_of(mapping_response: dict[str, Any]) -> Optional[str]:
     """The model fingerprint from a GET _mapping response (first index in it)."""
     for body in mapping_response.values():
@@ -337,27 +376,68 @@ def next_version(client, alias: str) -> str:
     return versioned_name(alias, n)
 
 
-def create_index(client, alias: str, spec: IndexSpec, *, point_alias: bool = True, replicas: int = 0) -> str:
-    """Create the next versioned index; point the alias at it when nothing holds the alias yet."""
+def create_index(client, alias: str, spec: IndexSpec, *, point_alias: bool = True,
+                 layout: Optional[Layout] = None) -> str:
+    """Create the next versioned index (layout: plan_layout's when None); point the alias at it when nothing
+    holds the alias yet."""
     validate_name(alias)
     if client.indices.exists(index=alias) and alias_target(client, alias) is None:
         raise ValueError(f"--index: a plain index named {alias!r} exists; drop it or choose another name")
+    layout = layout or plan_layout(client)
     name = next_version(client, alias)
-    client.indices.create(index=name, body=index_body(spec, replicas=replicas))
+    client.indices.create(index=name, body=index_body(spec, shards=layout.shards, replicas=layout.replicas))
     if point_alias and alias_target(client, alias) is None:
         client.indices.put_alias(index=name, name=alias)
     return name
 
 
-def ensure_index(client, alias: str, spec: IndexSpec, *, model_dir: str | Path, replicas: int = 0) -> tuple[str, bool]:
+def ensure_index(client, alias: str, spec: IndexSpec, *, model_dir: str | Path,
+                 layout: Optional[Layout] = None) -> tuple[str, bool]:
     """The index the alias points at when it holds this model's IDs, else a new one the alias points at;
     -> (index, created). Another model's index is refused (FingerprintMismatch): `grdr index create` run twice
     changes nothing and never leaves a version nothing points at."""
     current = alias_target(client, validate_name(alias))
     if current is None:
-        return create_index(client, alias, spec, replicas=replicas), True
+        return create_index(client, alias, spec, layout=layout), True
     check_fingerprint(client, current, spec.fingerprint, alias=alias, model_dir=model_dir)
     return current, False
+
+
+def data_nodes(client) -> Optional[int]:
+    """The cluster's data nodes; None for a user who may not read cluster health (least-privilege roles)."""
+    from opensearchpy.exceptions import AuthorizationException
+
+    try:
+        return int(client.cluster.health()["number_of_data_nodes"])
+    except AuthorizationException:
+        return None
+
+
+def layout_of(client, index: str) -> Layout:
+    """The shards and replicas an existing index has."""
+    # GET <index> (indices:admin/get, which the ingest role holds), not GET <index>/_settings
+    settings = client.indices.get(index=index)[index]["settings"]["index"]
+    return Layout(shards=int(settings["number_of_shards"]), replicas=int(settings["number_of_replicas"]),
+                  why=f"as {index}")
+
+
+def plan_layout(client, shards: Optional[int] = None, replicas: Optional[int] = None, *,
+                like: Optional[str] = None) -> Layout:
+    """What a new index gets: shards/replicas given, else those of index `like` (a reindex keeps its layout),
+    else GRDR_INDEX_SHARDS / GRDR_INDEX_REPLICAS, replicas unset: default_replicas of the data nodes now."""
+    if like is not None:
+        kept = layout_of(client, like)
+        if shards is None and replicas is None:
+            return kept
+        shards = kept.shards if shards is None else shards
+        replicas = kept.replicas if replicas is None else replicas
+    else:
+        from grdr_plugin.settings import get_settings
+
+        settings = get_settings()
+        shards = settings.index_shards if shards is None else shards
+        replicas = settings.index_replicas if replicas is None else replicas
+    return choose_layout(shards, replicas, data_nodes(client))
 
 
 def swap_alias(client, alias: str, new_index: str) -> Optional[str]:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasGenerator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grdr_plugin.index import MAX_SHARDS
+
 
 def env_names(prefix: str) -> SettingsConfigDict:
     """Each field read from the variable PREFIX + its upper-cased name, which a validation error then names
@@ -45,6 +47,11 @@ class Settings(BaseSettings):
         None, description="key that writes (POST /videos) need as `Authorization: Bearer` or `X-API-Key`; "
                           "unset: no key is asked")
     api_key_for_reads: bool = Field(False, description="reads (search, jobs) need the key too")
+
+    # New catalog indices (`grdr index create`, `grdr ingest`); flags --shards / --replicas override them.
+    index_shards: int = Field(1, ge=1, le=MAX_SHARDS, description="primary shards of a new catalog index")
+    index_replicas: Optional[int] = Field(
+        None, ge=0, description="replicas of a new catalog index; unset: 1 with >= 2 data nodes, else 0")
 
     # Local cluster (`grdr cluster ...`)
     home: Path = Field(Path(".grdr"), description="project-local folder for the cluster's data, logs and cache")

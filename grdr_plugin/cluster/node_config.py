@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from grdr_plugin.cluster.paths import ClusterPaths
+from grdr_plugin.cluster.paths import ClusterPaths, NodePaths, node_name
 from grdr_plugin.settings import Settings
 
 CLUSTER_NAME = "grdr-local"
-NODE_NAME = "grdr-node-1"
 
 
 YmlValue = Union[str, Sequence[str]]
@@ -23,7 +22,7 @@ def render_opensearch_yml(settings: Settings, paths: ClusterPaths,
     ``extra`` adds or overrides settings (the secured test node's TLS and security plugin settings)."""
     lines = {
         "cluster.name": CLUSTER_NAME,
-        "node.name": NODE_NAME,
+        "node.name": node_name(0),
         # one node, no discovery, no bootstrap checks (they apply only when binding beyond loopback)
         "discovery.type": "single-node",
         "network.host": "127.0.0.1",
@@ -38,6 +37,34 @@ def render_opensearch_yml(settings: Settings, paths: ClusterPaths,
     }
     header = "# written by `grdr cluster start` on every start; edit grdr_plugin/cluster/node_config.py instead\n"
     return header + "".join(f"{k}: {_yaml_value(v)}\n" for k, v in lines.items())
+
+
+def render_cluster_node_yml(settings: Settings, nodes: Sequence[NodePaths], i: int) -> str:
+    """Node ``i`` of a loopback cluster of ``len(nodes)``: HTTP on port+i, transport on transport_port+i, and
+    every node seeded with all transport ports, so any of them can find the others after a restart."""
+    lines: dict[str, YmlValue] = {
+        "cluster.name": CLUSTER_NAME,
+        "node.name": nodes[i].name,
+        "network.host": "127.0.0.1",
+        "http.port": str(settings.opensearch_port + i),
+        "transport.port": str(settings.opensearch_transport_port + i),
+        "discovery.seed_hosts": [f"127.0.0.1:{settings.opensearch_transport_port + j}" for j in range(len(nodes))],
+        # read only when the cluster first forms; afterwards the nodes keep their elected state on disk
+        "cluster.initial_cluster_manager_nodes": [node_name(j) for j in range(len(nodes))],
+        "path.data": str(nodes[i].data),
+        "path.logs": str(nodes[i].logs),
+        # a dev disk that fills past 85/90/95 % would otherwise turn indices read-only mid-test
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+    }
+    header = "# written by `grdr cluster start --nodes N` on every start; edit grdr_plugin/cluster/node_config.py\n"
+    return header + "".join(f"{k}: {_yaml_value(v)}\n" for k, v in lines.items())
+
+
+def node_jvm_options(dist_text: str, paths: ClusterPaths, node: NodePaths) -> str:
+    """The assembled home's jvm.options (logs and heap dumps pointed at the single-node folders) for one node of
+    a cluster: its own logs and data folders, so two JVMs never write one GC log."""
+    return (dist_text.replace(f"{paths.logs}/", f"{node.logs}/")
+            .replace(f"HeapDumpPath={paths.data}", f"HeapDumpPath={node.data}"))
 
 
 def _yaml_value(value: YmlValue) -> str:

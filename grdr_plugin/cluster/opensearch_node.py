@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -14,7 +14,7 @@ from grdr_plugin.cluster.errors import ClusterError
 from grdr_plugin.cluster.http import get_json
 from grdr_plugin.cluster.java import find_jdk
 from grdr_plugin.cluster.node_config import CLUSTER_NAME, YmlValue, heap_opts, node_env, render_opensearch_yml
-from grdr_plugin.cluster.paths import ClusterPaths
+from grdr_plugin.cluster.paths import ClusterPaths, NodePaths
 from grdr_plugin.settings import Settings
 
 Log = Callable[[str], None]
@@ -56,8 +56,9 @@ def node_marker(paths: ClusterPaths) -> str:
     return str(paths.opensearch)
 
 
-def node_pid(paths: ClusterPaths) -> Optional[int]:
-    pid = procs.read_int(paths.opensearch_pid)
+def node_pid(paths: ClusterPaths, pid_file: Optional[Path] = None) -> Optional[int]:
+    """The live node whose pid ``pid_file`` (default: the single node's) names; None when it does not run."""
+    pid = procs.read_int(pid_file or paths.opensearch_pid)
     return pid if procs.alive(pid, node_marker(paths)) else None
 
 
@@ -93,6 +94,16 @@ def start(settings: Settings, paths: ClusterPaths, log: Log, rebuild: bool = Fal
         return NodeStart(True, pid, (root_info(url) or {}).get("version", {}).get("number", "?"), status,
                          time.monotonic() - t0)
 
+    dist_home, java_home = prepare(settings, paths, log, rebuild)
+    pid = spawn(settings, paths, dist_home, java_home)
+    log(f"OpenSearch started (pid {pid}); waiting for cluster health yellow/green")
+    status = wait_healthy(url, pid, paths, t0)
+    version = (root_info(url) or {}).get("version", {}).get("number", "?")
+    return NodeStart(False, pid, version, status, time.monotonic() - t0)
+
+
+def prepare(settings: Settings, paths: ClusterPaths, log: Log, rebuild: bool) -> tuple[Path, Path]:
+    """The JDK and the assembled OpenSearch home (fetched and assembled on first use): (home, java_home)."""
     heap_opts(settings.opensearch_heap)  # a bad GRDR_OPENSEARCH_HEAP fails before any download
     jdk = find_jdk(settings.java_home)
     log(f"Java {jdk.version} at {jdk.home}")
@@ -103,15 +114,19 @@ def start(settings: Settings, paths: ClusterPaths, log: Log, rebuild: bool = Fal
     if dist.built:
         log(f"fetched and assembled {dist.home} in {time.monotonic() - t_dist:.1f} s "
             f"(lang-painless {'assembled from Maven jars' if dist.painless_source == 'maven' else 'from the zip'})")
-    pid = spawn(settings, paths, dist.home, jdk.home)
-    log(f"OpenSearch started (pid {pid}); waiting for cluster health yellow/green")
-    status = wait_healthy(url, pid, paths, t0)
-    version = (root_info(url) or {}).get("version", {}).get("number", "?")
-    return NodeStart(False, pid, version, status, time.monotonic() - t0)
+    return dist.home, jdk.home
 
 
 def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path,
           extra_yml: Optional[Mapping[str, YmlValue]] = None) -> int:
+    """The single node: its config in the distribution home, its data/logs/run directly under opensearch/."""
+    node = replace(paths.nodes(1, settings.opensearch_version)[0], config=home / "config")
+    return spawn_node(paths, node, home, java_home, settings.opensearch_heap,
+                      render_opensearch_yml(settings, paths, extra_yml), settings.opensearch_port)
+
+
+def spawn_node(paths: ClusterPaths, node: NodePaths, home: Path, java_home: Path, heap: str, yml: str,
+               http_port: int) -> int:
     """bin/opensearch detached in its own session (it outlives the CLI), as the node user under root."""
     who = procs.node_user()
     if who.switches:
@@ -119,14 +134,14 @@ def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path,
         if blocked is not None:
             raise ClusterError(f"the node user {who.name!r} cannot enter {blocked}",
                                hint="chmod o+x that folder, or set GRDR_HOME to a folder outside it")
-    for d in (paths.data, paths.logs, paths.run):
+    for d in (node.config, node.data, node.logs, node.run):
         d.mkdir(parents=True, exist_ok=True)
-    (home / "config" / "opensearch.yml").write_text(render_opensearch_yml(settings, paths, extra_yml))
+    (node.config / "opensearch.yml").write_text(yml)
     # the node writes its keystore into config/ and its data/logs below .grdr/opensearch
     procs.chown_tree(paths.opensearch, who)
 
-    env = node_env(os.environ, java_home, settings.opensearch_heap, home / "config", paths.run)
-    with open(paths.opensearch_stdout, "wb") as out:
+    env = node_env(os.environ, java_home, heap, node.config, node.run)
+    with open(node.stdout, "wb") as out:
         proc = subprocess.Popen(
             [str(home / "bin" / "opensearch")], cwd=home, env=env,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -134,8 +149,8 @@ def spawn(settings: Settings, paths: ClusterPaths, home: Path, java_home: Path,
             user=who.uid, group=who.gid, extra_groups=[] if who.switches else None,
         )
     # bin/opensearch execs java, so this pid is the node's own
-    procs.write_int(paths.opensearch_pid, proc.pid)
-    procs.write_int(paths.opensearch_port, settings.opensearch_port)  # lets a later start spot a port change
+    procs.write_int(node.pid, proc.pid)
+    procs.write_int(node.port, http_port)  # lets a later start spot a port change
     return proc.pid
 
 
