@@ -120,12 +120,6 @@ def field_kinds_of(mapping_properties: dict[str, Any],
             for path, field in flat_fields(mapping_properties).items() if path not in internal}
 
 
-def keyword_fields_of(mapping_properties: dict[str, Any]) -> set[str]:
-    """Keyword fields a user may filter on (internal grdr fields excluded)."""
-    internal = {"grdr_ids", "grdr_prefixes"}
-    return {n for n, p in mapping_properties.items() if p.get("type") == "keyword" and n not in internal}
-
-
 def _date_ok(value: str) -> bool:
     """ISO 8601 (a date, or a date and time), `now`, either followed by date math (`||+1M/d`, `now-7d`)."""
     if value.startswith("now"):
@@ -184,18 +178,13 @@ def _equals(name: str, kind: FieldKind, values: list[Any]) -> dict[str, Any]:
     return ranges[0] if len(ranges) == 1 else {"bool": {"should": ranges, "minimum_should_match": 1}}
 
 
-def filter_clauses(filters: Optional[SearchFilters],
-                   fields: Mapping[str, FieldKind] | Collection[str]) -> list[dict[str, Any]]:
-    """Filter clauses for a bool.filter.  `fields`: the index's fields by kind (`field_kinds_of`), or just its
-    filterable keyword fields (then `tags` and the duration range are not checked against the mapping)."""
+def filter_clauses(filters: Optional[SearchFilters], kinds: Mapping[str, FieldKind]) -> list[dict[str, Any]]:
+    """Filter clauses for a bool.filter; `kinds`: the index's fields by kind (`field_kinds_of`)."""
     if filters is None:
         return []
-    kinds: Mapping[str, FieldKind] = fields if isinstance(fields, Mapping) else dict.fromkeys(fields, "keyword")
-    known = isinstance(fields, Mapping)
     clauses: list[dict[str, Any]] = []
     if filters.tags:
-        if known:
-            _checked("filters.tags", "tags", kinds, ("keyword",), filters.tags)
+        _checked("filters.tags", "tags", kinds, ("keyword",), filters.tags)
         clauses.append({"terms": {"tags": list(filters.tags)}})
     if filters.duration_min is not None or filters.duration_max is not None:
         rng = {}
@@ -203,9 +192,8 @@ def filter_clauses(filters: Optional[SearchFilters],
             rng["gte"] = filters.duration_min
         if filters.duration_max is not None:
             rng["lte"] = filters.duration_max
-        if known:
-            _checked("filters.duration_min" if "gte" in rng else "filters.duration_max", "duration_s", kinds,
-                     ("numeric",), rng.values())
+        _checked("filters.duration_min" if "gte" in rng else "filters.duration_max", "duration_s", kinds,
+                 ("numeric",), rng.values())
         clauses.append({"range": {"duration_s": rng}})
     for name, values in filters.fields.items():
         if kinds.get(name) != "keyword":

@@ -200,10 +200,6 @@ class Searcher:
         return self._catalog_for("store").store
 
     @property
-    def keyword_fields(self) -> set[str]:
-        return {n for n, kind in self._catalog_for("keyword_fields").field_kinds.items() if kind == "keyword"}
-
-    @property
     def text_fields(self) -> tuple[str, ...]:
         """What BM25 reads in hybrid searches."""
         return self._catalog_for("text_fields").text_fields

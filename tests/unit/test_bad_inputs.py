@@ -22,7 +22,7 @@ from ingest.sources import Record, plan_videos, read_records
 from ingest.video import VideoError, read_frames
 from query.api import MAX_BODY_BYTES, SearchRequest
 from query.errors import content_type_problem
-from query.filters import filter_clauses, keyword_fields_of
+from query.filters import field_kinds_of, filter_clauses
 from query.searcher import clean_query
 from tests.bad_inputs.corpus import (
     CATALOG_NAME,
@@ -40,7 +40,7 @@ from tests.bad_inputs.corpus import (
 from tests.bad_inputs.make_videos import make_videos
 
 CASES = load_cases()
-KEYWORDS = keyword_fields_of(index_body(IndexSpec(rerank_dim=8, fingerprint="0123456789ab"))["mappings"]["properties"])
+KINDS = field_kinds_of(index_body(IndexSpec(rerank_dim=8, fingerprint="0123456789ab"))["mappings"]["properties"])
 
 
 def of(stage: str) -> list:
@@ -125,7 +125,7 @@ def refusal(case: Case) -> Optional[str]:
     try:
         req = SearchRequest.model_validate(body)
         clean_query(req.text)
-        filter_clauses(req.filters, KEYWORDS)
+        filter_clauses(req.filters, KINDS)
     except ValidationError as exc:
         err = exc.errors()[0]
         return f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
@@ -146,4 +146,4 @@ def test_an_api_case_is_refused_naming_its_field_or_passes_as_plain_values(case)
     assert refused is None
     # Hostile text and filter values stay values: every clause is a plain terms/range on a keyword field.
     req = SearchRequest.model_validate(api_json(case))
-    assert all(next(iter(c)) in ("terms", "range") for c in filter_clauses(req.filters, KEYWORDS))
+    assert all(next(iter(c)) in ("terms", "range") for c in filter_clauses(req.filters, KINDS))

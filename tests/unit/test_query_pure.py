@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from grdr_plugin.model.ids import parse_ids
-from query.filters import SearchFilters, filter_clauses, keyword_fields_of
+from query.filters import SearchFilters, field_kinds_of, filter_clauses
 from query.hybrid import check_hybrid_mode, keyword_candidates_request, rrf
 from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
 from query.searcher import MAX_QUERY_CHARS, clean_query
@@ -79,12 +79,12 @@ def test_nan_query_vector_is_refused():
 
 def test_filters_become_clauses_and_unknown_fields_are_named():
     f = SearchFilters(tags=["cooking"], duration_min=1, duration_max=30, fields={"source": ["msrvtt"]})
-    clauses = filter_clauses(f, {"source", "tags"})
+    clauses = filter_clauses(f, {"source": "keyword", "tags": "keyword", "duration_s": "numeric"})
     assert {"terms": {"tags": ["cooking"]}} in clauses
     assert {"range": {"duration_s": {"gte": 1, "lte": 30}}} in clauses
     assert {"terms": {"source": ["msrvtt"]}} in clauses
     with pytest.raises(ValueError, match="filters.fields.secret"):
-        filter_clauses(SearchFilters(fields={"secret": ["x"]}), {"source"})
+        filter_clauses(SearchFilters(fields={"secret": ["x"]}), {"source": "keyword"})
 
 
 @pytest.mark.parametrize("payload", [{"duration_min": "long"}, {"tags": "notalist"}, {"unknown": 1},
@@ -96,7 +96,7 @@ def test_filters_with_wrong_types_are_refused(payload):
 
 def test_keyword_fields_exclude_internal_ones():
     props = {"grdr_ids": {"type": "keyword"}, "tags": {"type": "keyword"}, "title": {"type": "text"}}
-    assert keyword_fields_of(props) == {"tags"}
+    assert field_kinds_of(props) == {"tags": "keyword", "title": "text"}
 
 
 def test_rrf_rewards_agreement():
