@@ -12,10 +12,10 @@ from query.request import knn_rerank_script
 
 
 def hnsw_index_body(dim: int, *, m: int = defaults.HNSW_M, ef_construction: int = defaults.HNSW_EF_CONSTRUCTION,
-                    ef_search: int = defaults.DEFAULT_EF_SEARCH) -> dict[str, Any]:
-    """A second index for the HNSW baseline: the same vectors in a lucene-engine graph."""
+                    ef_search: int = defaults.DEFAULT_EF_SEARCH, shards: int = 1) -> dict[str, Any]:
+    """A second index for the HNSW baseline: the same vectors in a lucene-engine graph (one per shard)."""
     return {
-        "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 0, "knn": True,
+        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": 0, "knn": True,
                                "knn.algo_param.ef_search": ef_search}},
         "mappings": {
             "properties": {

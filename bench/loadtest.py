@@ -77,6 +77,9 @@ class LoadReport(BaseModel):
     ok: int
     errors: dict[str, int] = Field(description="failed requests by HTTP status, exception or invalid body")
     error_examples: dict[str, str] = Field(description="the first message seen for each kind of error")
+    started_at: float = Field(description="Unix time the load began")
+    error_window_s: Optional[tuple[float, float]] = Field(
+        description="when the first and the last failed request were sent, s after the load began; null: none")
     throughput_rps: float = Field(description="valid answers per second of wall time")
     latency_ms: dict[str, float]
     memory: Optional[MemoryReport] = Field(description="null when the server is not a local process")
@@ -135,13 +138,20 @@ class _Tally:
     """What the clients saw; one event loop, so no locking."""
 
     def __init__(self) -> None:
+        self.t0, self.started_at = time.perf_counter(), time.time()  # when the load began, by both clocks
         self.latencies_ms: list[float] = []
         self.errors: dict[str, int] = {}
         self.examples: dict[str, str] = {}
+        self.failed_sent_s: list[float] = []  # when each failed request was sent, s after t0
 
-    def error(self, kind: str, detail: str) -> None:
+    def error(self, kind: str, detail: str, sent: float) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.examples.setdefault(kind, detail[:EXAMPLE_CHARS])
+        self.failed_sent_s.append(sent - self.t0)
+
+    def error_window_s(self) -> Optional[tuple[float, float]]:
+        sent = self.failed_sent_s
+        return (round(min(sent), 3), round(max(sent), 3)) if sent else None
 
 
 async def _one(http: httpx.AsyncClient, text: str, k: int, tally: _Tally) -> None:
@@ -149,18 +159,18 @@ async def _one(http: httpx.AsyncClient, text: str, k: int, tally: _Tally) -> Non
     try:
         resp = await http.post("/search", json={"text": text, "k": k})
     except httpx.HTTPError as exc:
-        tally.error(type(exc).__name__, f"{exc!r} for {text!r}")
+        tally.error(type(exc).__name__, f"{exc!r} for {text!r}", t0)
         return
     ms = (time.perf_counter() - t0) * 1e3
     if resp.status_code != 200:
-        tally.error(f"status {resp.status_code}", f"{resp.text} for {text!r}")
+        tally.error(f"status {resp.status_code}", f"{resp.text} for {text!r}", t0)
         return
     try:
         reason = invalid_reason(SearchResult.model_validate_json(resp.content), k)
     except ValidationError as exc:
         reason = f"not a SearchResult: {exc.errors()[0]['msg']}"
     if reason:
-        tally.error("invalid answer", f"{reason} for {text!r}")
+        tally.error("invalid answer", f"{reason} for {text!r}", t0)
         return
     tally.latencies_ms.append(ms)
 
@@ -203,7 +213,7 @@ def probe_server(cfg: LoadConfig) -> Optional[int]:
 
 async def _run(cfg: LoadConfig, pid: Optional[int]) -> tuple[_Tally, list[tuple[float, int]], float]:
     tally, rss = _Tally(), []
-    t0 = time.perf_counter()
+    t0 = tally.t0
     deadline = t0 + cfg.duration_s
     tasks = [_client(cfg, i, deadline, tally) for i in range(cfg.clients)]
     if pid is not None:
@@ -221,5 +231,6 @@ def run_load(cfg: LoadConfig) -> LoadReport:
     failed = sum(tally.errors.values())
     return LoadReport(url=cfg.url, clients=cfg.clients, duration_s=round(elapsed, 2),
                       requests=len(tally.latencies_ms) + failed, ok=len(tally.latencies_ms), errors=tally.errors,
-                      error_examples=tally.examples, throughput_rps=per_second(len(tally.latencies_ms), elapsed),
+                      error_examples=tally.examples, started_at=tally.started_at, error_window_s=tally.error_window_s(),
+                      throughput_rps=per_second(len(tally.latencies_ms), elapsed),
                       latency_ms=latency, memory=memory_report(pid, rss, cfg.warmup_s) if pid is not None else None)

@@ -288,7 +288,7 @@ def setup(model_dir: str | Path, dataset_dir: str | Path, n_queries: int, thread
 
     torch.set_num_threads(threads)
     torch_be = TorchBackend(model_dir)
-    onnx_be = ModelRuntime(model_dir, threads=threads)
+    onnx_be = ModelRuntime(model_dir, threads=threads, encoder="float")  # torch's encoder: the IDs compare alike
     ds = load_dataset(dataset_dir)
     codes, _ = onnx_be.encode_videos(ds.frames, ds.features)  # the gallery's IDs: what the index holds
     ids = np.unique(codes.reshape(-1, codes.shape[-1]), axis=0)

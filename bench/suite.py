@@ -3,7 +3,8 @@
 One corpus per scale (grown from a real dataset by bench.scale, ingested through the real
 Celery path), one query set (the dataset's test queries), three systems with the same rerank
 vectors. Reports quality, latency per stage, throughput with 1 and N clients, storage per index
-and per Lucene structure, and the RAM of each recall structure.
+and per Lucene structure, and the RAM of each recall structure; and beside the real dataset, every
+corpus's nearest-neighbour cosines (bench.neighbours) and exact dense R@10, to judge the growth.
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from bench import defaults
 from bench.baselines import exact_dense_request, hnsw_index_body
+from bench.neighbours import corpus_neighbours
 from bench.scale import DEFAULT_NOISE, grow_dataset
 from grdr_plugin.data import load_dataset
+from grdr_plugin.evaluation import evaluate
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index
 from grdr_plugin.metrics import TAIL_PERCENTILES, latency_summary, overlap_at, per_second, rank_of, recall_at
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.settings import Settings
 from query.searcher import Searcher
 
@@ -92,14 +96,16 @@ def machine() -> dict[str, Any]:
 
 # ---- building the corpus ----
 
-def ingest_corpus(client, data: Path, model: Path, alias: str, batch_size: int) -> dict[str, Any]:
-    """Through the real path: a Celery worker process, batches, bulk, registry. Returns throughput."""
+def ingest_corpus(client, data: Path, model: Path, alias: str, batch_size: int,
+                  shards: Optional[int] = None) -> dict[str, Any]:
+    """Through the real path: a Celery worker process, batches, bulk, registry. Returns throughput.
+    shards: the index's primary shards (None: grdr's default)."""
     from ingest.submit import enqueue, make_plan, wait
     from ingest.target import prepare_target
     from ingest.worker_process import celery_worker
 
     drop_index(client, alias)
-    target = prepare_target(client, alias, model)
+    target = prepare_target(client, alias, model, shards=shards)
     plan = make_plan(dataset=data, batch_size=batch_size)
     with celery_worker() as queue:
         t0 = time.perf_counter()
@@ -112,12 +118,12 @@ def ingest_corpus(client, data: Path, model: Path, alias: str, batch_size: int) 
 
 
 def build_hnsw(client, source_alias: str, name: str, dim: int, m: int, ef_construction: int,
-               ef_search: int) -> dict[str, Any]:
+               ef_search: int, shards: int = 1) -> dict[str, Any]:
     """The HNSW baseline: the very vectors of the GRDR index, in a lucene-engine graph."""
     if client.indices.exists(index=name):
         client.indices.delete(index=name)
     client.indices.create(index=name, body=hnsw_index_body(dim, m=m, ef_construction=ef_construction,
-                                                           ef_search=ef_search))
+                                                           ef_search=ef_search, shards=shards))
     docs = helpers.scan(client, index=source_alias, query={"_source": ["video_id", VECTOR_FIELD]}, size=COPY_SCAN_PAGE)
     actions = ({"_index": name, "_id": d["_id"],
                 "_source": {"video_id": d["_id"], VECTOR_FIELD: d["_source"][VECTOR_FIELD]}} for d in docs)
@@ -208,9 +214,30 @@ def throughput(fn: QueryFn, texts: list[str], clients: int) -> float:
         return per_second(len(texts), time.perf_counter() - t0)
 
 
+# ---- the corpora ----
+
+def real_corpus(cfg: BenchConfig, encoder: ModelRuntime) -> dict[str, Any]:
+    """The dataset as it is, what the grown corpora are read against: its nearest-neighbour profile and
+    exact dense R@10 on the bench's test queries (in process: the cosine ranking knn_score makes)."""
+    src = load_dataset(cfg.dataset)
+    rows = src.test_queries()[: cfg.queries]
+    return {"videos": src.n_videos, "queries": len(rows),
+            "dense_exact": evaluate(src, encoder, ("dense",), query_rows=rows)["dense"],
+            "nn_cosine": corpus_neighbours(encoder, src.features, src.frames)}
+
+
+def grown_arrays(folder: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """A grown catalog's pooled features and frames (None without frames.npy), memory-mapped."""
+    frames = folder / "frames.npy"
+    return (np.load(folder / "features.npy", mmap_mode="r"),
+            np.load(frames, mmap_mode="r") if frames.is_file() else None)
+
+
 # ---- one scale ----
 
-def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
+def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: ModelRuntime,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """encoder: the video side's runtime for the corpus's nearest-neighbour profile."""
     from ingest.config import get_ingest_settings
 
     client = settings.opensearch_client()
@@ -223,6 +250,9 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
                                                                        noise=cfg.noise)
         log(f"[{n:,}] ingesting through Celery")
         ingest = ingest_corpus(client, data, cfg.model, alias, cfg.batch_size or get_ingest_settings().batch_size)
+        log(f"[{n:,}] nearest-neighbour cosines")
+        arrays = (src.features, src.frames) if data == cfg.dataset else grown_arrays(data)
+        neighbours = corpus_neighbours(encoder, *arrays)
     log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
     searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
                         max_pool=cfg.max_pool)
@@ -278,16 +308,21 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, log: Callable[
         drop_index(client, alias)
         client.indices.delete(index=hnsw_name, ignore=[404])
     return {"videos": n, "queries": len(texts), "systems": systems, "curves": curves, "storage": store,
-            "ingest": ingest, "ingest_videos_per_s": ingest["videos_per_s"]}
+            "ingest": ingest, "ingest_videos_per_s": ingest["videos_per_s"], "nn_cosine": neighbours}
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print,
               settings: Optional[Settings] = None) -> dict[str, Any]:
     settings = settings or Settings()
     t0 = time.perf_counter()
-    per_scale = [bench_scale(cfg, s, settings, log) for s in cfg.scales]
+    # the video side for the neighbour profiles and the query side for the real corpus's dense R@10 (the
+    # Searcher's query encoder); it runs alone, before each scale's queries, so on every core
+    encoder = ModelRuntime(cfg.model, threads=os.cpu_count() or 1, encoder=settings.query_encoder)
+    log("real corpus: nearest-neighbour cosines, exact dense in process")
+    real = real_corpus(cfg, encoder)
+    per_scale = [bench_scale(cfg, s, settings, encoder, log) for s in cfg.scales]
     largest = max(per_scale, key=lambda r: r["videos"])
     return {"videos": largest["videos"], "systems": largest["systems"],
             "ingest_videos_per_s": largest["ingest_videos_per_s"], "dataset": str(cfg.dataset),
             "machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
-            "scales": {str(r["videos"]): r for r in per_scale}}
+            "real_corpus": real, "growth_noise": cfg.noise, "scales": {str(r["videos"]): r for r in per_scale}}

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.console import fail, out, print_json, user_errors
+from cli.console import console, fail, out, print_json, user_errors
 from grdr_plugin import index as grdr_index
+from grdr_plugin.capacity import CapacityReport
+from grdr_plugin.pool import DEFAULT_MAX_POOL
 from grdr_plugin.settings import get_settings
 
 app = typer.Typer(help="Create, list, inspect and drop catalog indices (an alias over versioned indices).",
@@ -62,10 +64,18 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON object
 
 @app.command()
 def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
+         max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", min=1,
+                                      help="the pool cap the capacity report measures IDs against (grdr serve's)"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
-    """Documents, distinct semantic IDs, shards, replicas, health, store size, versions, fields, model."""
+    """Documents, distinct semantic IDs, shards, replicas, health, store size, versions, fields, model, and
+    capacity: videos per ID and whether the catalog has outgrown its codebook (a warning naming the fix)."""
+    from query.catalog_capacity import index_capacity  # the query layer's ID reader, loaded only here
+
     with user_errors():
-        data = grdr_index.index_info(get_settings().opensearch_client(), grdr_index.validate_name(name))
+        client = get_settings().opensearch_client()
+        data = grdr_index.index_info(client, grdr_index.validate_name(name))
+        report = index_capacity(client, data["alias"], data["index"], data["meta"], max_pool)
+    data["capacity"] = report.model_dump() if report is not None else None
     if as_json:
         print_json(data)
         return
@@ -79,7 +89,23 @@ def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
     table.add_row("fingerprint", str(data["fingerprint"]))
     for field, kind in data["fields"].items():
         table.add_row(f"field {field}", kind)
+    if report is None:
+        table.add_row("capacity", "unknown: _meta.grdr records no views, levels and codebook_size (not a grdr index)")
+    else:
+        _capacity_rows(table, report)
     out.print(table)
+    if report is not None and report.warning:
+        console.print(f"warning: {report.warning}", style="yellow", markup=False, highlight=False)
+
+
+def _capacity_rows(table: Table, c: CapacityReport) -> None:
+    per_id = c.videos_per_id
+    table.add_row("IDs used", f"{c.distinct_ids:,} of {c.id_space:,} (C={c.codebook_size}, L={c.levels}): "
+                              f"{c.occupancy:.2%}")
+    table.add_row("videos per ID", f"p50 {per_id.p50:,}, p99 {per_id.p99:,}, max {per_id.max:,}")
+    table.add_row("(video, ID) pairs", f"{c.postings:,} ({c.videos:,} videos, K={c.views})")
+    table.add_row(f"IDs over the pool ({c.max_pool:,})",
+                  f"{c.crowded_ids:,}, holding {c.crowded_share:.2%} of the pairs")
 
 
 @app.command()

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
 from cli.console import EXIT_ERROR, EXIT_USAGE, console, fail, user_errors
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+
+if TYPE_CHECKING:
+    from grdr_plugin.settings import Settings
 
 SHOWN_BLANK_LINES = 10  # line numbers named in the blank-line warning; the count says how many in all
 # The model's and training's own defaults are the flags' defaults.
@@ -79,8 +82,9 @@ def train(
         ds = holdout_split(ds, spec)
     n_seen = int(ds.video_split.sum())
     c = codebook_size or choose_codebook_size(n_seen, views, levels)
-    cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers,
-                      feature_dim=ds.features.shape[1], frames=ds.frames.shape[1], image_encoder=ds.image_encoder)
+    with user_errors():  # flags the model's config refuses (e.g. --levels and --codebook-size together)
+        cfg = ModelConfig(views=views, levels=levels, codebook_size=c, decoder_layers=decoder_layers,
+                          feature_dim=ds.features.shape[1], frames=ds.frames.shape[1], image_encoder=ds.image_encoder)
     upd = {"seed": seed, "device": device, "routing": routing, "threads": threads}
     if epochs is not None:
         upd["epochs_fit"] = epochs
@@ -135,6 +139,8 @@ def eval_cmd(
     index: Optional[str] = typer.Option(
         None, "--index", help="evaluate through OpenSearch: the Searcher over this catalog alias (ingested with the "
                               "dataset and MODEL), with per-stage latency; see MODEL.md for MdR/MnR there"),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="query encoder graph, int8 or float (default: "
+                                                                  "GRDR_QUERY_ENCODER, else int8; see MODEL.md)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
 ) -> None:
     """Evaluate on the dataset's test queries over the full corpus (in process, or through OpenSearch: --index)."""
@@ -150,9 +156,10 @@ def eval_cmd(
         if spec is None:
             _fail(f"--validation: {model} was trained without --holdout; retrain it with `grdr train --holdout 0.2`")
         ds = holdout_split(ds, spec)
+    settings = _settings_with_encoder(encoder, backend)
     if index is not None:
         _eval_index(ds, model, index, mode=mode, beam=beam, max_pool=max_pool, backend=backend, threads=threads,
-                    limit=limit, k=k, json_out=json_out)
+                    limit=limit, k=k, settings=settings, json_out=json_out)
         return
     if mode not in ("grdr", "dense", "all"):
         _fail("--mode must be grdr, dense or all")
@@ -160,7 +167,7 @@ def eval_cmd(
     if backend == "onnx":
         from grdr_plugin.runtime import ModelRuntime
 
-        be = ModelRuntime(model, threads=threads)
+        be = ModelRuntime(model, threads=threads, encoder=settings.query_encoder)
     else:
         from grdr_plugin.model.torch_backend import TorchBackend
 
@@ -168,6 +175,8 @@ def eval_cmd(
     rows = ds.test_queries()[:limit] if limit else ds.test_queries()
     with tqdm(total=len(rows), desc="eval", unit="q", disable=None) as bar:
         res = evaluate(ds, be, modes, beam=beam, max_pool=max_pool, progress=bar.update, query_rows=rows)
+    res["encoder"] = be.query_encoder if backend == "onnx" else "float"  # torch runs the float encoder
+    typer.echo(f"query encoder: {res['encoder']}")
     for m in modes:
         typer.echo(f"{m:6s} " + " ".join(f"{k}={v}" for k, v in res[m].items()))
     if "grdr" in modes:
@@ -179,8 +188,26 @@ def eval_cmd(
         typer.echo(json.dumps(res))
 
 
+def _settings_with_encoder(encoder: Optional[str], backend: str) -> "Settings":
+    """The run-time settings, `--encoder` over GRDR_QUERY_ENCODER's choice."""
+    from typing import get_args
+
+    from grdr_plugin.model.config import QueryEncoder
+    from grdr_plugin.settings import Settings, get_settings
+
+    if encoder is None:
+        with user_errors():
+            return get_settings()
+    if encoder not in get_args(QueryEncoder):
+        _fail(f"--encoder must be one of {', '.join(get_args(QueryEncoder))}, got {encoder!r}")
+    if backend != "onnx" and encoder != "float":
+        _fail(f"--encoder {encoder}: the torch backend runs the float encoder; use --backend onnx")
+    with user_errors():
+        return Settings(query_encoder=encoder)
+
+
 def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: int, backend: str, threads: int,
-                limit: Optional[int], k: Optional[int], json_out: bool) -> None:
+                limit: Optional[int], k: Optional[int], settings: "Settings", json_out: bool) -> None:
     """`grdr eval --index`: bench.evaluate through the Searcher, one query at a time."""
     from tqdm import tqdm
 
@@ -195,11 +222,14 @@ def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: 
         _fail("--backend: --index searches with the ONNX runtime that serving runs; drop --backend torch")
     modes = ("grdr",) if mode == "all" else (mode,)
     with user_errors():
-        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool, threads=threads).connect()
+        searcher = Searcher(model, index, settings=settings, beam_size=beam, max_pool=max_pool,
+                            threads=threads).connect()
         total = len(ds.test_queries()[:limit] if limit else ds.test_queries()) * len(modes)
         with tqdm(total=total, desc=f"eval {index}", unit="q", disable=None) as bar:
             res = evaluate_through_opensearch(ds, searcher, modes=modes, limit=limit, progress=bar.update,
                                               k=full_pool_k(searcher) if k is None else k)
+    res["encoder"] = searcher.runtime.query_encoder
+    typer.echo(f"query encoder: {res['encoder']}")
     for m in modes:
         metrics = {key: v for key, v in res[m].items() if key != "stages_ms"}
         typer.echo(f"{m:6s} " + " ".join(f"{key}={v}" for key, v in metrics.items()))

@@ -39,7 +39,8 @@ def prefix_tables(ids: np.ndarray, codebook_size: int) -> list[np.ndarray]:
 def validity_masks(valid_prefixes: list[np.ndarray], codebook_size: int) -> list[np.ndarray]:
     """The valid IDs as dense masks, as decoder_search.onnx reads them: per level n a bool array
     [C**n, C] whose row p (a valid or invalid prefix of n codes, base-C encoded) marks the codes
-    that continue it to a valid prefix of n + 1 codes."""
+    that continue it to a valid prefix of n + 1 codes.  About C**L bytes in all: only folders with
+    that graph (small ID spaces, `export.tables_fit`) build them; the rest walk the prefix tables."""
     C = codebook_size
     masks = []
     for n, table in enumerate(valid_prefixes):

@@ -9,11 +9,19 @@ A query process does a cheap real-time GET of the counter; only when it moved do
 ID documents newer than what it has seen (by ``_seq_no``, re-reading an overlap so that publishes
 that became visible out of order are not missed). Query processes on any machine agree because
 they all read the same index; none talks to another.
+
+Sequence numbers count up only within one primary term. When the registry's primary is lost and a
+replica is promoted (a new term), the new primary numbers on from its own history: operations the
+old primary had numbered but never replicated are gone (their publishers were never acknowledged
+and publish again), and their numbers are handed out anew, possibly below what a reader already saw
+on the old primary. So "moved" means the counter's (primary term, seq_no) changed, not its value
+(which such a loss can roll back), and a reader that sees a new term reads the alias's IDs again
+from the start: rare, and a few MB at most.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from opensearchpy import helpers
 from opensearchpy.exceptions import TransportError
@@ -76,9 +84,25 @@ def publish_ids(client, alias: str, semantic_ids: Iterable[str]) -> int:
     return int(resp["get"]["_source"]["generation"])
 
 
-def current_generation(client, alias: str) -> int:
+@dataclass(frozen=True)
+class Head:
+    """An alias's generation counter as last written: its value and that write's place in the registry shard's
+    history (every publish moves the pair, also when a fail-over rolled the value back). Never written: zeros."""
+
+    generation: int = 0
+    primary_term: int = 0
+    seq_no: int = -1
+
+
+def read_head(client, alias: str) -> Head:
     resp = client.get(index=REGISTRY_INDEX, id=_doc_id(alias, _COUNTER), ignore=404, realtime=True)
-    return int(resp["_source"]["generation"]) if resp.get("found") else 0
+    if not resp.get("found"):
+        return Head()
+    return Head(int(resp["_source"]["generation"]), int(resp["_primary_term"]), int(resp["_seq_no"]))
+
+
+def current_generation(client, alias: str) -> int:
+    return read_head(client, alias).generation
 
 
 def _max_seq_no(client, alias: str) -> int:
@@ -93,26 +117,31 @@ def _max_seq_no(client, alias: str) -> int:
 class RegistryReader:
     """Follows one alias's published IDs; each query process keeps its own reader.
 
-    It returns candidate IDs (possibly already known: the overlap re-reads some); the caller dedups.
+    It returns candidate IDs (possibly already known: the overlap re-reads some, a new primary term all);
+    the caller dedups.
     """
 
     alias: str
     generation: int = -1
     max_seq_no: int = -1
+    head: Optional[Head] = None  # the counter as last read (None: never read)
 
     def start_at_head(self, client) -> None:
         """Skip what is already published (call just before building a base from the catalog index)."""
         ensure_registry(client)
-        self.generation = current_generation(client, self.alias)
+        self.head = read_head(client, self.alias)
+        self.generation = self.head.generation
         self.max_seq_no = _max_seq_no(client, self.alias)
 
     def poll(self, client) -> list[str]:
-        """IDs published since the last poll, plus a re-read overlap; [] when the generation has not moved."""
+        """IDs published since the last poll, plus a re-read overlap; [] when the counter has not moved."""
         if not client.indices.exists(index=REGISTRY_INDEX):
             return []
-        gen = current_generation(client, self.alias)
-        if gen == self.generation:
+        head = read_head(client, self.alias)
+        if head == self.head:
             return []
+        if self.head is None or head.primary_term != self.head.primary_term:
+            self.max_seq_no = -1  # a new primary may reuse seq_nos this reader saw (module doc): read all again
         query = {"bool": {"filter": [{"term": {"alias": self.alias}}, {"exists": {"field": "semantic_id"}},
                                      {"range": {"_seq_no": {"gt": self.max_seq_no - SEQ_OVERLAP}}}]}}
         body = {"size": READ_PAGE, "query": query, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": True,
@@ -126,5 +155,5 @@ class RegistryReader:
             if len(hits) < body["size"]:
                 break
             body["search_after"] = hits[-1]["sort"]
-        self.generation = gen
+        self.head, self.generation = head, head.generation
         return found

@@ -5,6 +5,9 @@ evaluation (`grdr eval --backend onnx`). Reads only JSON, tokenizer files and ON
 model folder (docs/MODEL.md). Same interface as `grdr_plugin.model.torch_backend.TorchBackend`:
 `cfg`, `encode_videos`, `encode_queries`, `step_fn`, `beam_search`.
 
+The query encoder runs one of the variants config.json records (`encoder`: int8 by default, or float,
+the one training ran; docs/MODEL.md, "Query encoders").
+
 Decoding has two paths (graphs described in `grdr_plugin.model.export`):
 * decoder_search.onnx: the whole trie-constrained beam search of one query in one call, the trie
   as dense validity masks; written when the per-prefix tables fit (then the C**L masks do too);
@@ -13,6 +16,7 @@ Decoding has two paths (graphs described in `grdr_plugin.model.export`):
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +26,7 @@ import numpy as np
 
 from grdr_plugin.decoding import beam_search_by_steps, validity_masks
 from grdr_plugin.model.artifacts import CONFIG, ONNX_DIR, read_config
+from grdr_plugin.model.config import DEFAULT_QUERY_ENCODER, QueryEncoder
 from grdr_plugin.model.ids import encode_prefix
 from grdr_plugin.model.safe_files import refuse_pickles
 
@@ -30,6 +35,13 @@ from grdr_plugin.model.safe_files import refuse_pickles
 # the query's code-space vector)
 DECODER_MEMORY = ("fold_k", "fold_bias", "fold_v", "text_vec")
 SEARCH_OUTPUTS = ["codes", "scores"]  # of decoder_search.onnx
+# The query encoder's graph (in onnx/) of each variant (grdr_plugin.model.config.QueryEncoder).
+TEXT_ENCODER_GRAPHS: dict[str, str] = {"float": "text_encoder", "int8": "text_encoder.int8"}
+# Variants whose activations are quantised with one scale per call, padding rows included: a query's
+# vector would depend on the queries batched with it, so each query is encoded in a call of its own.
+PER_QUERY_CALLS = frozenset({"int8"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,8 +68,13 @@ def _session(path: Path, threads: int):
 class ModelRuntime:
     """Lazily opened ONNX sessions of one model folder (thread-safe: sessions are, state is read-only)."""
 
-    def __init__(self, model_dir: Path | str, threads: int = 1):
+    def __init__(self, model_dir: Path | str, threads: int = 1, encoder: QueryEncoder = DEFAULT_QUERY_ENCODER):
+        """encoder: the query encoder's graph (GRDR_QUERY_ENCODER, `--encoder`); a folder without it
+        serves the one it was trained with (`query_encoder`)."""
+        if encoder not in TEXT_ENCODER_GRAPHS:
+            raise ValueError(f"encoder: {encoder!r} is not one of {', '.join(TEXT_ENCODER_GRAPHS)}")
         self.model_dir = Path(model_dir)
+        self.asked_encoder = encoder
         refuse_pickles(self.model_dir)
         self.cfg = read_config(self.model_dir)
         if not self.cfg.fingerprint:
@@ -81,8 +98,25 @@ class ModelRuntime:
         return _session(self.model_dir / ONNX_DIR / f"{name}.onnx", self.threads)
 
     @cached_property
+    def query_encoder(self) -> QueryEncoder:
+        """The variant served: the one asked for where config.json records it and its graph is there,
+        else the one the model was trained with (logged, naming the fix)."""
+        asked, record = self.asked_encoder, self.cfg.query_encoder
+        graph = self.model_dir / ONNX_DIR / f"{TEXT_ENCODER_GRAPHS[asked]}.onnx"
+        if asked not in record.variants:
+            why = f"{self.model_dir / CONFIG} records only {', '.join(record.variants)} (query_encoder.variants)"
+        elif not graph.is_file():
+            why = f"{graph} is missing"
+        else:
+            return asked
+        log.warning("query encoder %s asked for (GRDR_QUERY_ENCODER or --encoder), but %s; serving %s, the one the "
+                    "model was trained with. Write the %s graph with `grdr export --model %s`",
+                    asked, why, record.trained_with, asked, self.model_dir)
+        return record.trained_with
+
+    @cached_property
     def text_session(self):
-        return self._graph("text_encoder")
+        return self._graph(TEXT_ENCODER_GRAPHS[self.query_encoder])
 
     @cached_property
     def memory_session(self):
@@ -101,8 +135,18 @@ class ModelRuntime:
         enc = self.tokenizer.encode_batch(texts)
         ids = np.asarray([e.ids for e in enc], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+        if len(texts) < 2 or self.query_encoder not in PER_QUERY_CALLS:
+            states, qvec = self._run_text(ids, mask)
+            return states, mask, qvec
+        parts = [self._run_text(ids[i: i + 1, :n], mask[i: i + 1, :n]) for i, n in enumerate(mask.sum(1))]
+        states = np.zeros((*ids.shape, parts[0][0].shape[2]), dtype=np.float32)  # padding: masked downstream
+        for row, (part, _) in zip(states, parts):
+            row[: part.shape[1]] = part[0]
+        return states, mask, np.concatenate([qvec for _, qvec in parts])
+
+    def _run_text(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         states, qvec = self.text_session.run(["token_states", "query_vec"], {"input_ids": ids, "attention_mask": mask})
-        return states, mask, qvec
+        return states, qvec
 
     def query_vectors(self, texts: list[str]) -> np.ndarray:
         """Rerank vectors only (what a dense baseline needs)."""
@@ -201,7 +245,7 @@ class _LevelSteps:
                  levels: int):
         self.sessions, self.memory = sessions, memory
         self.codebook_size, self.levels = codebook_size, levels
-        self.cache = _StepCache(codebook_size, levels)
+        self.cache = _StepCache(codebook_size)
 
     def __call__(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         prefix = np.ascontiguousarray(prefix, dtype=np.int64)
@@ -258,11 +302,13 @@ class _LevelSteps:
         return past
 
 
+_PAIR_KEY = np.dtype((np.void, 16))  # two int64s, compared as raw bytes
+
+
 class _StepCache:
     """The last step's self-attention keys/values, found again by (query row, prefix)."""
 
-    def __init__(self, codebook_size: int, levels: int):
-        self.base = codebook_size ** levels  # an encoded prefix of any length is < base
+    def __init__(self, codebook_size: int):
         self.codebook_size = codebook_size
         self.clear()
 
@@ -270,7 +316,10 @@ class _StepCache:
         self.length, self.keys, self.order, self.k, self.v = -1, None, None, None, None
 
     def _key(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
-        return rows.astype(np.int64) * self.base + encode_prefix(prefix, self.codebook_size)
+        """(row, encoded prefix) as one 16-byte key: sorted and searched bytewise, which is all an
+        exact lookup needs, and no row x C**L product to overflow int64 at large ID spaces."""
+        pair = np.stack([rows.astype(np.int64), encode_prefix(prefix, self.codebook_size)], axis=1)
+        return pair.view(_PAIR_KEY).ravel()
 
     def find(self, rows: np.ndarray, prefix: np.ndarray) -> np.ndarray:
         """Index into the stored k/v of each (row, prefix [R, n]) pair, -1 where it is not stored."""

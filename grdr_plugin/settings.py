@@ -9,13 +9,14 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 from urllib.parse import urlsplit
 
 from pydantic import AliasGenerator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grdr_plugin.index import MAX_SHARDS
+from grdr_plugin.model.config import DEFAULT_QUERY_ENCODER, QueryEncoder
 
 
 def env_names(prefix: str) -> SettingsConfigDict:
@@ -30,7 +31,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(**env_names("GRDR_"), hide_input_in_errors=True)
 
     # OpenSearch connection
-    opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch endpoint (http or https)")
+    opensearch_url: str = Field("http://127.0.0.1:9200",
+                                description="OpenSearch endpoint (http or https); several nodes comma-separated, "
+                                            "so that a request goes to another node when one is lost")
     opensearch_user: Optional[str] = Field(None, description="basic-auth user")
     opensearch_password: Optional[SecretStr] = Field(None, description="basic-auth password (never logged)")
     opensearch_ca_file: Optional[Path] = Field(None, description="CA bundle for TLS verification")
@@ -47,6 +50,10 @@ class Settings(BaseSettings):
         None, description="key that writes (POST /videos) need as `Authorization: Bearer` or `X-API-Key`; "
                           "unset: no key is asked")
     api_key_for_reads: bool = Field(False, description="reads (search, jobs) need the key too")
+
+    # Query serving (`grdr search`, `grdr serve`, `grdr eval`); docs/MODEL.md, "Query encoders"
+    query_encoder: QueryEncoder = Field(DEFAULT_QUERY_ENCODER, description="the query encoder's graph: int8 "
+                                        "(faster) or float (the one the model was trained with)")
 
     # New catalog indices (`grdr index create`, `grdr ingest`); flags --shards / --replicas override them.
     index_shards: int = Field(1, ge=1, le=MAX_SHARDS, description="primary shards of a new catalog index")
@@ -65,6 +72,11 @@ class Settings(BaseSettings):
     cluster_nodes: int = Field(1, ge=1, le=9, description="nodes `grdr cluster start` runs unless --nodes says")
     cache_dir: Optional[Path] = Field(None, description="download cache, shareable between homes; unset: <home>/cache")
     redis_port: int = Field(6379, ge=1, le=65535)
+    # everysec: a SIGKILLed Redis loses nothing it answered (the AOF is written before each reply); a machine crash
+    # loses at most ~1 s of writes, which the ingest producer re-sends. always: fsync per write (measured in
+    # docs/RELIABILITY.md)
+    redis_appendfsync: Literal["everysec", "always", "no"] = Field(
+        "everysec", description="fsync policy of the local Redis's append-only file (`grdr cluster start`)")
     java_home: Optional[Path] = Field(None, description="JDK to run OpenSearch; found in /usr/lib/jvm if unset")
 
     @field_validator("opensearch_ca_file", mode="before")
@@ -74,14 +86,22 @@ class Settings(BaseSettings):
 
     @field_validator("opensearch_url")
     @classmethod
-    def _url_has_scheme(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("GRDR_OPENSEARCH_URL must start with http:// or https://, e.g. http://127.0.0.1:9200")
-        if "@" in urlsplit(v).netloc:
-            # a URL is printed in messages and logs; a password inside it would be too
-            raise ValueError("GRDR_OPENSEARCH_URL must not hold credentials (user:password@); "
-                             "set GRDR_OPENSEARCH_USER and GRDR_OPENSEARCH_PASSWORD instead")
-        return v.rstrip("/")
+    def _urls_have_scheme(cls, v: str) -> str:
+        entries = v.split(",")
+        urls = [_checked_url(u.strip(), i, len(entries)) for i, u in enumerate(entries, 1)]
+        if len({u.split("://", 1)[0] for u in urls}) > 1:  # one CA file and one verify flag serve every node
+            raise ValueError(f"the list mixes http:// and https:// ({', '.join(urls)}); "
+                             "every node of one cluster is reached the same way")
+        twice = sorted({u for u in urls if urls.count(u) > 1})
+        if twice:
+            raise ValueError(f"the list names {', '.join(twice)} more than once; name each node once")
+        return ",".join(urls)
+
+    @property
+    def opensearch_urls(self) -> list[str]:
+        """Every node GRDR_OPENSEARCH_URL names: the client spreads requests over them and, when one is
+        lost, sends the request to the next."""
+        return self.opensearch_url.split(",")
 
     def knn_version(self) -> str:
         return f"{self.opensearch_version}.0"
@@ -97,7 +117,7 @@ class Settings(BaseSettings):
             pw = self.opensearch_password.get_secret_value() if self.opensearch_password else ""
             auth = (self.opensearch_user, pw)
         kwargs = dict(
-            hosts=[self.opensearch_url],
+            hosts=self.opensearch_urls,
             http_auth=auth,
             verify_certs=self.verify_certs,
             ssl_show_warn=self.verify_certs,
@@ -107,6 +127,22 @@ class Settings(BaseSettings):
         if self.opensearch_ca_file:
             kwargs["ca_certs"] = str(self.opensearch_ca_file)
         return OpenSearch(**kwargs)
+
+
+def _checked_url(url: str, position: int, count: int) -> str:
+    """One node's URL of GRDR_OPENSEARCH_URL, without a trailing slash; a ValueError names the fix and, in a list,
+    the entry (by position: the value is not echoed before it is known to hold no credentials)."""
+    which = f"entry {position} of {count}" if count > 1 else "the URL"
+    if not url:
+        raise ValueError(f"{which} is empty; give node URLs separated by single commas, e.g. "
+                         "http://10.0.0.1:9200,http://10.0.0.2:9200")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{which} must start with http:// or https://, e.g. http://127.0.0.1:9200")
+    if "@" in urlsplit(url).netloc:
+        # a URL is printed in messages and logs; a password inside it would be too
+        raise ValueError(f"{which} must not hold credentials (user:password@); "
+                         "set GRDR_OPENSEARCH_USER and GRDR_OPENSEARCH_PASSWORD instead")
+    return url.rstrip("/")
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from grdr_plugin.index import IndexSpec, flat_fields, resolve, served_meta, vali
 from ingest.backfill import BackfillBatch, BackfillSource, BackfillTarget, DocIds
 from ingest.config import get_ingest_settings
 from ingest.refit import Refit
-from ingest.submit import Submitted
+from ingest.submit import Submitted, send
 
 # _ids per page: with _source off a page is ~100 KB, and few round trips find a million documents.
 ID_PAGE = 5000
@@ -84,17 +84,10 @@ def enqueue_backfill(batches: list[tuple[BackfillSource, int]], target: Backfill
                      queue: Optional[str] = None) -> Submitted:
     """Send the batches (to `queue`, default GRDR_INGEST_QUEUE); with a refit, as a chord whose callback switches
     clients to the new model once every batch has succeeded, whether or not anyone waits."""
-    from celery import chord, group
-
     from ingest.tasks import backfill_batch, finish_refit_task
 
     queue = queue or get_ingest_settings().queue
     sigs = [backfill_batch.s(BackfillBatch(target=target, source=src, size=n, image_encoder=image_encoder)
                              .model_dump()).set(queue=queue) for src, n in batches]
-    sizes = [n for _, n in batches]
-    if refit is not None:
-        finisher = chord(sigs)(finish_refit_task.s(refit.model_dump()).set(queue=queue))
-        header = finisher.parent
-        return Submitted(target, list(header.results), sizes, finisher, header.id, queue)
-    res = group(sigs).apply_async()
-    return Submitted(target, list(res.results), sizes, None, res.id, queue)
+    callback = finish_refit_task.s(refit.model_dump()).set(queue=queue) if refit is not None else None
+    return send(sigs, [n for _, n in batches], target, queue, callback)

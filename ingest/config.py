@@ -57,6 +57,13 @@ class IngestSettings(BaseSettings):
     # one-second question costs nothing.
     worker_wait_s: float = Field(30.0, gt=0, description="seconds without a finished batch before `grdr ingest "
                                                          "--wait` checks that a worker is still there")
+    # `grdr ingest --wait` sends a batch again (same task id: a batch is idempotent) when no batch has finished for
+    # this long, nothing waits in the queue and no live worker holds it: the broker lost it (a machine crash before
+    # its write reached disk, a failover, a purge). Two minutes: a broker restart and the workers' reconnect (seconds)
+    # are over before anything is judged lost, and a busy `-P solo` worker, which cannot say what it holds, rarely
+    # runs one batch that long (its batch would run twice, harmlessly); it is the most a lost batch delays a run.
+    resend_after_s: float = Field(120.0, gt=0, description="seconds without a finished batch before `grdr ingest "
+                                                           "--wait` sends again the batches the broker lost")
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
     GET  /                                 the search page (query/page/: no CDN, works offline)
     POST /search                           a SearchResult
     GET  /ids/{semantic_id}/videos?size=N  the videos that share a semantic ID (or an ID prefix)
-    GET  /health                           index, model fingerprint, valid IDs, pid
+    GET  /health                           index, model fingerprint, valid IDs, pid, capacity
     GET  /metrics                          Prometheus text format (query.api_metrics)
     GET  /docs, /redoc, /openapi.json      the OpenAPI description, its assets served locally
 
@@ -32,6 +32,7 @@ from grdr_plugin.settings import Settings, get_settings
 from query.api_metrics import ApiMetrics
 from query.auth import api_key_guard
 from query.body_limit import ShapedBodyLimit
+from query.catalog_capacity import SnapshotCapacity
 from query.errors import content_type_problem, document_errors, install_error_handlers
 from query.filters import SearchFilters
 from query.http_settings import HttpSettings, get_http_settings
@@ -140,6 +141,7 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY, *
     install_error_handlers(app)
     logger = http_logger(http.access_log)
     metrics = ApiMetrics(lambda: _store(searcher))
+    capacity = SnapshotCapacity()
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -149,10 +151,15 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY, *
 
     @app.get("/health")
     def health() -> dict:
-        """Open to all (liveness probes): no key is asked."""
+        """Open to all (liveness probes): no key is asked. capacity: whether the catalog has outgrown its
+        codebook, from the trie snapshot (counts as of the trie build, plus IDs published since)."""
+        store, cfg = searcher.store, searcher.runtime.cfg
+        report = capacity.report(store, alias=searcher.index, views=cfg.views, levels=cfg.levels,
+                                 codebook_size=cfg.codebook_size, max_pool=searcher.config.max_pool)
         return {"status": "ok", "index": searcher.index, "fingerprint": searcher.runtime.fingerprint,
-                "ids": len(searcher.store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
-                "rrf_fusion": "opensearch" if searcher.native_hybrid else "client"}  # where hybrid="rrf" is fused
+                "ids": len(store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
+                "rrf_fusion": "opensearch" if searcher.native_hybrid else "client",  # where hybrid="rrf" is fused
+                "capacity": report.model_dump()}
 
     guard = api_key_guard(settings.api_key, for_reads=settings.api_key_for_reads, read_posts=READ_POSTS)
     guarded = [Depends(guard)] if guard else []

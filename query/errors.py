@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import Scope
 
+from query.executor import OpenSearchUnavailable
 from query.json_log import LOGGER, log
 
 # "field: why", the convention of every ValueError the query layer raises; a field is a dotted name
@@ -148,6 +149,13 @@ def install_error_handlers(app: FastAPI) -> None:
         log(logging.getLogger(LOGGER), logging.WARNING, "opensearch_unreachable",
             request_id=request_id_of(request.scope), error=str(exc))
         return error_response(request.scope, 503, "OpenSearch did not answer; retry later")
+
+    @app.exception_handler(OpenSearchUnavailable)
+    async def partial(request: Request, exc: OpenSearchUnavailable) -> JSONResponse:
+        # a shard with no live copy (a node lost): an answer without its hits would be silently wrong
+        log(logging.getLogger(LOGGER), logging.WARNING, "opensearch_unavailable",
+            request_id=request_id_of(request.scope), error=str(exc.error))
+        return error_response(request.scope, 503, "OpenSearch could not search every shard; retry later")
 
 
 def _error_content() -> dict[str, Any]:

@@ -5,15 +5,23 @@
 * `NativeHybrid`: hybrid="rrf" as neural-search's `hybrid` query, while OpenSearch accepts it.
 
 A refused query is raised as `QueryRefused` with OpenSearch's reason; nothing here plans or fuses.
+
+Every `_msearch` is made whole before it is answered (`send`): searches are reads, so asking again
+is safe.  A connection error or timeout, a 502/503/504, an answer of a server-side error (5xx) or
+a partial one (`_shards.failed` > 0: a pool that silently lost the hits of a shard) is asked again,
+after a pause, on the client's next node, for the failed queries only; what is still lost after the
+last try is raised (`OpenSearchUnavailable`, or the connection error).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from opensearchpy.exceptions import RequestError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import RequestError, SSLError, TransportError
 
 from query.planner import SearchPlan, TrieCounts, ask_again, first_round, grdr_body
 from query.results import pool_size, recalled_total
@@ -21,6 +29,12 @@ from query.results import pool_size, recalled_total
 log = logging.getLogger(__name__)
 
 NEURAL_SEARCH_PLUGIN = "opensearch-neural-search"
+# Pauses before the second and third try of a search whose answer a node failure cost: a new try reaches live
+# copies at once, and the pauses cover the ~0.5 s a 3-node cluster takes to drop a SIGKILLed node and promote its
+# replicas (~2 s when it was the cluster manager: docs/RELIABILITY.md#node-loss); a client waits at most 1.5 s more.
+RETRY_PAUSES_S = (0.5, 1.0)
+# A proxy or node that could not answer for the cluster (bad gateway, unavailable, gateway timeout): another may.
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 Response = dict[str, Any]
 
@@ -29,14 +43,75 @@ class QueryRefused(RuntimeError):
     """OpenSearch answered a query of the batch with an error."""
 
 
+class OpenSearchUnavailable(TransportError):
+    """OpenSearch could not answer a search in full, also after the retries (e.g. a shard with no live copy)."""
+
+
 def _lines(index: str, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """An `_msearch` body: a header naming the index before each request."""
     return [line for body in bodies for line in ({"index": index}, body)]
 
 
+def retryable(exc: TransportError) -> bool:
+    """Whether another node may answer what raised `exc`: no answer at all (refused, reset, timed out; a TLS
+    failure is no such thing) or a 502/503/504."""
+    if isinstance(exc, OpenSearchConnectionError):
+        return not isinstance(exc, SSLError)
+    return exc.status_code in RETRY_STATUSES
+
+
+def lost_reason(response: Response) -> Optional[str]:
+    """Why one `_msearch` answer is not whole, so that it is asked again: a server-side error (5xx) or failed
+    shards; None for a whole answer or the refusal of the query itself (a 4xx, or no status: asked again,
+    refused again)."""
+    if "error" in response:
+        return _reason(response["error"]) if response.get("status", 400) >= 500 else None
+    shards = response.get("_shards") or {}
+    if not shards.get("failed"):
+        return None
+    first = (shards.get("failures") or [{}])[0]
+    return f"{shards['failed']} of {shards.get('total', '?')} shards failed: {_reason(first.get('reason'))}"
+
+
+def _reason(error: Any) -> str:
+    return f"{error.get('type')}: {error.get('reason')}" if isinstance(error, dict) else str(error)
+
+
+def send(client, index: str, bodies: Sequence[dict[str, Any]]) -> list[Response]:
+    """One `_msearch` made whole: a response per body, in order.  The failed part is sent again after each of
+    RETRY_PAUSES_S (module doc); refusals (4xx) come back as answers, for the caller to judge."""
+    answers: list[Response] = [{} for _ in bodies]
+    todo = list(range(len(bodies)))
+    failure: Optional[TransportError] = None
+    reason = ""
+    for attempt, pause in enumerate((0.0, *RETRY_PAUSES_S)):
+        if attempt:
+            log.warning("asking OpenSearch again for %d of %d searches in %.1f s: %s", len(todo), len(bodies),
+                        pause, reason)
+            time.sleep(pause)
+        try:
+            got = client.msearch(body=_lines(index, [bodies[i] for i in todo]))["responses"]
+        except TransportError as exc:
+            if not retryable(exc):
+                raise
+            failure, reason = exc, f"{type(exc).__name__}: {exc}"
+            continue
+        failure = None
+        for i, response in zip(todo, got):
+            answers[i] = response
+        lost = [(i, why) for i in todo if (why := lost_reason(answers[i])) is not None]
+        if not lost:
+            return answers
+        todo, reason = [i for i, _ in lost], lost[0][1]
+    if isinstance(failure, OpenSearchConnectionError):
+        raise failure  # nothing answered: its handlers name the URL and what to check
+    raise OpenSearchUnavailable(503, f"OpenSearch could not answer {len(todo)} of {len(bodies)} searches in full "
+                                     f"after {1 + len(RETRY_PAUSES_S)} tries: {reason}") from failure
+
+
 def msearch(client, index: str, bodies: Sequence[dict[str, Any]]) -> list[Response]:
-    """One `_msearch` round trip: a response per body, in order."""
-    responses = client.msearch(body=_lines(index, bodies))["responses"]
+    """One `_msearch` round trip (`send`): a response per body, in order."""
+    responses = send(client, index, bodies)
     for r in responses:
         if "error" in r:
             raise QueryRefused(f"OpenSearch refused the query: {r['error']}")
@@ -104,7 +179,7 @@ class NativeHybrid:
         """The `hybrid` requests' responses, or None when OpenSearch refuses them (the caller
         then fuses the same batch client side)."""
         try:  # an unknown `hybrid` query fails the whole _msearch (400); other errors come per response
-            responses = client.msearch(body=_lines(index, bodies))["responses"]
+            responses = send(client, index, bodies)
         except RequestError as exc:
             responses = [{"error": exc.info or exc.error}]
         refused = next((r["error"] for r in responses if "error" in r), None)

@@ -23,7 +23,7 @@ from typing import Any, Literal, Mapping, Sequence, get_args
 import numpy as np
 
 from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields
-from query.request import HIT_SOURCE, knn_rerank_script, knn_rescore, recalled_by_cosine_query
+from query.request import HIT_SOURCE, recalled_by_cosine_query, rerank_window
 from query.results import Hit
 
 HybridMode = Literal["off", "rrf", "union"]
@@ -86,12 +86,11 @@ def bm25_request(text: str, *, size: int, filters: list[dict[str, Any]], text_fi
 
 def keyword_candidates_request(text: str, query_vec: np.ndarray, *, size: int, filters: list[dict[str, Any]],
                                text_fields: Sequence[str] = BM25_FIELDS, source: dict[str, Any] = HIT_SOURCE,
-                               fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
-    """BM25's top `size` documents, each rescored by the same knn_score as the GRDR request (the
-    keyword score is dropped: query_weight 0), so both lists share one score scale."""
+                               fields: GrdrFields = DEFAULT_FIELDS, shards: int = 1) -> dict[str, Any]:
+    """BM25's top `size` documents, each reranked by the same cosine as the GRDR request (the
+    keyword score is dropped), so both lists share one score scale; shards as in grdr_request."""
     body = bm25_request(text, size=size, filters=filters, text_fields=text_fields, source=source)
-    body["rescore"] = knn_rescore(knn_rerank_script(query_vec, fields.vec), size)
-    return body
+    return rerank_window(body, query_vec, size, shards=shards, field=fields.vec)
 
 
 def rrf_pipeline(weights: Sequence[float], rank_constant: int) -> dict[str, Any]:

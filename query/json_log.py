@@ -4,8 +4,9 @@
      "method": "POST", "path": "/search", "route": "/search", "status": 200, "duration_ms": 14.2, "client": "127.0.0.1"}
 
 Events: `request` (every request, level info; GRDR_ACCESS_LOG=off silences them), `fault` (an
-exception no handler took: the 500's traceback, level error), `opensearch_unreachable` (a 503,
-level warning). Headers and bodies are never logged: they may hold the API key or a user's query.
+exception no handler took: the 500's traceback, level error), `opensearch_unreachable` and
+`opensearch_unavailable` (a 503: no node answered; a shard had no live copy; level warning).
+Headers and bodies are never logged: they may hold the API key or a user's query.
 """
 from __future__ import annotations
 

@@ -97,6 +97,7 @@ class SearchPlan:
     fields: GrdrFields = DEFAULT_FIELDS  # where the index keeps grdr's fields
     text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
     source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
+    shards: int = 1  # the index's primary shards: how the GRDR request reranks its pool (grdr_request)
 
     @property
     def size(self) -> int:
@@ -112,7 +113,8 @@ class SearchPlan:
 def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray, scores: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
                 views: int, levels: int, fields: GrdrFields = DEFAULT_FIELDS,
-                text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE) -> SearchPlan:
+                text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
+                shards: int = 1) -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s)."""
     queries = []
     for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
@@ -120,7 +122,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
         ids, window_counts = recall_window(beams, counts, views=views, max_pool=max_pool, filtered=bool(filters))
         queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=ids, counts=window_counts))
     return SearchPlan(queries=queries, k=k, max_pool=max_pool, hybrid=hybrid, filters=filters, levels=levels,
-                      fields=fields, text_fields=tuple(text_fields), source=source)
+                      fields=fields, text_fields=tuple(text_fields), source=source, shards=shards)
 
 
 # ---- request bodies ----
@@ -131,7 +133,7 @@ def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = (), *,
     return grdr_request(q.ids, q.query_vec, k=plan.size, max_pool=plan.max_pool, prefixes=prefixes,
                         extra_filters=plan.filters, videos_per_id=q.videos_per_id,
                         recalled_videos=None if pool_order else q.recalled_videos, fields=plan.fields,
-                        source=plan.source)
+                        source=plan.source, shards=plan.shards)
 
 
 def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:
@@ -142,7 +144,7 @@ def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:
     if plan.hybrid == "union":
         return keyword_candidates_request(q.text, q.query_vec, size=max(plan.k, KEYWORD_CANDIDATES),
                                           filters=plan.filters, text_fields=plan.text_fields, source=plan.source,
-                                          fields=plan.fields)
+                                          fields=plan.fields, shards=plan.shards)
     return None
 
 

@@ -50,14 +50,15 @@ def hit_source(fields: Sequence[str] = ()) -> dict[str, Any]:
         raise ValueError(f"source: {bad!r} is not a field name")
     return {"includes": list(dict.fromkeys(["title", *fields]))} if fields else HIT_SOURCE
 
-# OpenSearch's default index.max_rescore_window: the pool is a rescore window, so it cannot exceed it.
+# OpenSearch's default index.max_rescore_window and index.max_result_window: the pool is a rescore
+# window on one shard and a page of hits on several, so it can exceed neither.
 MAX_RESCORE_WINDOW = 10_000
 
 
 def check_max_pool(max_pool: int) -> int:
     if not 1 <= max_pool <= MAX_RESCORE_WINDOW:
         raise ValueError(f"max_pool: must be between 1 and {MAX_RESCORE_WINDOW} "
-                         "(OpenSearch's index.max_rescore_window)")
+                         "(OpenSearch's index.max_rescore_window and index.max_result_window)")
     return max_pool
 
 
@@ -131,20 +132,41 @@ def pool_order_query(semantic_ids: Sequence[str], rerank_script: dict[str, Any],
                                "score_mode": "sum", "boost_mode": "replace"}}
 
 
+# The script field a pool-fetch request (grdr_request on several shards) carries: each pool video's cosine.
+POOL_COSINE = "grdr_cosine"
+
+
+def pool_cosine_field(query_vec: np.ndarray | Sequence[float], field: str = VECTOR_FIELD) -> dict[str, Any]:
+    """The k-NN plugin's painless `cosineSimilarity`, as a script field: run in the fetch phase, so only
+    for the hits returned.  Same float cosine as knn_score's (whose score is (1 + cos) / 2)."""
+    vec = knn_rerank_script(query_vec, field)["params"]["query_value"]  # one check of the vector
+    return {POOL_COSINE: {"script": {"lang": "painless", "source": "cosineSimilarity(params.query_value, "
+                                     "doc[params.field])", "params": {"field": field, "query_value": vec}}}}
+
+
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  max_pool: int = DEFAULT_MAX_POOL, prefixes: Sequence[str] = (),
                  extra_filters: Optional[list[dict[str, Any]]] = None,
                  videos_per_id: float = float("inf"), recalled_videos: Optional[int] = None,
-                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE) -> dict[str, Any]:
+                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE,
+                 shards: int = 1) -> dict[str, Any]:
     """One request: recall = the decoded IDs (plus user filters); the pool = the first `max_pool`
-    recalled videos in pool order (pool_order_query); rerank = a rescore of exactly those by
-    knn_score.  Top-k back with the IDs each hit holds.
+    recalled videos in pool order (pool_order_query); rerank = exactly those by cosine.  Top-k
+    back with the IDs each hit holds.
 
     recalled_videos: the trie's count of videos behind the IDs (with multiplicity, so at least
     the videos recalled).  When it fits the pool, every recalled video is in the pool and pool
     order is moot: one knn_score query over the recall ranks them (`recall_fits`), with no
     first-phase rank, no second knn_score pass.  A count gone stale (ingest since the trie was
     built) shows in the response's total exceeding the pool; the caller then asks in pool order.
+
+    shards: the index's primary shards.  On one shard the pool is reranked by a rescore of the
+    first `max_pool` hits.  A rescore window is per shard (S shards would rerank S x the pool, and
+    the top-k could come from outside the global pool), so on several the request is a pool
+    fetch: the first `max_pool` hits themselves, merged into the global pool order by the
+    coordinating node, each with its cosine as a script field (POOL_COSINE) and no `_source`; the
+    caller reranks them (query.results.reranked_pool) and reads the top-k's sources in one `mget`
+    for the whole batch.
 
     fields: where the index keeps grdr's fields; source: the hits' `_source` includes (`hit_source`)."""
     if k < 1:
@@ -161,10 +183,26 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
         return body
     rerank = knn_rerank_script(query_vec, fields.vec)
     body["query"] = pool_order_query(semantic_ids, rerank, prefixes, extra_filters, videos_per_id, fields)
-    # the window is the pool (per shard: grdr indices have one); k > max_pool widens it, so
-    # every returned hit is reranked
-    body["rescore"] = knn_rescore(rerank, max(max_pool, k))
-    return body
+    # k > max_pool widens the pool, so every returned hit is reranked
+    return rerank_window(body, query_vec, max(max_pool, k), shards=shards, field=fields.vec)
+
+
+def rerank_window(body: dict[str, Any], query_vec: np.ndarray | Sequence[float], window: int, *, shards: int,
+                  field: str = VECTOR_FIELD) -> dict[str, Any]:
+    """`body` with its first `window` hits reranked by cosine (the first phase's score dropped): on one
+    shard a rescore (knn_rescore); on several a pool fetch of those hits with their cosine, which the
+    caller reranks (query.results.reranked_pool), since a rescore window is per shard."""
+    if shards < 1:
+        raise ValueError("shards: must be at least 1")
+    if shards == 1:
+        return {**body, "rescore": knn_rescore(knn_rerank_script(query_vec, field), window)}
+    # No stored field is read for the pool's hits: loading `_id` (and `_source`) from stored fields is
+    # what a fetch of thousands of hits spends its time on; `_id` comes from doc values instead
+    # (fielddata, OpenSearch's default indices.id_field_data.enabled) and the caller reads the
+    # sources of the top-k alone (query.results.sourceless_hits).
+    return {**body, "size": window, "_source": False, "stored_fields": "_none_",
+            "docvalue_fields": [*body.get("docvalue_fields", []), "_id"],
+            "script_fields": pool_cosine_field(query_vec, field)}
 
 
 def recall_fits(recalled_videos: Optional[int], max_pool: int, k: int) -> bool:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from grdr_plugin.index import ID_FIELD
 from grdr_plugin.model.ids import children_pattern
+from query.request import POOL_COSINE
 
 
 class Hit(BaseModel):
@@ -32,6 +34,11 @@ def recalled_total(response: dict[str, Any]) -> int:
     return int(total["value"] if isinstance(total, dict) else total)
 
 
+def searched_shards_of(response: dict[str, Any]) -> int:
+    """The shards the request reached (one copy of each primary)."""
+    return int(response["_shards"]["total"])
+
+
 def pool_size(response: dict[str, Any], reranked: int) -> int:
     """Videos in the recalled pool: every recalled video, up to the rescore window."""
     return min(reranked, recalled_total(response))
@@ -54,3 +61,37 @@ def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, 
 def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequence[str] = (), *,
             id_field: str = ID_FIELD, with_source: bool = False) -> list[Hit]:
     return [hit_of(h, ids, prefixes, id_field=id_field, with_source=with_source) for h in response["hits"]["hits"]]
+
+
+def reranked_pool(response: dict[str, Any], size: int) -> dict[str, Any]:
+    """A pool fetch's response (query.request.grdr_request on several shards: the pool's hits in pool
+    order, each with its cosine) as a rescored one reads: the hits ordered by cosine, scored
+    (1 + cos) / 2 in float32 as knn_score scores them, the first `size` kept; ties keep pool order,
+    as a rescore keeps them.  Any other response is returned as it is."""
+    hits = response["hits"]["hits"]
+    if not hits or POOL_COSINE not in hits[0].get("fields", {}):
+        return response
+    cosine = np.array([h["fields"][POOL_COSINE][0] for h in hits], dtype=np.float32)
+    scores = (np.float32(1) + cosine) / np.float32(2)
+    order = np.argsort(-scores, kind="stable")[:size]
+    # each score as OpenSearch writes a float32 (its shortest decimal), so it reads back as a rescored hit's
+    # does; the `_id` from the doc values the pool fetch asks for in place of the stored field
+    reranked = [{**hits[i], "_id": hits[i]["fields"]["_id"][0], "_score": float(str(scores[i]))} for i in order]
+    return {**response, "hits": {**response["hits"], "hits": reranked}}
+
+
+DocKey = tuple[str, str]  # (_index, _id): a hit's document, also under an alias over several indices
+
+
+def sourceless_hits(response: Optional[dict[str, Any]]) -> list[DocKey]:
+    """The hits a pool fetch returned without `_source` (query.request.rerank_window), as documents to read."""
+    return [(h["_index"], h["_id"]) for h in (response or {}).get("hits", {}).get("hits", []) if "_source" not in h]
+
+
+def with_sources(response: Optional[dict[str, Any]], sources: dict[DocKey, dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """`response` with each sourceless hit given its document's source (empty when it is gone since)."""
+    if not sourceless_hits(response):
+        return response
+    hits = [h if "_source" in h else {**h, "_source": sources.get((h["_index"], h["_id"]), {})}
+            for h in response["hits"]["hits"]]
+    return {**response, "hits": {**response["hits"], "hits": hits}}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -39,7 +39,17 @@ from query.hybrid import (
 )
 from query.planner import SearchPlan, native_hybrid_bodies, plan_search
 from query.request import check_max_pool, hit_source
-from query.results import Hit, SearchResult, hits_of, pool_size, recalled_total
+from query.results import (
+    Hit,
+    SearchResult,
+    hits_of,
+    pool_size,
+    recalled_total,
+    reranked_pool,
+    searched_shards_of,
+    sourceless_hits,
+    with_sources,
+)
 from query.trie_store import TrieSnapshot, TrieStore
 
 __all__ = ["Hit", "SearchResult", "Searcher", "SearcherConfig", "clean_query"]
@@ -124,6 +134,7 @@ class _Catalog:
     native_hybrid: NativeHybrid
     fields: GrdrFields  # where the index keeps grdr's fields
     text_fields: tuple[str, ...]  # what BM25 reads (hybrid)
+    shards: int  # primary shards a search of the index reaches (query.request.grdr_request's `shards`)
 
 
 class Searcher:
@@ -141,8 +152,9 @@ class Searcher:
         self.config = SearcherConfig.model_validate({**base, **overrides})
         self.index = index
         self.model_dir = model_dir
-        self.runtime = ModelRuntime(model_dir, threads=self.config.threads)
-        self.client = client or (settings or get_settings()).opensearch_client()
+        settings = settings or get_settings()
+        self.runtime = ModelRuntime(model_dir, threads=self.config.threads, encoder=settings.query_encoder)
+        self.client = client or settings.opensearch_client()
         self.rrf_pipeline = rrf_pipeline(self.config.hybrid_weights, self.config.rrf_rank_constant)
         self._catalog: Optional[_Catalog] = None
         self._connect_lock = threading.Lock()
@@ -175,7 +187,7 @@ class Searcher:
         forced = self.config.native_hybrid
         native = NativeHybrid.detect(self.client) if forced is None else NativeHybrid(forced)
         return _Catalog(field_kinds=kinds, store=store, native_hybrid=native, fields=meta.fields,
-                        text_fields=text_fields)
+                        text_fields=text_fields, shards=searched_shards(self.client, self.index))
 
     def _text_fields(self, meta: GrdrMeta, kinds: dict[str, FieldKind]) -> tuple[str, ...]:
         """What BM25 reads: the fields the config names, else the catalog's own, else the index's text fields."""
@@ -262,7 +274,7 @@ class Searcher:
         cfg = self.runtime.cfg
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
                            filters=clauses, views=cfg.views, levels=cfg.levels, fields=catalog.fields,
-                           text_fields=catalog.text_fields, source=source_body)
+                           text_fields=catalog.text_fields, source=source_body, shards=catalog.shards)
         with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
             native = self._native_rrf(plan, trie, catalog.native_hybrid, with_source)
@@ -271,6 +283,10 @@ class Searcher:
                 return _with_timings(native, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t3 - started)
             # refused: the same encoded and decoded batch is fused client side below
         answers = run_rounds(self.client, self.index, plan, trie)
+        shards = max((searched_shards_of(r) for r in answers.grdr), default=plan.shards)
+        if shards > plan.shards:  # the alias moved to an index of more shards: its pools need a pool fetch
+            self._catalog = catalog = replace(catalog, shards=shards)
+            answers = run_rounds(self.client, self.index, replace(plan, shards=shards), trie)
         t3 = time.perf_counter()
         results = self._fused(plan, answers, with_source)
         t4 = time.perf_counter()
@@ -280,13 +296,27 @@ class Searcher:
         """Each query's GRDR hits, fused with its keyword hits as the plan's hybrid mode says."""
         results = []
         read = {"id_field": plan.fields.ids, "with_source": with_source}
-        for q, grdr, keyword, prefixes in zip(plan.queries, answers.grdr, answers.keyword, answers.prefixes):
+        grdr_pools = self._with_sources([reranked_pool(r, plan.size) for r in answers.grdr], plan.source)
+        keyword_pools = self._with_sources([reranked_pool(r, plan.size) if r else r for r in answers.keyword],
+                                           plan.source)
+        for q, grdr, keyword, prefixes in zip(plan.queries, grdr_pools, keyword_pools, answers.prefixes):
             keyword_hits = hits_of(keyword, **read) if keyword else []
-            hits = fuse(plan.hybrid, hits_of(grdr, q.ids, prefixes, **read), keyword_hits, plan.k,
+            grdr_hits = hits_of(grdr, q.ids, prefixes, **read)
+            hits = fuse(plan.hybrid, grdr_hits, keyword_hits, plan.k,
                         weights=self.config.hybrid_weights, rank_constant=self.config.rrf_rank_constant)
             results.append(SearchResult(hits=hits, recalled_ids=len(q.ids), pool_size=pool_size(grdr, plan.reranked),
                                         timings_ms={}))
         return results
+
+    def _with_sources(self, responses: list[Optional[dict[str, Any]]],
+                      source: dict[str, Any]) -> list[Optional[dict[str, Any]]]:
+        """Reranked pool fetches (several shards) with their hits' `_source` read: one `mget` for the batch."""
+        wanted = list(dict.fromkeys(key for r in responses for key in sourceless_hits(r)))
+        if not wanted:
+            return responses
+        docs = self.client.mget(body={"docs": [{"_index": i, "_id": d, "_source": source} for i, d in wanted]})["docs"]
+        found = {(d["_index"], d["_id"]): d.get("_source", {}) for d in docs if d.get("found")}
+        return [with_sources(r, found) for r in responses]
 
     def _native_rrf(self, plan: SearchPlan, trie: TrieSnapshot, native: NativeHybrid,
                     with_source: bool) -> Optional[list[SearchResult]]:
@@ -299,6 +329,12 @@ class Searcher:
         return [SearchResult(hits=hits_of(resp, q.ids, p, **read)[: plan.k], recalled_ids=len(q.ids),
                              pool_size=recalled_total(resp), timings_ms={})
                 for q, p, resp in zip(plan.queries, prefixes, responses)]
+
+
+def searched_shards(client, index: str) -> int:
+    """The primary shards a search of `index` reaches, read from a search that matches nothing: it
+    needs no permission beyond searching, and an alias over several indices counts them all."""
+    return searched_shards_of(client.search(index=index, body={"size": 0, "query": {"match_none": {}}}))
 
 
 def _with_timings(results: list[SearchResult], **seconds: float) -> list[SearchResult]:

@@ -66,6 +66,11 @@ def id_counts(client, index: str, page: int = ID_PAGE, field: str = ID_FIELD) ->
         parts *= 2
 
 
+def indexed_videos(client, index: str, field: str = ID_FIELD) -> int:
+    """Documents holding at least one semantic ID: the videos `id_counts` describes."""
+    return int(client.count(index=index, body={"query": {"exists": {"field": field}}})["count"])
+
+
 @dataclass(frozen=True, eq=False)
 class TrieSnapshot:
     """The valid IDs at one moment: never changed once published (a refresh publishes a new one)."""
@@ -139,6 +144,7 @@ class TrieStore:
         self._last_poll = 0.0
         self.polled_at = 0.0  # time.monotonic() of the last registry poll that answered (the build's head read)
         self.build_seconds = 0.0
+        self.base_videos = 0  # videos in the index when the base was read (a fold adds IDs, recounts nothing)
 
     @property
     def snapshot(self) -> TrieSnapshot:
@@ -167,6 +173,7 @@ class TrieStore:
             self._reader.start_at_head(self.client)
             self._index = self.source or alias_target(self.client, self.alias) or self.alias
             pairs = id_counts(self.client, self._index, field=self.id_field)
+            self.base_videos = indexed_videos(self.client, self._index, field=self.id_field)
             self._publish_base([p[0] for p in pairs], [p[1] for p in pairs], {})
             self._last_poll = time.monotonic()
             self.polled_at = self._last_poll

@@ -46,13 +46,13 @@ class Check:
 
 
 def is_local(settings: Settings) -> bool:
-    """Whether GRDR_OPENSEARCH_URL is the node `grdr cluster start` runs (loopback, its port)."""
-    parts = urlsplit(settings.opensearch_url)
+    """Whether GRDR_OPENSEARCH_URL is the node `grdr cluster start` runs (loopback, its port; of a list, the first)."""
+    parts = urlsplit(settings.opensearch_urls[0])
     return parts.hostname in LOOPBACK_HOSTS and parts.port == settings.opensearch_port
 
 
 def _with_scheme(url: str, scheme: str) -> str:
-    return scheme + "://" + url.split("://", 1)[1]
+    return ",".join(scheme + "://" + u.split("://", 1)[1] for u in url.split(","))  # each node of a list
 
 
 def connection_problem(exc: BaseException, settings: Settings) -> tuple[str, str]:
@@ -135,7 +135,7 @@ def tls_check(settings: Settings) -> Check:
                          "set GRDR_OPENSEARCH_CA_FILE and drop GRDR_VERIFY_CERTS=false outside a test node")
         ca = settings.opensearch_ca_file
         return Check("TLS", "ok", f"https, certificate verified against {ca or 'the system CA store'}")
-    if urlsplit(url).hostname in LOOPBACK_HOSTS:
+    if all(urlsplit(u).hostname in LOOPBACK_HOSTS for u in settings.opensearch_urls):
         return Check("TLS", "ok", "plain http on loopback")
     return Check("TLS", "warn", "plain http to another host: requests and credentials travel unencrypted",
                  f"serve HTTPS and set GRDR_OPENSEARCH_URL={_with_scheme(url, 'https')}")

@@ -3,7 +3,7 @@
 Nothing is ever pickled: weights, checkpoints and optimizer state are safetensors, the rest
 is JSON.  The fingerprint is
 
-    sha256( bytes(model.safetensors) + b"\\n" + canonical_json(config without "fingerprint") )
+    sha256( bytes(model.safetensors) + b"\\n" + canonical_json(config without "fingerprint", "query_encoder") )
 
 where canonical_json = json.dumps(obj, sort_keys=True, separators=(",", ":")).  The query
 layer can recompute it with hashlib + json alone; the index stores it in its _meta.
@@ -27,6 +27,9 @@ ENCODER_DIR = "text_encoder"  # the encoder's HF config.json (its weights are in
 ONNX_DIR = "onnx"
 ENCODER_PREFIX = "text_encoder."
 SHAPE_FIELDS = ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "fingerprint")
+# Not hashed: the fingerprint itself, and the record of the query-encoder graphs (`grdr export` adds one to
+# a trained folder; indices built by the model stay valid).
+UNHASHED = ("fingerprint", "query_encoder")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -37,7 +40,7 @@ def compute_fingerprint(model_dir: str | Path, config: dict[str, Any] | None = N
     model_dir = Path(model_dir)
     if config is None:
         config = json.loads((model_dir / CONFIG).read_text())
-    cfg = {k: v for k, v in config.items() if k != "fingerprint"}
+    cfg = {k: v for k, v in config.items() if k not in UNHASHED}
     h = hashlib.sha256()
     with (model_dir / WEIGHTS).open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -67,6 +70,11 @@ def read_config(model_dir: str | Path) -> ModelConfig:
         raise ValueError(f"--model: {path} is not a grdr model config ({fields})") from None
 
 
+def write_config(model_dir: str | Path, cfg: ModelConfig) -> None:
+    """MODEL_DIR/config.json, the one writer of it (training; `grdr export` records its graphs)."""
+    (Path(model_dir) / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+
+
 def save_model(model_dir: str | Path, model, encoder, tokenizer) -> ModelConfig:
     """Write weights (heads + frozen encoder), tokenizer files and config with fingerprint."""
     from safetensors.torch import save_file
@@ -81,7 +89,7 @@ def save_model(model_dir: str | Path, model, encoder, tokenizer) -> ModelConfig:
     cfg = model.cfg.model_copy(update={"fingerprint": ""})
     fp = compute_fingerprint(model_dir, cfg.model_dump())
     cfg = cfg.model_copy(update={"fingerprint": fp})
-    (model_dir / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+    write_config(model_dir, cfg)
     model.cfg = cfg
     return cfg
 

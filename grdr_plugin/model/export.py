@@ -2,6 +2,8 @@
 
 text_encoder.onnx   input_ids int64 [B,T], attention_mask int64 [B,T]
                     -> token_states float32 [B,T,H], query_vec float32 [B,D] (unit norm)
+text_encoder.int8.onnx  the same graph with int8 weights (onnxruntime dynamic quantization: activations
+                    quantised per call); config.json's query_encoder records the variants written
 decoder_memory.onnx token_states float32 [B,T,H], attention_mask int64 [B,T]
                     -> fold_k [B,layers,w,heads*(T+1)], fold_bias [B,layers,heads*(T+1)],
                        fold_v [B,layers,heads*(T+1),w] (each block's cross-attention keys/values over
@@ -34,16 +36,18 @@ compute them), and the position count is fixed per graph so attention over it is
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grdr_plugin.model.artifacts import ONNX_DIR
+from grdr_plugin.model.artifacts import ONNX_DIR, read_config, write_config
+from grdr_plugin.model.config import QueryEncoderRecord
 from grdr_plugin.model.nets import GRDR, masked_mean
 from grdr_plugin.model.search_graph import SearchGraph
-from grdr_plugin.runtime import DECODER_MEMORY
+from grdr_plugin.runtime import DECODER_MEMORY, TEXT_ENCODER_GRAPHS
 
 OPSET = 17  # the first opset with LayerNormalization as one op: fewer nodes per decoder step
 # Per-prefix tables of one level graph (each level graph and decoder_search.onnx embed them): the
@@ -117,6 +121,23 @@ class VideoEncoderGraph(nn.Module):
         return codes.to(torch.int64), self.model.reranker.video_vec(frames, pooled)
 
 
+def _quantize_text_encoder(out: Path) -> None:
+    """text_encoder.int8.onnx from text_encoder.onnx (measurements: docs/MODEL.md, "Query encoders")."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    graphs = {variant: out / f"{name}.onnx" for variant, name in TEXT_ENCODER_GRAPHS.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # onnxruntime's recommended step before quantizing (shape inference, constant folding); its symbolic
+        # shape inference cannot resolve the exported attention's dynamic shapes, ONNX's own can
+        quant_pre_process(graphs["float"], prepared, skip_symbolic_shape=True)
+        # QInt8 weights against uint8 activations: the pair the VNNI kernels run (QUInt8 weights ran 2.1 ms, not
+        # 1.4); per channel: per-tensor scales lost 0.9 R@10 on msrvtt; MatMulConstBOnly: attention's activation x
+        # activation products stay float, only the weight GEMMs (and the embedding tables) turn int8
+        quantize_dynamic(prepared, graphs["int8"], weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"MatMulConstBOnly": True})
+
+
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes: dict) -> None:
     torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
                       opset_version=OPSET, do_constant_folding=True, dynamo=False)
@@ -182,6 +203,7 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
                 ["input_ids", "attention_mask"], ["token_states", "query_vec"],
                 {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                  "token_states": {0: "batch", 1: "tokens"}, "query_vec": {0: "batch"}})
+        _quantize_text_encoder(out)
         states = torch.randn(b, t, cfg.text_dim)
         memory_axes = {name: {0: "batch", **axis} for name, axis in FOLDED_AXES.items()}
         _export(DecoderMemoryGraph(model), (states, mask), out / "decoder_memory.onnx",
@@ -195,4 +217,7 @@ def export_onnx(model_dir: str | Path, model: GRDR | None = None, encoder: nn.Mo
         _export(VideoEncoderGraph(model), (frames, pooled), out / "video_encoder.onnx",
                 ["frames", "pooled"], ["codes", "video_vec"],
                 {"frames": {0: "videos"}, "pooled": {0: "videos"}, "codes": {0: "videos"}, "video_vec": {0: "videos"}})
+    saved = read_config(model_dir)
+    record = QueryEncoderRecord(trained_with=saved.query_encoder.trained_with, variants=list(TEXT_ENCODER_GRAPHS))
+    write_config(model_dir, saved.model_copy(update={"query_encoder": record}))
     return out

@@ -24,10 +24,18 @@ def test_bench_measures_three_systems_and_cleans_up(tiny_model_dir, settings, cl
     assert 0 < systems["grdr"]["recall_ram_bytes"] < systems["hnsw"]["recall_ram_bytes"]
     assert [(c["beam"], c["max_pool"]) for c in scale["curves"]["grdr_pool"]] == [(20, 1000)]
     assert "overlap@10" in systems["grdr"] and scale["storage"]["grdr"]["bytes_per_video"] > 0
+    # each corpus beside the real one: nearest-neighbour cosines in both spaces, exact dense R@10
+    real = result["real_corpus"]
+    assert real["videos"] == 1000 and real["queries"] == 10 and 0 <= real["dense_exact"]["R@10"] <= 100
+    assert real["nn_cosine"]["rerank"]["videos_sampled"] == 1000
+    assert scale["nn_cosine"]["features"]["videos_sampled"] == 2000
+    for profile in (*real["nn_cosine"].values(), *scale["nn_cosine"].values()):
+        assert -1 <= profile["p5"] <= profile["p50"] <= profile["p95"] <= 1
     # the grown catalog is gone after ingest, and so are the bench's indices
     assert list(work.iterdir()) == []
     assert not client.indices.exists(index="bench-msrvtt-2000-hnsw")
     assert not client.indices.exists_alias(name="bench-msrvtt-2000")
     report = write_report(result, tmp_path / "report", "grdr bench ...")
     assert (tmp_path / "report" / "BENCHMARKS.md").is_file() and report
+    assert "| grown | 2,000 | 2,000 |" in report.read_text()
     json.dumps(result)  # the --json line is plain JSON

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -12,9 +11,9 @@ from grdr_plugin import index as gi
 from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
 from grdr_plugin.runtime import ModelRuntime
-from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from tests.conftest import shared_dataset
+from tests.support.catalogs import ingested
 
 MSRVTT = shared_dataset("msrvtt")
 BEAM, POOL, QUERIES = 8, 40, 60
@@ -52,12 +51,8 @@ def test_a_reindex_keeps_the_layout_or_takes_the_one_asked_for(client, ingest_al
 @pytest.fixture(scope="module")
 def catalog(client, tiny_model_dir, queue):
     """msrvtt (1,000 videos) ingested by the module's worker into a 1-shard index; its alias."""
-    alias = f"test-eval-{uuid.uuid4().hex[:8]}"
-    target = prepare_target(client, alias, tiny_model_dir, shards=1)
-    summary, _ = wait(enqueue(make_plan(dataset=MSRVTT, batch_size=500), target, queue=queue))
-    assert (summary.indexed, summary.failed) == (1000, 0)
-    yield alias
-    gi.drop_index(client, alias)
+    with ingested(client, MSRVTT, tiny_model_dir, queue, "test-eval") as alias:
+        yield alias
 
 
 def test_eval_through_opensearch_equals_in_process_eval(catalog, tiny_model_dir):

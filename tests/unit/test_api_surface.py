@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from grdr_plugin.settings import Settings
 from query.api import PAGE_DIR, create_app
 from query.errors import ErrorBody, located
+from query.executor import OpenSearchUnavailable
 from query.http_settings import HttpSettings
 from query.id_browser import locate_id
 from query.json_log import LOGGER, JsonFormatter
@@ -41,6 +42,7 @@ SHARING = {"hits": {"total": {"value": 7}, "hits": [
 class StubStore:
     def __init__(self) -> None:
         self.generation, self.polled_at, self.refreshes = 3, time.monotonic(), 0
+        self.snapshot, self.base_videos = SimpleNamespace(base_counts=[], delta={}), 0  # /health: an empty catalog
 
     def __len__(self) -> int:
         return 42
@@ -65,7 +67,9 @@ class StubSearcher:
 
     def __init__(self, fault: Optional[Exception] = None) -> None:
         self.fault = fault
-        self.runtime = SimpleNamespace(fingerprint="0123456789abcdef", cfg=SimpleNamespace(levels=3, codebook_size=8))
+        self.runtime = SimpleNamespace(fingerprint="0123456789abcdef",
+                                       cfg=SimpleNamespace(views=4, levels=3, codebook_size=8))
+        self.config = SimpleNamespace(max_pool=300)
         self.store = StubStore()
         self.client = StubClient()
 
@@ -327,6 +331,15 @@ def test_a_503_logs_what_opensearch_said_and_answers_without_it(log_lines):
     warning = next(line for line in log_lines() if line["event"] == "opensearch_unreachable")
     assert warning["request_id"] == r.headers["x-request-id"] and "node:9200 refused" in warning["error"]
     assert "node:9200" not in r.text
+
+
+def test_a_search_that_lost_shards_is_a_503_not_a_partial_answer(log_lines):
+    lost = OpenSearchUnavailable(503, "OpenSearch could not answer 1 of 1 searches in full after 3 tries: "
+                                      "1 of 3 shards failed: node_disconnected_exception: [grdr-node-2] disconnected")
+    r = app_of(StubSearcher(lost)).post("/search", json={"text": "a"})
+    assert r.status_code == 503 and r.json()["error"] == "OpenSearch could not search every shard; retry later"
+    warning = next(line for line in log_lines() if line["event"] == "opensearch_unavailable")
+    assert warning["request_id"] == r.headers["x-request-id"] and "3 tries" in warning["error"]
 
 
 def test_access_log_off_keeps_faults_only(log_lines):

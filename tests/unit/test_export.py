@@ -53,7 +53,7 @@ def test_onnx_matches_torch(exported):
     from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
-    tb, ob = TorchBackend(exported), ModelRuntime(exported)
+    tb, ob = TorchBackend(exported), ModelRuntime(exported, encoder="float")  # torch runs the float encoder
     rng = np.random.default_rng(0)
     frames = rng.standard_normal((5, 3, 16)).astype(np.float32)
     pooled = frames.mean(1)
@@ -87,7 +87,7 @@ def test_export_writes_the_serving_graphs_only(exported, request):
     from grdr_plugin.runtime import DECODER_MEMORY, ModelRuntime
 
     names = {p.name for p in (exported / "onnx").iterdir()}
-    want = {"text_encoder.onnx", "decoder_memory.onnx", "video_encoder.onnx",
+    want = {"text_encoder.onnx", "text_encoder.int8.onnx", "decoder_memory.onnx", "video_encoder.onnx",
             "decoder_level0.onnx", "decoder_level1.onnx", "decoder_level2.onnx"}
     if request.node.callspec.id != "2-blocks-no-tables":
         want.add("decoder_search.onnx")
@@ -103,7 +103,7 @@ def test_level_steps_extend_the_previous_step_and_equal_torch(exported):
     from grdr_plugin.model.torch_backend import TorchBackend
     from grdr_plugin.runtime import ModelRuntime
 
-    tb, ob = TorchBackend(exported), ModelRuntime(exported)
+    tb, ob = TorchBackend(exported), ModelRuntime(exported, encoder="float")  # torch runs the float encoder
     tq, oq = tb.encode_queries(TEXTS), ob.encode_queries(TEXTS)
     rng = np.random.default_rng(1)
     for rows in (np.zeros(6, np.int64), np.array([0, 1, 1, 2, 3, 3])):  # one query's beams, then many queries'
@@ -235,7 +235,7 @@ def test_a_table_budget_that_fits_only_the_short_levels_serves_without_tables(tm
     build_tiny_model(tmp_path, export=False, decoder_layers=2)
     monkeypatch.setattr(export, "MAX_TABLE_BYTES", 5000)  # level 1: 8 rows x 42 floats; level 2: 64 rows
     export.export_onnx(tmp_path)
-    tb, ob = TorchBackend(tmp_path), ModelRuntime(tmp_path)
+    tb, ob = TorchBackend(tmp_path), ModelRuntime(tmp_path, encoder="float")
     assert ob.search_session is None
     ids = np.unique(np.random.default_rng(3).integers(0, 8, (40, 3)), axis=0)
     tables = prefix_tables(ids, 8)

@@ -1,12 +1,26 @@
-"""The submitting side refuses what it knows will fail and never waits for nobody (no broker needed: the
-batches' results and the worker probe are stand-ins)."""
+"""The submitting side refuses what it knows will fail, never waits for nobody, and sends again what the broker lost
+(no broker needed: the batches' results, the worker probe and the broker's view are stand-ins; sending uses
+Celery's in-memory broker)."""
+import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from ingest.schemas import Target
-from ingest.submit import NoWorkerError, Plan, Submitted, make_plan, refuse_videos_without_encoder, wait, worker_command
+from ingest.submit import (
+    BrokerView,
+    NoWorkerError,
+    Plan,
+    Submitted,
+    lost_batches,
+    make_plan,
+    refuse_videos_without_encoder,
+    send,
+    wait,
+    worker_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Target(index="cat-v000001", alias="cat", publish_as="cat", fingerprint="f" * 16, model_dir="/m")
@@ -93,3 +107,150 @@ def test_every_worker_command_the_docs_give_logs_the_batches_it_takes():
     assert commands
     for line in commands:
         assert "-l info" in line or "--loglevel=INFO" in line, line.strip()
+
+
+# ---- a batch the broker lost is sent again ----
+
+class Sent:
+    """A kept signature stand-in: resend() calls apply_async; the batch then finishes (a worker ran the copy)."""
+
+    def __init__(self, result: Result):
+        self.result = result
+        self.calls = 0
+
+    def apply_async(self, group_id=None):
+        self.calls += 1
+        self.result.state = "SUCCESS"
+
+
+def lost_run(*results: Result) -> Submitted:
+    sub = Submitted(TARGET, list(results), [5] * len(results), group_id="g1", queue="q1")
+    sub.sent = [Sent(r) for r in results]
+    for i, r in enumerate(results):
+        r.id = f"t{i}"
+    return sub
+
+
+def test_only_batches_neither_queued_nor_held_by_a_live_worker_are_lost():
+    pending = {0: "t0", 2: "t2", 5: "t5"}
+    assert lost_batches(pending, BrokerView(queued=0, held=frozenset({"t2"}))) == [0, 5]
+    assert lost_batches(pending, BrokerView(queued=0, held=frozenset())) == [0, 2, 5]
+    assert lost_batches(pending, BrokerView(queued=0, held=frozenset({"t0", "t2", "t5"}))) == []
+    # a message waits in the queue: it may be any of them, so none is judged lost
+    assert lost_batches(pending, BrokerView(queued=1, held=frozenset())) == []
+
+
+def test_a_lost_batch_is_sent_again_under_its_task_id_once_no_batch_finished_for_the_bound():
+    sub = lost_run(Result("SUCCESS"), Result("PENDING"))
+    looked = []
+
+    def broker(task_ids):
+        looked.append((time.monotonic(), task_ids))
+        return BrokerView(queued=0, held=frozenset())
+
+    t0 = time.monotonic()
+    summary, extra = wait(sub, poll_s=0.01, stall_s=60, resend_after_s=0.2, workers=lambda: ["w"], broker=broker)
+    assert summary.indexed == 4 and extra["resent"] == 1
+    assert [s.calls for s in sub.sent] == [0, 1]
+    assert [ids for _, ids in looked] == [["t1"]] and looked[0][0] - t0 >= 0.2
+
+
+def test_a_batch_a_worker_holds_or_that_may_wait_in_the_queue_is_not_sent_again():
+    held, queued = Result("STARTED", done_after=40), Result("PENDING", done_after=40)
+    sub = lost_run(held, queued)
+    views = iter([BrokerView(queued=0, held=frozenset({"t0", "t1"})), BrokerView(queued=3, held=frozenset())] * 20)
+    summary, extra = wait(sub, poll_s=0.01, stall_s=60, resend_after_s=0.02, workers=lambda: ["w"],
+                          broker=lambda ids: next(views))
+    assert summary.indexed == 4 and extra["resent"] == 0 and [s.calls for s in sub.sent] == [0, 0]
+
+
+def test_a_batch_that_finished_while_the_workers_were_asked_is_not_sent_again():
+    late = Result("PENDING")
+    sub = lost_run(late)
+
+    def broker(task_ids):  # the batch's result arrives while the workers are asked
+        late.state = "SUCCESS"
+        return BrokerView(queued=0, held=frozenset())
+
+    _, extra = wait(sub, poll_s=0.01, stall_s=60, resend_after_s=0.05, workers=lambda: ["w"], broker=broker)
+    assert extra["resent"] == 0 and sub.sent[0].calls == 0
+
+
+def resend_run(sub, answers, caplog) -> dict:
+    """`wait` over `sub` with a broker that gives `answers` in turn (an exception is raised); its extras."""
+    script = iter(answers)
+
+    def broker(task_ids):
+        answer = next(script)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with caplog.at_level(logging.WARNING, logger="ingest.submit"):
+        _, extra = wait(sub, poll_s=0.01, stall_s=60, resend_after_s=0.05, workers=lambda: ["w"], broker=broker)
+    return extra
+
+
+def test_an_unreachable_broker_postpones_the_judgement(caplog):
+    """A broker that fails twice in a row is down: nothing is judged until the next look, a bound later."""
+    from kombu.exceptions import OperationalError
+
+    sub = lost_run(Result("PENDING"))
+    down = OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    # asked twice in a row (a stale pooled connection fails once), then again a bound later
+    extra = resend_run(sub, [down, down, BrokerView(queued=0, held=frozenset())], caplog)
+    assert extra["resent"] == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert "cannot look for lost batches: OperationalError('Error 111" in said[0]
+    assert said[1].startswith("batch 1 of 1 (5 videos, task t0) sent again")
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+@pytest.mark.parametrize("chord", [False, True])
+def test_resend_publishes_the_message_that_was_sent(batches, chord):
+    """Same task id, group, position in the group and chord callback: a worker's result is the run's, and a chord
+    (--reindex) counts the batch once however many copies run (Celery's Redis backend dedups by id and index)."""
+    from celery import Celery
+    from celery.signals import before_task_publish
+
+    app = Celery("resend-test", broker="memory://", backend="cache+memory://")
+
+    @app.task(name="t.batch")
+    def task(payload):
+        return payload
+
+    @app.task(name="t.done")
+    def callback(summaries):
+        return summaries
+
+    published = []
+
+    def record(headers=None, body=None, **_):
+        if headers["task"] == "t.batch":
+            published.append((headers["id"], headers["group"], headers["group_index"], body[0],
+                              (body[2].get("chord") or {}).get("task")))
+
+    before_task_publish.connect(record)
+    try:
+        sub = send([task.s({"batch": i}).set(queue="q") for i in range(batches)], [5] * batches, TARGET, "q",
+                   callback.s().set(queue="q") if chord else None)
+        first = list(published)
+        for i in range(batches):
+            sub.resend(i)
+    finally:
+        before_task_publish.disconnect(record)
+    assert [p[0] for p in first] == [r.id for r in sub.results]
+    assert published[batches:] == first
+    assert [(p[2], p[3]) for p in first] == [(i, ({"batch": i},)) for i in range(batches)]
+    assert {p[1] for p in first} == {sub.group_id} and {p[4] for p in first} == {"t.done" if chord else None}
+
+
+def test_a_connection_that_predates_a_broker_restart_is_asked_again_at_once(caplog):
+    """The first question after Redis restarted fails on a pooled connection (redis-py's error, not kombu's);
+    the second reconnects, and the lost batch is sent in the same look."""
+    import redis
+
+    sub = lost_run(Result("PENDING"))
+    extra = resend_run(sub, [redis.exceptions.ConnectionError("Connection closed by server."),
+                             BrokerView(queued=0, held=frozenset())], caplog)
+    assert extra["resent"] == 1 and not any("cannot look" in r.getMessage() for r in caplog.records)

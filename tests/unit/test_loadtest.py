@@ -67,3 +67,13 @@ def test_the_run_must_outlast_the_warm_up_enough_to_fit_a_slope():
     with pytest.raises(ValidationError, match="k"):
         LoadConfig(texts=["x"], k=101)
     assert LoadConfig(texts=["x"]).clients == 8
+
+
+def test_failed_requests_are_timed_by_when_they_were_sent():
+    from bench.loadtest import _Tally
+
+    tally = _Tally()
+    assert tally.error_window_s() is None
+    tally.error("status 503", "no shard", tally.t0 + 2.5)
+    tally.error("ConnectError", "refused", tally.t0 + 1.0)
+    assert tally.error_window_s() == (1.0, 2.5) and tally.errors == {"status 503": 1, "ConnectError": 1}

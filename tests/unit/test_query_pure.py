@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from grdr_plugin.model.ids import parse_ids
 from query.filters import SearchFilters, field_kinds_of, filter_clauses
 from query.hybrid import check_hybrid_mode, keyword_candidates_request, rrf
-from query.request import CLAUSE_MIN_VIDEOS_PER_ID, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
+from query.request import CLAUSE_MIN_VIDEOS_PER_ID, POOL_COSINE, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
+from query.results import recalled_total, reranked_pool, searched_shards_of, sourceless_hits, with_sources
 from query.searcher import MAX_QUERY_CHARS, clean_query
 
 
@@ -141,6 +142,55 @@ def test_one_request_reranks_exactly_the_pool():
     for bad in (0, 10_001):
         with pytest.raises(ValueError, match="max_pool"):
             grdr_request(["1-2-3"], np.ones(4), max_pool=bad)
+
+
+def test_on_several_shards_the_pool_is_fetched_with_its_cosines_and_never_rescored():
+    """A rescore window is per shard: on S shards the request returns the global pool itself (the
+    coordinator merges the shards' first phases) with each hit's cosine, for the caller to rerank."""
+    one = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300)
+    three = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300, shards=3)
+    assert "rescore" not in three and "script_fields" not in one
+    assert three["query"] == one["query"]  # the same pool order
+    assert three["size"] == 300 and three["_source"] is False and three["stored_fields"] == "_none_"
+    assert three["docvalue_fields"] == ["grdr_ids", "_id"]  # no stored field read for thousands of hits
+    script = three["script_fields"][POOL_COSINE]["script"]
+    assert "cosineSimilarity" in script["source"] and script["params"]["query_value"] == [1.0] * 4
+    assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300, shards=3)["size"] == 500  # k > cap: all reranked
+    fits = grdr_request(["1-2-3"], np.ones(4), k=10, max_pool=300, recalled_videos=20, shards=3)
+    assert fits == grdr_request(["1-2-3"], np.ones(4), k=10, max_pool=300, recalled_videos=20)  # shard-correct as is
+    keyword = keyword_candidates_request("dog", np.ones(4), size=50, filters=[], shards=2)
+    assert keyword["size"] == 50 and "rescore" not in keyword and POOL_COSINE in keyword["script_fields"]
+    with pytest.raises(ValueError, match="shards"):
+        grdr_request(["1-2-3"], np.ones(4), shards=0)
+
+
+def _pool_fetch(cosines):
+    hits = [{"_index": "v-1", "_score": 300.0 - i,
+             "fields": {"grdr_ids": ["1-2-3"], "_id": [f"v{i}"], POOL_COSINE: [c]}} for i, c in enumerate(cosines)]
+    return {"_shards": {"total": 3}, "hits": {"total": {"value": 900}, "hits": hits}}
+
+
+def test_a_fetched_pool_is_reranked_by_cosine_scored_as_knn_score_ties_in_pool_order():
+    response = _pool_fetch([0.1, 0.9, -0.2, 0.9, 0.5])
+    out = reranked_pool(response, 4)
+    assert [h["_id"] for h in out["hits"]["hits"]] == ["v1", "v3", "v4", "v0"]
+    assert [h["_score"] for h in out["hits"]["hits"]] == [0.95, 0.95, 0.75, 0.55]  # float32's, written shortest
+    assert out["hits"]["total"] == {"value": 900} and recalled_total(out) == 900  # what widening reads is kept
+    assert "_id" not in response["hits"]["hits"][0]  # the response itself is not changed
+    assert searched_shards_of(out) == 3
+    rescored = {"_shards": {"total": 1}, "hits": {"total": {"value": 9}, "hits": [{"_id": "a", "_score": 0.7}]}}
+    assert reranked_pool(rescored, 4) is rescored  # a rescored (or BM25) response is already in order
+    empty = {"_shards": {"total": 3}, "hits": {"total": {"value": 0}, "hits": []}}
+    assert reranked_pool(empty, 4) is empty
+
+
+def test_the_top_of_a_fetched_pool_gets_its_sources_and_a_gone_document_an_empty_one():
+    pool = reranked_pool(_pool_fetch([0.1, 0.9, 0.5]), 2)
+    assert sourceless_hits(pool) == [("v-1", "v1"), ("v-1", "v2")]
+    filled = with_sources(pool, {("v-1", "v1"): {"title": "a cat"}})
+    assert [h["_source"] for h in filled["hits"]["hits"]] == [{"title": "a cat"}, {}]
+    assert sourceless_hits(filled) == [] and with_sources(filled, {}) is filled
+    assert sourceless_hits(None) == [] and with_sources(None, {}) is None  # no keyword side
 
 
 @pytest.mark.parametrize("recalled,k,fits", [(300, 10, True), (0, 10, True), (301, 10, False), (450, 500, True),

@@ -1,0 +1,144 @@
+"""GRDR on one shard and on several, on the cluster GRDR_OPENSEARCH_URL names (e.g. three local nodes:
+`grdr cluster start --nodes 3`): the same grown catalog in an index per shard count, its R@10 and latency, the
+share of queries whose hits equal the first layout's, beside exact dense and HNSW with the same shard count.
+
+    python -m bench.shards --dataset ../shared/datasets/tvr-proxy/msrvtt --model models/msrvtt \\
+        --scale 100000 --shards 1,3 --queries 300 --grdr 300:300,100:3000
+
+The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
+that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from bench import defaults
+from bench.baselines import exact_dense_request
+from bench.scale import grow_dataset
+from bench.suite import TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
+from grdr_plugin.data import load_dataset
+from grdr_plugin.index import alias_target, drop_index
+from grdr_plugin.settings import Settings
+from ingest.config import get_ingest_settings
+from ingest.target import prepare_target
+from query.searcher import Searcher
+
+REINDEX_TIMEOUT_S = 3600  # copying 1M documents with their vectors takes many minutes on a small cluster
+REINDEX_POLL_S = 2.0  # a reindex of 100k documents runs for a minute or more: a poll every 2 s is plenty
+
+
+def copy_layout(client, source_alias: str, alias: str, model: Path, shards: int) -> str:
+    """A new catalog index of `shards` primaries behind `alias`, holding `source_alias`'s documents."""
+    drop_index(client, alias)
+    target = prepare_target(client, alias, model, shards=shards)
+    # as a task: a waited-for reindex answers with a Warning header per batch, past http.client's 100 headers
+    task = client.reindex(body={"source": {"index": alias_target(client, source_alias)},
+                                "dest": {"index": target.index}}, wait_for_completion=False)["task"]
+    deadline = time.monotonic() + REINDEX_TIMEOUT_S
+    while not (done := client.tasks.get(task_id=task))["completed"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reindex into {target.index} still running after {REINDEX_TIMEOUT_S} s (task {task})")
+        time.sleep(REINDEX_POLL_S)
+    failures = done.get("response", {}).get("failures") or done.get("error")
+    if failures:
+        raise RuntimeError(f"reindex into {target.index} failed: {failures}")
+    client.indices.refresh(index=target.index)
+    return target.index
+
+
+def _pairs(text: str) -> list[tuple[int, int]]:
+    """"300:300,100:3000" -> [(beam, pool), ...]"""
+    try:
+        return [(int(b), int(p)) for b, p in (item.split(":") for item in text.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: beam:pool pairs, e.g. 300:300,100:3000") from None
+
+
+def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries: int,
+        grdr_settings: list[tuple[int, int]], ef_search: int = defaults.DEFAULT_EF_SEARCH,
+        keep: bool = False) -> dict[str, Any]:
+    settings = Settings()
+    client = settings.opensearch_client()
+    src = load_dataset(dataset)
+    n = max(scale, src.n_videos)
+    aliases = {s: f"bench-shards-{src.name}-{n}-{s}" for s in shard_counts}
+    first = shard_counts[0]
+    with tempfile.TemporaryDirectory(prefix="grdr-bench-shards-") as work:
+        data = dataset if scale <= src.n_videos else grow_dataset(dataset, scale, Path(work) / "data")
+        ingest = ingest_corpus(client, data, model, aliases[first], get_ingest_settings().batch_size, shards=first)
+    for s in shard_counts[1:]:
+        copy_layout(client, aliases[first], aliases[s], model, s)
+    client.cluster.health(wait_for_status="green", request_timeout=REINDEX_TIMEOUT_S)
+
+    rows = src.test_queries()[:queries]
+    texts = [src.query_text[r] for r in rows]
+    truth = [src.video_ids[src.query_video[r]] for r in rows]
+    out: dict[str, Any] = {"videos": n, "queries": len(texts), "nodes": len(client.nodes.info()["nodes"]),
+                           "ingest": ingest, "layouts": {}}
+    reference: dict[tuple[int, int], list[list[str]]] = {}
+    for s in shard_counts:
+        searcher = Searcher(model, aliases[s], settings=settings, client=client).connect()
+        dense, dense_hits = measure(vector_fn(searcher, aliases[s], lambda q: exact_dense_request(q, k=TOP_K)),
+                                    texts, truth)
+        layout: dict[str, Any] = {"dense_exact": dense, "grdr": []}
+        for beam, pool in grdr_settings:
+            m, hits = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_hits)
+            same = reference.setdefault((beam, pool), hits)
+            m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
+            layout["grdr"].append({"beam": beam, "max_pool": pool, **m})
+        hnsw_name = f"{aliases[s]}-hnsw"
+        build = build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
+                           defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s)
+        hnsw, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef_search)), texts, truth, dense_hits)
+        layout["hnsw"] = {"ef_search": ef_search, "build": build, **hnsw}
+        out["layouts"][str(s)] = layout
+        if not keep:
+            client.indices.delete(index=hnsw_name, ignore=[404])
+    if not keep:
+        for alias in aliases.values():
+            drop_index(client, alias)
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    """The Markdown table docs/CLUSTER.md shows."""
+    lines = ["| shards | system | setting | R@10 | % of dense | identical hits | p50 ms | p99 ms |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for s, layout in result["layouts"].items():
+        dense = layout["dense_exact"]
+        rows = [("exact dense", "", dense, "")]
+        rows += [("GRDR", f"beam {g['beam']} / pool {g['max_pool']}", g,
+                  f"{100 * g['identical_to_first_layout']:.1f} %") for g in layout["grdr"]]
+        rows.append(("HNSW", f"ef_search {layout['hnsw']['ef_search']}", layout["hnsw"], ""))
+        for system, setting, m, same in rows:
+            share = 100 * m["R@10"] / dense["R@10"] if dense["R@10"] else 0.0
+            lines.append(f"| {s} | {system} | {setting} | {m['R@10']:.2f} | {share:.1f} | {same} | "
+                         f"{m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--scale", type=int, default=100_000)
+    ap.add_argument("--shards", type=lambda t: [int(x) for x in t.split(",")], default=[1, 3])
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--grdr", type=_pairs, default=[(300, 300), (100, 3000)], help="beam:pool settings")
+    ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
+    ap.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    args = ap.parse_args(argv)
+    result = run(args.dataset, args.model, args.scale, args.shards, args.queries, args.grdr, keep=args.keep)
+    print(table(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
