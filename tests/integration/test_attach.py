@@ -35,7 +35,7 @@ from tests.conftest import TINY_SERVING, shared_dataset
 
 MSRVTT = shared_dataset("msrvtt")
 NO_VECTOR = "video7025.mp4"  # a document of the user's without a vector: reported, never dropped silently
-INGEST_JSON_KEYS = {*Summary().public(), "index", "alias", "seconds", "videos_per_s"}
+INGEST_JSON_KEYS = {*Summary().public(), "index", "alias", "resent", "seconds", "videos_per_s"}
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_attach_backfill_search_keeps_every_user_field_of_every_document(client,
     summary, extra, target = backfill(client, alias, tiny_model_dir, queue)
     assert (summary.indexed, summary.updated, summary.failed) == (n - 1, 0, 1)
     assert summary.errors[0].video_id == NO_VECTOR and "field 'clip_vec' is missing" in summary.errors[0].reason
-    assert extra == {"index": index, "alias": alias}
+    assert extra == {"index": index, "alias": alias, "resent": 0}  # no batch was lost, so none was sent again
 
     after = sources(client, index)
     assert len(after) == n == client.count(index=alias)["count"]
