@@ -12,15 +12,20 @@ from grdr_plugin.index import DEFAULT_FIELDS, VECTOR_FIELD, GrdrFields
 from grdr_plugin.pool import DEFAULT_MAX_POOL
 
 
-def knn_rerank_script(query_vec: np.ndarray | Sequence[float], field: str = VECTOR_FIELD) -> dict[str, Any]:
-    """Exact cosine rerank of `field` with the k-NN plugin's score script (score = (1 + cosine) / 2 on 3.x)."""
+def query_value(query_vec: np.ndarray | Sequence[float]) -> list[float]:
+    """The query vector as a script parameter (float32 values), refused when not finite."""
     vec = np.asarray(query_vec, dtype=np.float32).ravel()
     if not np.all(np.isfinite(vec)):
         raise ValueError("query_vec: contains NaN or Inf")
+    return vec.tolist()
+
+
+def knn_rerank_script(query_vec: np.ndarray | Sequence[float], field: str = VECTOR_FIELD) -> dict[str, Any]:
+    """Exact cosine rerank of `field` with the k-NN plugin's score script (score = (1 + cosine) / 2 on 3.x)."""
     return {
         "lang": "knn",
         "source": "knn_score",
-        "params": {"field": field, "query_value": vec.tolist(), "space_type": "cosinesimil"},
+        "params": {"field": field, "query_value": query_value(query_vec), "space_type": "cosinesimil"},
     }
 
 
@@ -138,10 +143,10 @@ POOL_COSINE = "grdr_cosine"
 
 def pool_cosine_field(query_vec: np.ndarray | Sequence[float], field: str = VECTOR_FIELD) -> dict[str, Any]:
     """The k-NN plugin's painless `cosineSimilarity`, as a script field: run in the fetch phase, so only
-    for the hits returned.  Same float cosine as knn_score's (whose score is (1 + cos) / 2)."""
-    vec = knn_rerank_script(query_vec, field)["params"]["query_value"]  # one check of the vector
+    for the hits returned.  knn_score's cosine to float32 precision (the two sum in different orders)."""
     return {POOL_COSINE: {"script": {"lang": "painless", "source": "cosineSimilarity(params.query_value, "
-                                     "doc[params.field])", "params": {"field": field, "query_value": vec}}}}
+                                     "doc[params.field])",
+                                     "params": {"field": field, "query_value": query_value(query_vec)}}}}
 
 
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
