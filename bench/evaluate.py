@@ -3,7 +3,7 @@
 For the same model and index, GRDR's R@1/5/10 here must equal the in-process `grdr eval`
 numbers: same IDs, same vectors, same pool rule (grdr_plugin.pool).
 
-With k = the pool cap (full_pool_k; `grdr eval --index`), a video the pool holds gets its exact rank. A video
+With k = the recall budget (full_pool_k; `grdr eval --index`), a video the pool holds gets its exact rank. A video
 outside the hits counts for no R@k, and for MdR/MnR ranks len(hits) + 1: a lower bound of the in-process
 rank, which goes on to order every other video by dense score (a full scan OpenSearch is not asked for).
 A query whose decoded IDs hold fewer than k videos is widened by ID prefixes up to k (as for users); the
@@ -30,7 +30,7 @@ MODES = ("grdr", *[m for m in HYBRID_OF_MODE if m != "grdr"], "bm25")
 
 def full_pool_k(searcher: Searcher) -> int:
     """The k that returns a query's whole pool (so its video's rank is exact), within one request's size."""
-    return min(searcher.config.max_pool, MAX_K)
+    return min(searcher.recall_budget(), MAX_K)
 
 
 def widened(hit: Hit, levels: int) -> bool:
@@ -82,7 +82,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
         if mode != "bm25":
             pool_mean = round(float(pools.mean()), 1) if len(rows) else 0.0
             out[mode] |= {"candidate_recall": percent(found), "pool_mean": pool_mean,
-                          "beam": searcher.config.beam_size, "max_pool": searcher.config.max_pool, "k": k}
+                          "beam": searcher.config.beam_size, "max_pool": searcher.recall_budget(), "k": k}
         for name, sel in splits.items():
             by_split[name][mode] = _metrics(ranks[sel], bounds[sel]) | {"candidate_recall": percent(found[sel])}
         if stages["total"]:

@@ -142,8 +142,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             lines.append(left + right)
         settings = [*r["curves"]["grdr"], *r["curves"].get("grdr_pool", [])]
         if r["curves"].get("grdr_pool"):
-            lines += ["", "GRDR pool caps (the cap bounds the videos knn_score reranks per query):", "",
-                      "| beam | pool cap | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+            lines += ["", "GRDR recall budgets (the budget bounds the videos knn_score scores per query):", "",
+                      "| beam | budget | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
             pool_beams = {a["beam"] for a in r["curves"]["grdr_pool"]}
             for a in sorted((a for a in settings if a["beam"] in pool_beams), key=lambda c: (c["beam"], c["max_pool"])):
                 lines.append(f"| {a['beam']} | {a['max_pool']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} | "
@@ -180,10 +180,10 @@ def _fastest_line(settings: list[dict[str, Any]], dense: dict[str, Any], hnsw: d
     if a is None:
         best = max(settings, key=lambda a: a["R@10"])
         return (f"No GRDR setting measured reaches {_pct(NEAR_DENSE_SHARE)} of exact dense R@10 ({dense['R@10']}); "
-                f"the best is beam {best['beam']}, pool {best['max_pool']}: R@10 {best['R@10']} "
+                f"the best is beam {best['beam']}, budget {best['max_pool']}: R@10 {best['R@10']} "
                 f"at p50 {best['p50_ms']} ms.")
     return (f"Fastest GRDR setting with R@10 ≥ {_pct(NEAR_DENSE_SHARE)} of exact dense: beam {a['beam']}, "
-            f"pool {a['max_pool']}: R@10 {a['R@10']} ({100 * a['R@10'] / dense['R@10']:.1f} %) "
+            f"budget {a['max_pool']}: R@10 {a['R@10']} ({100 * a['R@10'] / dense['R@10']:.1f} %) "
             f"at p50 {a['p50_ms']} ms, "
             f"{dense['p50_ms'] / a['p50_ms']:.1f}× faster than exact dense, {a['p50_ms'] / hnsw['p50_ms']:.2f}× "
             f"HNSW's latency (ef_search {hnsw['ef_search']}, R@10 {hnsw['R@10']}).")
@@ -197,7 +197,7 @@ def _target_lines(videos: int, settings: list[dict[str, Any]], headline: dict[st
         return "met" if ok else "**missed**"
 
     def name(a: dict[str, Any]) -> str:
-        return f"beam {a['beam']}, pool {a['max_pool']}"
+        return f"beam {a['beam']}, budget {a['max_pool']}"
 
     fastest = min(settings, key=lambda a: a["p50_ms"])
     near_dense = _fastest_near_dense(settings, dense)

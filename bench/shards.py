@@ -3,7 +3,7 @@
 share of queries whose hits equal the first layout's, beside exact dense and HNSW with the same shard count.
 
     python -m bench.shards --dataset ../shared/datasets/tvr-proxy/msrvtt --model models/msrvtt \\
-        --scale 100000 --shards 1,3 --queries 300 --grdr 300:300,100:3000
+        --scale 100000 --shards 1,3 --queries 300 --grdr 300
 
 The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
 that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
@@ -11,7 +11,6 @@ that index made by OpenSearch's `_reindex` (the same documents: what differs is 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Optional
 
 from bench import defaults
 from bench.baselines import exact_dense_request
+from bench.output import add_json_flag, emit
 from bench.scale import grow_dataset
 from bench.suite import TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
 from grdr_plugin.data import load_dataset
@@ -51,16 +51,16 @@ def copy_layout(client, source_alias: str, alias: str, model: Path, shards: int)
     return target.index
 
 
-def _pairs(text: str) -> list[tuple[int, int]]:
-    """"300:300,100:3000" -> [(beam, pool), ...]"""
+def _pairs(text: str) -> list[tuple[int, Optional[int]]]:
+    """"300,100:3000" -> [(beam, budget), ...]; a beam alone: the catalog's default budget (None)."""
     try:
-        return [(int(b), int(p)) for b, p in (item.split(":") for item in text.split(","))]
+        return [(int(b), int(p[0]) if p else None) for b, *p in (item.split(":") for item in text.split(","))]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: beam:pool pairs, e.g. 300:300,100:3000") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: beams or beam:budget pairs, e.g. 300,100:3000") from None
 
 
 def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries: int,
-        grdr_settings: list[tuple[int, int]], ef_search: int = defaults.DEFAULT_EF_SEARCH,
+        grdr_settings: list[tuple[int, Optional[int]]], ef_search: int = defaults.DEFAULT_EF_SEARCH,
         keep: bool = False) -> dict[str, Any]:
     settings = Settings()
     client = settings.opensearch_client()
@@ -80,7 +80,7 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     truth = [src.video_ids[src.query_video[r]] for r in rows]
     out: dict[str, Any] = {"videos": n, "queries": len(texts), "nodes": len(client.nodes.info()["nodes"]),
                            "ingest": ingest, "layouts": {}}
-    reference: dict[tuple[int, int], list[list[str]]] = {}
+    reference: dict[tuple[int, Optional[int]], list[list[str]]] = {}
     for s in shard_counts:
         searcher = Searcher(model, aliases[s], settings=settings, client=client).connect()
         dense, dense_hits = measure(vector_fn(searcher, aliases[s], lambda q: exact_dense_request(q, k=TOP_K)),
@@ -90,7 +90,7 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
             m, hits = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_hits)
             same = reference.setdefault((beam, pool), hits)
             m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
-            layout["grdr"].append({"beam": beam, "max_pool": pool, **m})
+            layout["grdr"].append({"beam": beam, "max_pool": searcher.recall_budget(pool), **m})
         hnsw_name = f"{aliases[s]}-hnsw"
         build = build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
                            defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s)
@@ -112,7 +112,7 @@ def table(result: dict[str, Any]) -> str:
     for s, layout in result["layouts"].items():
         dense = layout["dense_exact"]
         rows = [("exact dense", "", dense, "")]
-        rows += [("GRDR", f"beam {g['beam']} / pool {g['max_pool']}", g,
+        rows += [("GRDR", f"beam {g['beam']} / budget {g['max_pool']}", g,
                   f"{100 * g['identical_to_first_layout']:.1f} %") for g in layout["grdr"]]
         rows.append(("HNSW", f"ef_search {layout['hnsw']['ef_search']}", layout["hnsw"], ""))
         for system, setting, m, same in rows:
@@ -129,15 +129,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--scale", type=int, default=100_000)
     ap.add_argument("--shards", type=lambda t: [int(x) for x in t.split(",")], default=[1, 3])
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--grdr", type=_pairs, default=[(300, 300), (100, 3000)], help="beam:pool settings")
+    ap.add_argument("--grdr", type=_pairs, default=[(300, None)],
+                    help="beams, or beam:budget pairs (a beam alone: the catalog's default budget)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
-    ap.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    add_json_flag(ap)
     args = ap.parse_args(argv)
     result = run(args.dataset, args.model, args.scale, args.shards, args.queries, args.grdr, keep=args.keep)
-    print(table(result))
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return emit(result, table(result), args.json)
 
 
 if __name__ == "__main__":

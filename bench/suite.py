@@ -28,7 +28,7 @@ from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index
 from grdr_plugin.metrics import TAIL_PERCENTILES, latency_summary, overlap_at, per_second, rank_of, recall_at
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from grdr_plugin.pool import DEFAULT_BEAM
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.settings import Settings
 from query.searcher import Searcher
@@ -62,12 +62,11 @@ class BenchConfig(BaseModel):
     throughput_queries: int = Field(defaults.THROUGHPUT_QUERIES, ge=10)
     beams: list[int] = Field(default_factory=lambda: list(defaults.BEAMS))
     default_beam: int = DEFAULT_BEAM
-    max_pool: int = DEFAULT_MAX_POOL
-    # extra caps on the recalled pool, measured at each of pool_beams: at 100k+ a copy-grown catalog puts
-    # ~N/1000 near-duplicates behind each real video, so a fixed 300 holds only a few IDs' videos
+    max_pool: Optional[int] = None  # the recall budget; None: the query layer's default for each catalog
+    # extra recall budgets, measured at each of pool_beams
     pools: list[int] = Field(default_factory=list)
     pool_beams: list[int] = Field(default_factory=lambda: [DEFAULT_BEAM],
-                                  description="beams the pool caps are measured at")
+                                  description="beams the extra budgets are measured at")
     hnsw_m: int = defaults.HNSW_M
     hnsw_ef_construction: int = defaults.HNSW_EF_CONSTRUCTION
     ef_search: list[int] = Field(default_factory=lambda: list(defaults.EF_SEARCH))
@@ -271,10 +270,10 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
     for beam in cfg.beams:
         log(f"[{n:,}] GRDR beam {beam}")
         m, _ = measure(grdr_fn(searcher, beam), texts, truth, dense_results)
-        curves["grdr"].append({"beam": beam, "max_pool": cfg.max_pool, **m})
+        curves["grdr"].append({"beam": beam, "max_pool": searcher.recall_budget(), **m})
     for beam in cfg.pool_beams:
-        for pool in sorted(set(cfg.pools) - {cfg.max_pool}):
-            log(f"[{n:,}] GRDR beam {beam}, pool cap {pool}")
+        for pool in sorted(set(cfg.pools) - {searcher.recall_budget()}):
+            log(f"[{n:,}] GRDR beam {beam}, budget {pool}")
             m, _ = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_results)
             curves["grdr_pool"].append({"beam": beam, "max_pool": pool, **m})
     for ef in cfg.ef_search:

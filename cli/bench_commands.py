@@ -33,10 +33,10 @@ def bench(dataset: Path = typer.Option(..., "--dataset", help="dataset folder (i
           beams: str = typer.Option(_csv(defaults.BEAMS), "--beams",
                                     help="GRDR beam sizes for the recall/latency curve"),
           ef_search: str = typer.Option(_csv(defaults.EF_SEARCH), "--ef-search", help="HNSW ef_search values"),
-          pools: str = typer.Option("", "--pools", help="extra caps on the recalled pool (at each --pool-beams "
+          pools: str = typer.Option("", "--pools", help="extra recall budgets (at each --pool-beams "
                                                          "beam), comma-separated, e.g. 1000,3000"),
           pool_beams: str = typer.Option(str(DEFAULT_BEAM), "--pool-beams",
-                                         help="beams the --pools caps are measured at, comma-separated, "
+                                         help="beams the --pools budgets are measured at, comma-separated, "
                                               "e.g. 20,50,300"),
           report: Path = typer.Option(
               defaults.REPORT_DIR, "--report",

@@ -68,3 +68,7 @@ def user_errors() -> Iterator[None]:
 
         raise fail(f"cannot reach the Celery broker at {broker_location()} (GRDR_BROKER_URL): {exc}; "
                    "start the local one with `grdr cluster start`") from None
+
+
+# --max-pool's help, the same on every command that searches (grdr_plugin.pool owns the rule and the default)
+MAX_POOL_HELP = "recall budget: videos (counted per ID) a query reranks; default: a share of the catalog"

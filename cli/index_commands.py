@@ -11,7 +11,6 @@ from rich.table import Table
 from cli.console import console, fail, out, print_json, user_errors
 from grdr_plugin import index as grdr_index
 from grdr_plugin.capacity import CapacityReport
-from grdr_plugin.pool import DEFAULT_MAX_POOL
 from grdr_plugin.settings import get_settings
 
 app = typer.Typer(help="Create, list, inspect and drop catalog indices (an alias over versioned indices).",
@@ -64,8 +63,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON object
 
 @app.command()
 def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
-         max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", min=1,
-                                      help="the pool cap the capacity report measures IDs against (grdr serve's)"),
+         max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1,
+                                                help="the recall budget the capacity report measures IDs against "
+                                                     "(grdr serve's; default: the catalog's)"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Documents, distinct semantic IDs, shards, replicas, health, store size, versions, fields, model, and
     capacity: videos per ID and whether the catalog has outgrown its codebook (a warning naming the fix)."""
@@ -104,7 +104,7 @@ def _capacity_rows(table: Table, c: CapacityReport) -> None:
                               f"{c.occupancy:.2%}")
     table.add_row("videos per ID", f"p50 {per_id.p50:,}, p99 {per_id.p99:,}, max {per_id.max:,}")
     table.add_row("(video, ID) pairs", f"{c.postings:,} ({c.videos:,} videos, K={c.views})")
-    table.add_row(f"IDs over the pool ({c.max_pool:,})",
+    table.add_row(f"IDs over the budget ({c.max_pool:,})",
                   f"{c.crowded_ids:,}, holding {c.crowded_share:.2%} of the pairs")
 
 

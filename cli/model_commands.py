@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
-from cli.console import EXIT_ERROR, EXIT_USAGE, console, fail, user_errors
+from cli.console import EXIT_ERROR, EXIT_USAGE, MAX_POOL_HELP, console, fail, user_errors
 from grdr_plugin.model.config import ModelConfig, TrainConfig
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from grdr_plugin.model.retokenize import DEFAULT_EPOCHS_FIT, DEFAULT_EPOCHS_PER_LEVEL, RetokenizeOptions, retokenize
+from grdr_plugin.pool import DEFAULT_BEAM
 
 if TYPE_CHECKING:
     from grdr_plugin.settings import Settings
@@ -125,7 +126,7 @@ def eval_cmd(
     mode: str = typer.Option("all", "--mode", help="grdr, dense or all; with --index: grdr (all), hybrid-union, "
                                                    "hybrid-rrf or bm25"),
     beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
-    max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on the recalled pool"),
+    max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
     backend: str = typer.Option("onnx", "--backend",
                                 help="onnx (what serving runs) or torch (needs the train extra)"),
     threads: int = typer.Option(_TRAIN["threads"].default, "--threads", help="CPU threads (torch or onnxruntime)"),
@@ -134,7 +135,7 @@ def eval_cmd(
                                     help="score the model's held-out train queries (model trained with --holdout) "
                                          "instead of test queries"),
     k: Optional[int] = typer.Option(
-        None, "--k", min=1, help="--index: hits asked per query (default the pool cap, so MdR/MnR rank the whole "
+        None, "--k", min=1, help="--index: hits asked per query (default the recall budget, so MdR/MnR rank the whole "
                                  "pool; 10: latency as a k=10 search sees it)"),
     index: Optional[str] = typer.Option(
         None, "--index", help="evaluate through OpenSearch: the Searcher over this catalog alias (ingested with the "
@@ -206,8 +207,8 @@ def _settings_with_encoder(encoder: Optional[str], backend: str) -> "Settings":
         return Settings(query_encoder=encoder)
 
 
-def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: int, backend: str, threads: int,
-                limit: Optional[int], k: Optional[int], settings: "Settings", json_out: bool) -> None:
+def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: Optional[int], backend: str,
+                threads: int, limit: Optional[int], k: Optional[int], settings: "Settings", json_out: bool) -> None:
     """`grdr eval --index`: bench.evaluate through the Searcher, one query at a time."""
     from tqdm import tqdm
 
@@ -239,6 +240,42 @@ def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: 
         typer.echo(json.dumps(res))
 
 
+def retokenize_cmd(
+    model: Path = typer.Option(..., "--model", help="the trained model folder whose IDs have crowded"),
+    dataset: Path = typer.Option(..., "--dataset", help="the whole catalog as a dataset folder (seen videos with "
+                                                        "their train captions, later videos unseen)"),
+    out: Path = typer.Option(..., "--out", help="new model folder to write"),
+    codebook_size: Optional[int] = typer.Option(None, "--codebook-size", min=2,
+                                                help="new C, at least the model's; default from catalog size"),
+    epochs_per_level: int = typer.Option(DEFAULT_EPOCHS_PER_LEVEL, "--epochs-per-level", min=1),
+    epochs: int = typer.Option(DEFAULT_EPOCHS_FIT, "--epochs", min=1, help="epochs of the decoder refit (fit phase)"),
+    index: str = typer.Option("ALIAS", "--index", help="the catalog alias, for the next command printed"),
+    device: str = typer.Option(_TRAIN["device"].default, "--device", help="cpu or cuda"),
+    seed: int = typer.Option(_TRAIN["seed"].default, "--seed"),
+    threads: int = typer.Option(_TRAIN["threads"].default, "--threads", min=1, help="torch CPU threads"),
+    no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the ONNX export"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON summary on the last line"),
+) -> None:
+    """New, larger codebooks for a model on its grown catalog; text encoder, reranker and view heads kept.
+    Then move the catalog to the new IDs with `grdr ingest --reindex` (docs/RETOKENIZE.md)."""
+    ds = _load(dataset)
+    with user_errors():
+        opts = RetokenizeOptions(codebook_size=codebook_size, epochs_per_level=epochs_per_level, epochs_fit=epochs,
+                                 seed=seed, threads=threads, device=device, export_onnx=not no_onnx)
+        summary = retokenize(model, ds, out, opts, log=lambda msg: typer.echo(msg, err=True))
+    c, before, after = summary["codebook_size"], summary["before"], summary["stats"]
+    typer.echo(f"C {c['old']} -> {c['new']} in {summary['seconds_total']:.0f}s; distinct IDs "
+               f"{before['ids_distinct']} -> {after['ids_distinct']}; videos per ID mean "
+               f"{before['videos_per_id_mean']:.2f} -> {after['videos_per_id_mean']:.2f}, max "
+               f"{before['videos_per_id_max']} -> {after['videos_per_id_max']}")
+    typer.echo(f"model folder: {out} (fingerprint {summary['fingerprint'][:12]}, from "
+               f"{summary['retokenized_from']['fingerprint'][:12]})")
+    typer.echo(f"next: grdr ingest --dataset {dataset} --model {out} --index {index} --reindex --wait "
+               f"(then restart `grdr serve` with --model {out})")
+    if json_out:
+        typer.echo(json.dumps(summary))
+
+
 def export_cmd(model: Path = typer.Option(..., "--model", help="model folder written by `grdr train`")) -> None:
     """(Re)write MODEL/onnx/ from the saved weights, e.g. after an upgrade adds serving graphs.
     The fingerprint (weights + config) does not change, so indices built by the model stay valid."""
@@ -253,5 +290,6 @@ def export_cmd(model: Path = typer.Option(..., "--model", help="model folder wri
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("retokenize")(retokenize_cmd)
     app.command("export")(export_cmd)
     app.command("eval")(eval_cmd)

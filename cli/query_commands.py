@@ -9,8 +9,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from cli.console import console, out, print_json, user_errors
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from cli.console import MAX_POOL_HELP, console, out, print_json, user_errors
+from grdr_plugin.pool import DEFAULT_BEAM
 
 RANGE_FILTERS = ("duration_min", "duration_max")
 
@@ -69,7 +69,7 @@ def search(text: str = typer.Argument(..., metavar="TEXT", help="the query"),
                                         "default: a catalog's title^2, description, tags, or an attached "
                                         "index's text fields"),
            beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="beam size of the constrained decoder"),
-           max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool", help="cap on recalled videos"),
+           max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
            as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Search a catalog: generative recall + kNN rerank in one OpenSearch request.
 
@@ -113,7 +113,7 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
           host: str = typer.Option("127.0.0.1", help="bind address"),
           port: int = typer.Option(8080, help="port"),
           beam: int = typer.Option(DEFAULT_BEAM, "--beam"),
-          max_pool: int = typer.Option(DEFAULT_MAX_POOL, "--max-pool"),
+          max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
           concurrency: int = typer.Option(4, "--concurrency", min=1,
                                           help="searches run at once (CPU-bound: about the number of cores)"),
           text_fields: list[str] = typer.Option(

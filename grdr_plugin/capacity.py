@@ -1,9 +1,10 @@
 """Whether a catalog has outgrown its codebook, from the number of videos behind each semantic ID (pure).
 
-A query's pool takes up to `max_pool` videos in the decoded IDs' order (grdr_plugin.pool). An ID holding
-more videos than that fills the pool alone: a query decoding it first recalls that one ID's videos, cut by
-dense score, and none of the other decoded IDs'. As a catalog grows under a fixed tokenizer such IDs
-multiply, and recall decays; retraining on the grown catalog with a larger codebook spreads them out.
+A query's pool takes the decoded IDs whole, best first, within the recall budget `max_pool` (grdr_plugin.pool).
+An ID holding more videos than that fills the budget alone: a query decoding it first recalls that one ID's
+videos and none of the other decoded IDs', at more rerank work than the budget. As a catalog grows under a
+fixed tokenizer such IDs multiply, and recall decays; retokenizing the model on the grown catalog with a larger
+codebook (`grdr retokenize`) spreads them out.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grdr_plugin.index import Mode
 from grdr_plugin.model.config import choose_codebook_size
+from grdr_plugin.pool import default_max_pool
 
 # Warn once this share of (video, ID) pairs sits in over-full IDs. Measured on msrvtt grown to 100,000 videos
 # (docs/INDEX.md#capacity): 10.2 % at pool 300 (R@10 68 % of exact dense), 0.29 % at pool 1,000 (86 %), 0 at
@@ -41,14 +43,14 @@ class CapacityReport(BaseModel):
     views: int = Field(description="K: semantic IDs per video")
     levels: int = Field(description="L: codes per ID")
     codebook_size: int = Field(description="C: codes per level")
-    max_pool: int = Field(description="the pool cap the IDs are measured against (videos a query reranks)")
+    max_pool: int = Field(description="the recall budget the IDs are measured against (videos a query reranks)")
     distinct_ids: int = Field(description="IDs holding at least one video")
     id_space: int = Field(description="C^L: every ID the codebook can spell")
     occupancy: float = Field(description="distinct_ids / id_space")
     postings: int = Field(description="(video, ID) pairs: the sum of videos over IDs (a video's colliding views "
                                       "count once)")
     videos_per_id: VideosPerId
-    crowded_ids: int = Field(description="IDs holding more than max_pool videos: the pool cannot take them whole")
+    crowded_ids: int = Field(description="IDs holding more than max_pool videos: each fills the budget alone")
     crowded_share: float = Field(
         description="share of the videos sitting in crowded IDs, counted in (video, ID) pairs (the per-ID counts "
                     "say no more): the pairs whose ID holds more than max_pool videos over all pairs. A video counts "
@@ -61,25 +63,28 @@ def suggested_codebook_size(videos: int, views: int, levels: int, codebook_size:
     return max(codebook_size * CODEBOOK_GROWTH, choose_codebook_size(videos, views, levels))
 
 
-def fix_commands(index: str, views: int, levels: int, codebook_size: int, mode: Optional[Mode]) -> list[str]:
-    """The retrain, then the refit that moves the catalog to the new model's IDs (DATASET: the catalog as a
-    dataset folder with its videos "seen", docs/DATASETS.md; MODEL_DIR: a new model folder). mode: how grdr
-    writes the index (None: unknown, both refits are named)."""
-    train = (f"grdr train --dataset DATASET --out MODEL_DIR --views {views} --levels {levels} "
-             f"--codebook-size {codebook_size}")
+def fix_commands(index: str, codebook_size: int, mode: Optional[Mode]) -> list[str]:
+    """The retokenize, then the refit that moves the catalog to the new model's IDs (DATASET: the catalog as a
+    dataset folder, docs/DATASETS.md; CURRENT_MODEL_DIR: the model serving the index; MODEL_DIR: a new model
+    folder). mode: how grdr writes the index (None: unknown, both refits are named)."""
+    retokenize = (f"grdr retokenize --model CURRENT_MODEL_DIR --dataset DATASET --out MODEL_DIR "
+                  f"--codebook-size {codebook_size}")
     refits = {"catalog": f"grdr ingest --dataset DATASET --model MODEL_DIR --index {index} --reindex --wait",
               "attached": f"grdr backfill --index {index} --model MODEL_DIR --dataset DATASET --reindex --wait"}
-    return [train, *(refits.values() if mode is None else [refits[mode]])]
+    return [retokenize, *(refits.values() if mode is None else [refits[mode]])]
 
 
 def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int, codebook_size: int,
-                    max_pool: int, index: str, mode: Optional[Mode]) -> CapacityReport:
-    """counts: videos behind each ID (one entry per ID holding any); index: the name the warning's fix names;
-    mode: how grdr writes that index (`_meta.grdr.mode`; None: unknown)."""
+                    max_pool: Optional[int], index: str, mode: Optional[Mode]) -> CapacityReport:
+    """counts: videos behind each ID (one entry per ID holding any); max_pool: the recall budget (None: the
+    query layer's default for this catalog); index: the name the warning's fix names; mode: how grdr writes
+    that index (`_meta.grdr.mode`; None: unknown)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size and counts.min() < 1:
         raise ValueError("counts: every ID listed must hold at least one video")
     postings = int(counts.sum())
+    if max_pool is None:
+        max_pool = default_max_pool(postings)
     if counts.size:
         # inverted_cdf: observed counts, not interpolations between two IDs
         p50, p99 = (int(v) for v in np.percentile(counts, [50, 99], method="inverted_cdf"))
@@ -92,15 +97,16 @@ def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int,
     warning = None
     if share >= CROWDED_WARN_SHARE:
         bigger = suggested_codebook_size(videos, views, levels, codebook_size)
-        train, *refits = fix_commands(index, views, levels, bigger, mode)
+        retokenize, *refits = fix_commands(index, bigger, mode)
         warning = (f"the catalog has outgrown its codebook: {share:.2%} of its (video, ID) pairs sit in "
                    f"{crowded.size:,} ID{'s' if crowded.size > 1 else ''} holding more than {max_pool:,} videos "
-                   f"(the pool's cap; the fullest holds {fullest:,}), so a query decoding one of them recalls that "
-                   "ID's videos only. Retrain on the "
-                   f"catalog with a larger codebook (C={codebook_size} -> {bigger}) and refit: `{train}`, then "
+                   f"(the recall budget; the fullest holds {fullest:,}), so a query decoding one of them recalls that "
+                   "ID's videos only. Retokenize the "
+                   f"model on the catalog with a larger codebook (C={codebook_size} -> {bigger}; its reranker and "
+                   f"vectors stay) and refit: `{retokenize}`, then "
                    + " or ".join(f"`{c}`" for c in refits)
-                   + " (DATASET: the catalog as a dataset folder, its videos seen; docs/INDEX.md#capacity). Until "
-                   "then a larger pool (`--max-pool` of grdr serve) takes more of them whole, at more rerank work")
+                   + " (DATASET: the catalog as a dataset folder; docs/RETOKENIZE.md). Until "
+                   "then a larger budget (`--max-pool` of grdr serve) takes more IDs after them, at more rerank work")
     return CapacityReport(videos=videos, views=views, levels=levels, codebook_size=codebook_size, max_pool=max_pool,
                           distinct_ids=int(counts.size), id_space=id_space,
                           occupancy=counts.size / id_space, postings=postings,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from grdr_plugin.model.ids import encode_prefix
-from grdr_plugin.pool import pool_members
+from grdr_plugin.pool import budget_ids
 
 # step_fn(query_rows int64 [R], prefixes int64 [R, t]) -> log-probabilities float [R, C]
 StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -146,17 +146,20 @@ class InvertedIndex:
         self.keys, self.vids = keys[first], vids[first]
         self.prefixes = prefix_tables(video_codes.reshape(n * k, levels), codebook_size)
 
-    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int, cosine: np.ndarray) -> np.ndarray:
+    @property
+    def postings(self) -> int:
+        """(video, ID) pairs: what the recall budget is a share of (grdr_plugin.pool.default_max_pool)."""
+        return int(self.vids.size)
+
+    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
         """The pool of decoded IDs `ids` [B, L] (best first, -inf skipped) under the query layer's
-        rule (`grdr_plugin.pool`): every video of those IDs at its best-ranked ID, ordered by that
-        rank then by `cosine` [N] (the query's dense score of every video), the first `max_pool`."""
+        rule (`grdr_plugin.pool`): every video of the leading IDs whose video counts fit `max_pool`
+        (at least the first ID), each video once, sorted."""
         ids = ids[np.isfinite(scores)]
         if ids.size == 0:
             return np.zeros(0, dtype=np.int64)
         keys = encode_prefix(ids, self.codebook_size)
         lo = np.searchsorted(self.keys, keys, side="left")
         lengths = np.searchsorted(self.keys, keys, side="right") - lo
-        cand, rank = self.vids[_run_indices(lo, lengths)], np.repeat(np.arange(len(ids)), lengths)
-        _, first = np.unique(cand, return_index=True)  # each video once, at its best-ranked ID
-        cand, rank = cand[first], rank[first]
-        return cand[pool_members(rank, len(ids), cosine[cand], max_pool)]
+        taken = budget_ids(lengths, max_pool)
+        return np.unique(self.vids[_run_indices(lo[:taken], lengths[:taken])])

@@ -4,8 +4,8 @@ Protocol: every video of the dataset (seen and unseen) is encoded by the trained
 encoder; unseen videos get their IDs from the tokenizer only.  Every `test` query is
 decoded with the trie-constrained beam search over the IDs that exist (the in-process stand-in
 for the OpenSearch `terms` filter is a numpy inverted index); the pool is chosen by the query
-layer's rule (`grdr_plugin.pool`: videos by best-ranked decoded ID, then dense score, the first
-max_pool), so both recall the same videos; the pool is reranked by the reranker's cosine.  A
+layer's rule (`grdr_plugin.pool`: every video of the leading decoded IDs within the recall budget),
+so both recall the same videos; the pool is reranked by the reranker's cosine.  A
 ground-truth video outside the pool is ranked after the whole pool, in dense order among the
 remaining videos (so MdR/MnR stay defined and comparable).
 """
@@ -19,18 +19,20 @@ import numpy as np
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
 from grdr_plugin.metrics import percent, rank_metrics
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from grdr_plugin.pool import DEFAULT_BEAM, default_max_pool
 
 # Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
 QUERY_CHUNK = 64
 
 
 def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = DEFAULT_BEAM,
-             max_pool: int = DEFAULT_MAX_POOL, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
+             max_pool: int | None = None, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
              query_rows: np.ndarray | None = None) -> dict[str, Any]:
     cfg = backend.cfg
     codes, vvec = backend.encode_videos(ds.frames, ds.features)
     inv = InvertedIndex(codes, cfg.codebook_size)
+    if max_pool is None:  # the query layer's default: a share of the catalog's postings
+        max_pool = default_max_pool(inv.postings)
     rows = ds.test_queries() if query_rows is None else query_rows
     gt = ds.query_video[rows]
     dense_rank = np.zeros(len(rows), dtype=np.int64)
@@ -48,7 +50,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
         if "grdr" in modes:
             ids, sc = backend.beam_search(q, inv.prefixes, beam)
             for j in range(len(texts)):
-                pool = inv.lookup_pool(ids[j], sc[j], max_pool, scores[j])
+                pool = inv.lookup_pool(ids[j], sc[j], max_pool)
                 pool_size[s + j] = len(pool)
                 hit = bool((pool == g[j]).any())
                 in_pool[s + j] = hit

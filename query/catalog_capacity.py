@@ -14,7 +14,8 @@ from query.trie_store import TrieSnapshot, TrieStore, id_counts, indexed_videos
 SHAPE_KEYS = ("views", "levels", "codebook_size")  # what `_meta.grdr` records of the model's ID shape
 
 
-def index_capacity(client, alias: str, index: str, meta: dict[str, Any], max_pool: int) -> Optional[CapacityReport]:
+def index_capacity(client, alias: str, index: str, meta: dict[str, Any],
+                   max_pool: Optional[int] = None) -> Optional[CapacityReport]:
     """From the index itself (one terms-aggregation pass per 50,000 IDs and a count); None when its
     `_meta.grdr` does not record the model's ID shape (not a grdr index)."""
     if not all(isinstance(meta.get(k), int) for k in SHAPE_KEYS):
@@ -42,7 +43,7 @@ class SnapshotCapacity:
         self._cached: Optional[tuple[TrieSnapshot, CapacityReport]] = None
 
     def report(self, store: TrieStore, *, alias: str, views: int, levels: int, codebook_size: int,
-               max_pool: int) -> CapacityReport:
+               max_pool: Optional[int]) -> CapacityReport:
         snapshot = store.snapshot
         with self._lock:  # one computation per snapshot, however many probes arrive at once
             if self._cached is None or self._cached[0] is not snapshot:

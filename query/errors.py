@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import Scope
 
+from grdr_plugin.index import FingerprintMismatch
 from query.executor import OpenSearchUnavailable
 from query.json_log import LOGGER, log
 
@@ -142,6 +143,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return error_response(request.scope, 400, str(exc))
+
+    @app.exception_handler(FingerprintMismatch)
+    async def other_model(request: Request, exc: FingerprintMismatch) -> JSONResponse:
+        # the alias moved to an index of another model (a reindex): the server must restart with that model
+        return error_response(request.scope, 503, str(exc))
 
     @app.exception_handler(OpenSearchConnectionError)
     async def unreachable(request: Request, exc: OpenSearchConnectionError) -> JSONResponse:

@@ -1,7 +1,7 @@
 """The round trips of a planned batch (query.planner) to OpenSearch.
 
 * `run_rounds`: one `_msearch` with every query's GRDR request (and its keyword request, hybrid),
-  then a second one with only the queries the planner asks again (widening, stale counts).
+  then a second one with only the queries the planner asks again (widened: a pool smaller than k).
 * `NativeHybrid`: hybrid="rrf" as neural-search's `hybrid` query, while OpenSearch accepts it.
 
 A refused query is raised as `QueryRefused` with OpenSearch's reason; nothing here plans or fuses.
@@ -24,7 +24,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import RequestError, SSLError, TransportError
 
 from query.planner import SearchPlan, TrieCounts, ask_again, first_round, grdr_body
-from query.results import pool_size, recalled_total
+from query.results import recalled_total
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,9 @@ def run_rounds(client, index: str, plan: SearchPlan, trie: TrieCounts) -> Answer
         grdr, keyword = responses, [None] * len(responses)
     else:
         grdr, keyword = responses[0::2], responses[1::2]
-    prefixes, again = ask_again(plan, [pool_size(r, plan.reranked) for r in grdr], [recalled_total(r) for r in grdr],
-                                trie)
+    prefixes, again = ask_again(plan, [recalled_total(r) for r in grdr], trie)
     if again:
-        bodies = [grdr_body(plan, plan.queries[i], prefixes[i], pool_order=True) for i in again]
+        bodies = [grdr_body(plan, plan.queries[i], prefixes[i]) for i in again]
         for i, response in zip(again, msearch(client, index, bodies)):
             grdr[i] = response
     return Answers(grdr=grdr, keyword=keyword, prefixes=prefixes)

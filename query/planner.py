@@ -1,9 +1,9 @@
 """Planning a batch of searches, pure: decoded IDs and the trie's counts in, request bodies out.
 
-Per query the plan is its recall window (the decoded IDs the request recalls, and the trie's
-video count of each), the request form those counts call for (query.request.grdr_request), and,
-once the first round's totals are known, whether to ask again: widened by shorter prefixes when
-the pool holds fewer than k videos, or in pool order when counts gone stale said the recall fits.
+Per query the plan is its pool: the decoded IDs within the recall budget, by the trie's video
+count of each (grdr_plugin.pool), its request (query.request.grdr_request), and, once the first
+round's totals are known, whether to ask again, widened by shorter prefixes, because the pool
+holds fewer than k videos.
 query.executor sends what this module plans.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields
 from grdr_plugin.model.ids import children_pattern, format_id, id_prefix
+from grdr_plugin.pool import budget_ids
 from query.hybrid import (
     BM25_FIELDS,
     KEYWORD_CANDIDATES,
@@ -23,7 +24,7 @@ from query.hybrid import (
     keyword_candidates_request,
     native_hybrid_request,
 )
-from query.request import HIT_SOURCE, grdr_request, recall_fits
+from query.request import HIT_SOURCE, grdr_request
 
 
 class TrieCounts(Protocol):
@@ -37,20 +38,6 @@ class TrieCounts(Protocol):
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
     """Per query, its decoded IDs best first (padding beams, scored -inf, dropped)."""
     return [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(codes))]
-
-
-def recall_window(beams: Sequence[str], counts: np.ndarray, *, views: int, max_pool: int,
-                  filtered: bool) -> tuple[list[str], np.ndarray]:
-    """The decoded IDs the request recalls, and the trie's video count of each.  Unfiltered, only
-    the leading IDs that can reach the pool: a video sits under at most K (`views`) of its IDs,
-    so once the per-ID totals pass K x cap the IDs so far hold more than cap distinct videos, and
-    no later ID's video comes before them in pool order.  (Totals gone stale by ingest, which adds
-    videos, only widen the window.)  With filters, totals say nothing about what passes them: every ID."""
-    beams, counts = list(beams), np.asarray(counts, dtype=np.int64)
-    if not filtered:
-        keep = int(np.searchsorted(np.cumsum(counts), views * max_pool, side="right")) + 1
-        beams, counts = beams[:keep], counts[:keep]
-    return beams, counts
 
 
 def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, trie: TrieCounts) -> list[str]:
@@ -73,67 +60,55 @@ class QueryPlan:
     text: str
     query_vec: np.ndarray  # the rerank vector
     decoded: list[str]  # every decoded ID, best first (what widening shortens)
-    ids: list[str]  # the recall window: the decoded IDs the request recalls
+    ids: list[str]  # the pool's IDs: the leading decoded IDs within the recall budget
     counts: np.ndarray  # the trie's video count of each of `ids`
 
     @property
     def recalled_videos(self) -> int:
-        """Videos behind the window's IDs, with multiplicity: at least the videos recalled."""
+        """Videos behind the pool's IDs, with multiplicity: at least the videos recalled."""
         return int(self.counts.sum())
-
-    @property
-    def videos_per_id(self) -> float:
-        return float(self.counts.mean()) if self.counts.size else 0.0
 
 
 @dataclass(frozen=True, eq=False)
 class SearchPlan:
     queries: list[QueryPlan]
     k: int
-    max_pool: int
+    max_pool: int  # the recall budget (grdr_plugin.pool)
     hybrid: HybridMode
     filters: list[dict[str, Any]]  # user filter clauses (query.filters)
     levels: int  # ID length, for widening
     fields: GrdrFields = DEFAULT_FIELDS  # where the index keeps grdr's fields
     text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
     source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
-    shards: int = 1  # the index's primary shards: how the GRDR request reranks its pool (grdr_request)
+    shards: int = 1  # the index's primary shards: how union's keyword candidates are reranked (query.hybrid)
 
     @property
     def size(self) -> int:
         """Hits per GRDR request: rrf fuses the top KEYWORD_CANDIDATES of each side."""
         return max(self.k, KEYWORD_CANDIDATES) if self.hybrid == "rrf" else self.k
 
-    @property
-    def reranked(self) -> int:
-        """The GRDR request's rescore window: k > cap widens the pool to k."""
-        return max(self.max_pool, self.size)
-
 
 def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray, scores: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
-                views: int, levels: int, fields: GrdrFields = DEFAULT_FIELDS,
+                levels: int, fields: GrdrFields = DEFAULT_FIELDS,
                 text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
                 shards: int = 1) -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s)."""
     queries = []
     for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
         counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
-        ids, window_counts = recall_window(beams, counts, views=views, max_pool=max_pool, filtered=bool(filters))
-        queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=ids, counts=window_counts))
+        taken = budget_ids(counts, max_pool)
+        queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken], counts=counts[:taken]))
     return SearchPlan(queries=queries, k=k, max_pool=max_pool, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards)
 
 
 # ---- request bodies ----
 
-def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = (), *,
-              pool_order: bool = False) -> dict[str, Any]:
-    """The query's one GRDR request; pool_order forces the pool-order form (not planned from counts)."""
-    return grdr_request(q.ids, q.query_vec, k=plan.size, max_pool=plan.max_pool, prefixes=prefixes,
-                        extra_filters=plan.filters, videos_per_id=q.videos_per_id,
-                        recalled_videos=None if pool_order else q.recalled_videos, fields=plan.fields,
-                        source=plan.source, shards=plan.shards)
+def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = ()) -> dict[str, Any]:
+    """The query's one GRDR request."""
+    return grdr_request(q.ids, q.query_vec, k=plan.size, prefixes=prefixes, extra_filters=plan.filters,
+                        fields=plan.fields, source=plan.source)
 
 
 def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:
@@ -159,19 +134,16 @@ def first_round(plan: SearchPlan) -> list[dict[str, Any]]:
     return bodies
 
 
-def ask_again(plan: SearchPlan, pool_sizes: Sequence[int], recalled: Sequence[int],
+def ask_again(plan: SearchPlan, pool_sizes: Sequence[int],
               trie: TrieCounts) -> tuple[list[list[str]], list[int]]:
-    """After the first round (each query's pool size and recalled total): the widening prefixes
-    per query, and which queries to ask again in pool order: a pool smaller than k (few or
-    filtered videos under the decoded IDs), widened by shorter prefixes, or a recall that stale
-    trie counts said would fit the pool and did not."""
+    """After the first round (each query's pool size): the widening prefixes per query, and which
+    queries to ask again with them: a pool smaller than k (few or filtered videos under the decoded IDs)."""
     prefixes: list[list[str]] = [[] for _ in plan.queries]
     again = []
     for i, q in enumerate(plan.queries):
         if pool_sizes[i] < plan.k and q.decoded:
             prefixes[i] = widening_prefixes(q.decoded, plan.k, pool_sizes[i], levels=plan.levels, trie=trie)
-        overflow = recall_fits(q.recalled_videos, plan.max_pool, plan.size) and recalled[i] > plan.reranked
-        if prefixes[i] or overflow:
+        if prefixes[i]:
             again.append(i)
     return prefixes, again
 
@@ -179,8 +151,7 @@ def ask_again(plan: SearchPlan, pool_sizes: Sequence[int], recalled: Sequence[in
 def native_hybrid_bodies(plan: SearchPlan, trie: TrieCounts,
                          pipeline: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[str]]]:
     """hybrid="rrf" as one neural-search `hybrid` request per query, and the prefixes each is
-    widened by: no pool cap on its GRDR side (query.request.recalled_by_cosine_query), so the
-    widening is planned up front from the trie's counts."""
+    widened by, planned up front from the trie's counts."""
     prefixes = [widening_prefixes(q.decoded, plan.k, q.recalled_videos, levels=plan.levels, trie=trie)
                 if q.decoded else [] for q in plan.queries]
     bodies = [native_hybrid_request(q.ids, q.query_vec, q.text, size=plan.size, filters=plan.filters,

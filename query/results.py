@@ -29,7 +29,8 @@ class SearchResult(BaseModel):
 
 
 def recalled_total(response: dict[str, Any]) -> int:
-    """Every video the request matched (its hits' total)."""
+    """Every video the request matched (its hits' total: the pool, counted exactly up to OpenSearch's
+    default track_total_hits of 10,000)."""
     total = response["hits"]["total"]
     return int(total["value"] if isinstance(total, dict) else total)
 
@@ -37,11 +38,6 @@ def recalled_total(response: dict[str, Any]) -> int:
 def searched_shards_of(response: dict[str, Any]) -> int:
     """The shards the request reached (one copy of each primary)."""
     return int(response["_shards"]["total"])
-
-
-def pool_size(response: dict[str, Any], reranked: int) -> int:
-    """Videos in the recalled pool: every recalled video, up to the rescore window."""
-    return min(reranked, recalled_total(response))
 
 
 def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, id_field: str = ID_FIELD,
@@ -64,8 +60,8 @@ def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequenc
 
 
 def reranked_pool(response: dict[str, Any], size: int) -> dict[str, Any]:
-    """A pool fetch's response (query.request.grdr_request on several shards: the pool's hits in pool
-    order, each with its cosine) as a rescored one reads: the hits ordered by cosine, scored
+    """A pool fetch's response (query.request.rerank_window on several shards: union's keyword
+    candidates in BM25 order, each with its cosine) as a rescored one reads: the hits ordered by cosine, scored
     (1 + cos) / 2 in float32 as knn_score scores them, the first `size` kept; ties keep pool order,
     as a rescore keeps them.  Any other response is returned as it is."""
     hits = response["hits"]["hits"]

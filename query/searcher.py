@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from grdr_plugin.index import GrdrFields, GrdrMeta, resolve, served_meta
-from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+from grdr_plugin.pool import DEFAULT_BEAM, check_max_pool, default_max_pool
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.executor import Answers, NativeHybrid, run_rounds
@@ -38,12 +38,11 @@ from query.hybrid import (
     rrf_pipeline,
 )
 from query.planner import SearchPlan, native_hybrid_bodies, plan_search
-from query.request import check_max_pool, hit_source
+from query.request import hit_source
 from query.results import (
     Hit,
     SearchResult,
     hits_of,
-    pool_size,
     recalled_total,
     reranked_pool,
     searched_shards_of,
@@ -96,7 +95,8 @@ class SearcherConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     beam_size: int = Field(DEFAULT_BEAM, strict=True, description="decoder beam: decoded IDs per query")
-    max_pool: int = Field(DEFAULT_MAX_POOL, strict=True, description="cap on the videos the reranker scores")
+    max_pool: Optional[int] = Field(None, strict=True, description="recall budget: videos (counted per ID) the "
+                                    "reranker scores; None = a share of the catalog (grdr_plugin.pool)")
     threads: int = Field(1, ge=1, strict=True, description="onnxruntime threads per session")
     poll_interval_s: float = Field(0.5, ge=0, description="how often searches poll for new IDs (one registry GET): "
                                                           "newly ingested IDs reach searches within about this")
@@ -116,8 +116,8 @@ class SearcherConfig(BaseModel):
 
     @field_validator("max_pool")
     @classmethod
-    def _bounded_pool(cls, v: int) -> int:
-        return check_max_pool(v)
+    def _bounded_pool(cls, v: Optional[int]) -> Optional[int]:
+        return v if v is None else check_max_pool(v)
 
     @field_validator("hybrid_weights")
     @classmethod
@@ -134,7 +134,8 @@ class _Catalog:
     native_hybrid: NativeHybrid
     fields: GrdrFields  # where the index keeps grdr's fields
     text_fields: tuple[str, ...]  # what BM25 reads (hybrid)
-    shards: int  # primary shards a search of the index reaches (query.request.grdr_request's `shards`)
+    shards: int  # primary shards a search of the index reaches (union's candidates: query.hybrid)
+    indices: tuple[str, ...]  # the concrete indices behind the name when connected (fingerprint-checked)
 
 
 class Searcher:
@@ -187,7 +188,8 @@ class Searcher:
         forced = self.config.native_hybrid
         native = NativeHybrid.detect(self.client) if forced is None else NativeHybrid(forced)
         return _Catalog(field_kinds=kinds, store=store, native_hybrid=native, fields=meta.fields,
-                        text_fields=text_fields, shards=searched_shards(self.client, self.index))
+                        text_fields=text_fields, shards=searched_shards(self.client, self.index),
+                        indices=resolved.indices)
 
     def _text_fields(self, meta: GrdrMeta, kinds: dict[str, FieldKind]) -> tuple[str, ...]:
         """What BM25 reads: the fields the config names, else the catalog's own, else the index's text fields."""
@@ -221,6 +223,12 @@ class Searcher:
         """Whether hybrid="rrf" is fused inside OpenSearch (off for good once OpenSearch refused it)."""
         return self._catalog_for("native_hybrid").native_hybrid.enabled
 
+    def recall_budget(self, max_pool: Optional[int] = None) -> int:
+        """The recall budget a search uses: `max_pool`, else the config's, else the catalog's default share
+        of its current postings (grdr_plugin.pool.default_max_pool)."""
+        cap = self.config.max_pool if max_pool is None else check_max_pool(max_pool)
+        return default_max_pool(self._connected().store.snapshot.postings) if cap is None else cap
+
     # ---- searching ----
 
     def decode(self, queries: Queries, beam_size: Optional[int] = None,
@@ -240,7 +248,8 @@ class Searcher:
 
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
                     hybrid: HybridMode = "off", beam_size: Optional[int] = None,
-                    max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None) -> list[SearchResult]:
+                    max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None,
+                    reconnect: bool = True) -> list[SearchResult]:
         """Batched: one encode and one decode for all texts, then the planned requests
         (query.planner) in one _msearch, and a second only for the queries that need it
         (query.executor).
@@ -249,10 +258,11 @@ class Searcher:
         config's for this call.  With native hybrid on, "rrf" is one `hybrid` query per query
         instead, and the client-side requests for the batch if OpenSearch refuses it.
         source: the `_source` fields each hit carries (`Hit.source`; names or wildcards).
+        reconnect: when hits come from an index the name did not point at on connect (the alias moved),
+        connect again and search once more (refused, with the fix, if that index holds another model's IDs).
         """
         mode = check_hybrid_mode(hybrid)
         check_k(k)
-        cap = self.config.max_pool if max_pool is None else check_max_pool(max_pool)
         beam = self.config.beam_size if beam_size is None else check_beam_size(beam_size)
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
@@ -266,6 +276,7 @@ class Searcher:
         started = time.perf_counter()
         catalog.store.refresh()  # new IDs from ingest; a real-time GET at most every poll interval
         trie = catalog.store.snapshot  # this search's one view of the valid IDs
+        cap = self.recall_budget(max_pool)
         t0 = time.perf_counter()
         queries = self.runtime.encode_queries(texts)
         t1 = time.perf_counter()
@@ -273,7 +284,7 @@ class Searcher:
         t2 = time.perf_counter()
         cfg = self.runtime.cfg
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
-                           filters=clauses, views=cfg.views, levels=cfg.levels, fields=catalog.fields,
+                           filters=clauses, levels=cfg.levels, fields=catalog.fields,
                            text_fields=catalog.text_fields, source=source_body, shards=catalog.shards)
         with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
@@ -283,10 +294,20 @@ class Searcher:
                 return _with_timings(native, encode=t1 - t0, decode=t2 - t1, opensearch=t3 - t2, total=t3 - started)
             # refused: the same encoded and decoded batch is fused client side below
         answers = run_rounds(self.client, self.index, plan, trie)
+        if reconnect and _moved(answers, catalog.indices):
+            # The alias moved (a blue/green reindex): its new index may hold another model's IDs, which this
+            # model's decoded IDs would recall wrongly.  Connect again (the fingerprint check refuses another
+            # model's index with the fix) and search once more with the new index's trie.
+            with self._connect_lock:
+                if self._catalog is catalog:
+                    self._catalog = None
+            return self.search_many(texts, k=k, filters=filters, hybrid=hybrid, beam_size=beam_size,
+                                    max_pool=max_pool, source=source, reconnect=False)
         shards = max((searched_shards_of(r) for r in answers.grdr), default=plan.shards)
-        if shards > plan.shards:  # the alias moved to an index of more shards: its pools need a pool fetch
+        if shards > plan.shards:  # the alias moved to an index of more shards
             self._catalog = catalog = replace(catalog, shards=shards)
-            answers = run_rounds(self.client, self.index, replace(plan, shards=shards), trie)
+            if plan.hybrid == "union":  # its keyword candidates need a pool fetch there
+                answers = run_rounds(self.client, self.index, replace(plan, shards=shards), trie)
         t3 = time.perf_counter()
         results = self._fused(plan, answers, with_source)
         t4 = time.perf_counter()
@@ -296,21 +317,21 @@ class Searcher:
         """Each query's GRDR hits, fused with its keyword hits as the plan's hybrid mode says."""
         results = []
         read = {"id_field": plan.fields.ids, "with_source": with_source}
-        grdr_pools = self._with_sources([reranked_pool(r, plan.size) for r in answers.grdr], plan.source)
         keyword_pools = self._with_sources([reranked_pool(r, plan.size) if r else r for r in answers.keyword],
                                            plan.source)
-        for q, grdr, keyword, prefixes in zip(plan.queries, grdr_pools, keyword_pools, answers.prefixes):
+        for q, grdr, keyword, prefixes in zip(plan.queries, answers.grdr, keyword_pools, answers.prefixes):
             keyword_hits = hits_of(keyword, **read) if keyword else []
             grdr_hits = hits_of(grdr, q.ids, prefixes, **read)
             hits = fuse(plan.hybrid, grdr_hits, keyword_hits, plan.k,
                         weights=self.config.hybrid_weights, rank_constant=self.config.rrf_rank_constant)
-            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids), pool_size=pool_size(grdr, plan.reranked),
+            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids), pool_size=recalled_total(grdr),
                                         timings_ms={}))
         return results
 
     def _with_sources(self, responses: list[Optional[dict[str, Any]]],
                       source: dict[str, Any]) -> list[Optional[dict[str, Any]]]:
-        """Reranked pool fetches (several shards) with their hits' `_source` read: one `mget` for the batch."""
+        """Reranked pool fetches (union's keyword candidates on several shards) with their hits' `_source`
+        read: one `mget` for the batch."""
         wanted = list(dict.fromkeys(key for r in responses for key in sourceless_hits(r)))
         if not wanted:
             return responses
@@ -335,6 +356,11 @@ def searched_shards(client, index: str) -> int:
     """The primary shards a search of `index` reaches, read from a search that matches nothing: it
     needs no permission beyond searching, and an alias over several indices counts them all."""
     return searched_shards_of(client.search(index=index, body={"size": 0, "query": {"match_none": {}}}))
+
+
+def _moved(answers: Answers, indices: tuple[str, ...]) -> bool:
+    """Whether a hit came from an index the name did not point at when this Searcher connected."""
+    return any(h["_index"] not in indices for r in answers.grdr for h in r["hits"]["hits"])
 
 
 def _with_timings(results: list[SearchResult], **seconds: float) -> list[SearchResult]:

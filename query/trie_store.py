@@ -107,6 +107,11 @@ class TrieSnapshot:
             return int(self.base_counts[self.base.key_id(sid)])
         return self.delta.get(sid, 0)
 
+    @property
+    def postings(self) -> int:
+        """(video, ID) pairs behind every valid ID: what the default recall budget is a share of."""
+        return int(self.base_counts.sum()) + sum(self.delta.values())
+
     def prefix_count(self, prefix: str) -> int:
         """Videos (with multiplicity) behind every ID that starts with `prefix`."""
         head = children_pattern(prefix)

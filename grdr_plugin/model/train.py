@@ -36,6 +36,17 @@ KMEANS_ITERS = 15
 
 
 @dataclass
+class Start:
+    """A run that starts from a trained model's modules instead of fresh ones (grdr_plugin.model.retokenize)."""
+
+    model: Any  # GRDR with its weights in place
+    encoder: Any
+    tokenizer: Any
+    kmeans_videos: np.ndarray  # video rows whose views seed each level's codebook
+    record: dict[str, Any]  # added to train_summary.json: where the run started from
+
+
+@dataclass
 class Phase:
     name: str
     epochs: int
@@ -98,6 +109,7 @@ class Trainer:
         # seen-video position of each video row (-1 for unseen): targets of the dense softmax
         self.seen_pos = np.full(ds.n_videos, -1, dtype=np.int64)
         self.seen_pos[self.seen] = np.arange(len(self.seen))
+        self.kmeans_videos = self.seen  # whose views seed each level's codebook
         self.frames = torch.from_numpy(ds.frames).to(self.device)
         self.pooled = torch.from_numpy(ds.features).to(self.device)
         self.history: list[dict[str, Any]] = []
@@ -135,10 +147,10 @@ class Trainer:
         return params
 
     # ---------------------------------------------------------------- routing
-    def _all_views(self, model):
+    def _all_views(self, model, rows: np.ndarray | None = None):
         torch = self.torch
         with torch.no_grad():
-            idx = torch.from_numpy(self.seen).to(self.device)
+            idx = torch.from_numpy(self.seen if rows is None else rows).to(self.device)
             return model.views(self.frames[idx], self.pooled[idx])  # [S, K, d]
 
     def _kmeans_routes(self, model) -> np.ndarray:
@@ -162,18 +174,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- quantiser upkeep
     def _init_level(self, model, level: int, gen) -> None:
-        """k-means-initialise codebook `level` (1-based) on the residuals of all seen views."""
+        """k-means-initialise codebook `level` (1-based) on the residuals of the kmeans_videos' views."""
         torch = self.torch
-        views = self._all_views(model).reshape(-1, self.cfg.code_dim)
+        views = self._all_views(model, self.kmeans_videos).reshape(-1, self.cfg.code_dim)
         with torch.no_grad():
             _, residuals, words = model.rq.quantize(views, level - 1) if level > 1 else (None, [], [])
             r = views - sum(words) if words else views
             model.rq.codebooks.data[level - 1] = _kmeans_cosine(r, self.cfg.codebook_size, KMEANS_ITERS, gen)
 
     def _reseed_dead(self, model, level: int, gen) -> int:
-        """Codes no seen view uses are moved onto residuals from the most crowded codes."""
+        """Codes no view of the kmeans_videos uses are moved onto residuals from the most crowded codes."""
         torch = self.torch
-        views = self._all_views(model).reshape(-1, self.cfg.code_dim)
+        views = self._all_views(model, self.kmeans_videos).reshape(-1, self.cfg.code_dim)
         with torch.no_grad():
             codes, residuals, _ = model.rq.quantize(views, level)
             c, r = codes[:, level - 1], residuals[level - 1]
@@ -388,7 +400,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def run_training(ds: Dataset, out: Path, cfg: ModelConfig, tc: TrainConfig, resume: bool = False,
                  log: Callable[[str], None] = print, export_onnx: bool = True,
-                 stop_after: int | None = None) -> dict[str, Any]:
+                 stop_after: int | None = None, start: Start | None = None) -> dict[str, Any]:
     """Train end to end and write the model folder; returns a summary (times, stats).
 
     stop_after: run at most this many epochs in this call, leaving a checkpoint to resume from
@@ -405,14 +417,17 @@ def run_training(ds: Dataset, out: Path, cfg: ModelConfig, tc: TrainConfig, resu
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     tr = Trainer(ds, out, cfg, tc, log)
-    tokenizer, encoder = load_encoder(cfg.encoder)
+    if start is None:
+        tokenizer, encoder = load_encoder(cfg.encoder)
+    else:
+        tokenizer, encoder, tr.kmeans_videos = start.tokenizer, start.encoder, start.kmeans_videos
     encoder.to(tr.device)
     texts_n = len(tr.train_q)
     with tqdm(total=texts_n, desc="encode captions", unit="cap", leave=False, mininterval=5) as bar:
         tr.encode_captions(encoder, tokenizer, progress=bar.update)
     t_enc = time.time() - t0
     log(f"{texts_n} train captions of {len(tr.seen)} seen videos encoded in {t_enc:.0f}s")
-    model = GRDR(cfg).to(tr.device)
+    model = (GRDR(cfg) if start is None else start.model).to(tr.device)
     plan = phases(cfg, tc)
     start_phase, start_epoch, opt_state = tr.load_checkpoint(model) if resume else (0, 0, None)
     if opt_state is not None:
@@ -465,6 +480,7 @@ def run_training(ds: Dataset, out: Path, cfg: ModelConfig, tc: TrainConfig, resu
 
         _export(out)
     summary = {"seconds_total": round(time.time() - t0, 1), "seconds_train": round(t_train, 1),
-               "seconds_encode": round(t_enc, 1), "fingerprint": cfg_saved.fingerprint, "stats": stats["all"]}
+               "seconds_encode": round(t_enc, 1), "fingerprint": cfg_saved.fingerprint, "stats": stats["all"],
+               **(start.record if start is not None else {})}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

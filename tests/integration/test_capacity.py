@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from grdr_plugin import index as gi
 from grdr_plugin.id_registry import REGISTRY_INDEX, publish_ids
+from grdr_plugin.pool import default_max_pool
 from ingest.docs import build_sources
 from ingest.indexer import RetryPolicy, bulk_index
 from ingest.target import prepare_target
@@ -67,7 +68,8 @@ def test_index_info_reports_what_the_index_holds_and_warns_when_ids_outgrow_the_
     assert (cap["views"], cap["levels"], cap["codebook_size"], cap["id_space"]) == (4, 3, 8, 512)
     assert cap["videos_per_id"] == {"p50": counts[(len(counts) - 1) // 2],
                                     "p99": counts[int(np.ceil(0.99 * len(counts))) - 1], "max": held["1-1-1"]}
-    assert held["1-1-1"] >= CROWD and (cap["max_pool"], cap["crowded_ids"], cap["warning"]) == (300, 0, None)
+    budget = default_max_pool(sum(counts))  # the catalog's default recall budget
+    assert held["1-1-1"] >= CROWD and (cap["max_pool"], cap["crowded_ids"], cap["warning"]) == (budget, 0, None)
 
     crowded = grdr("index", "info", catalog, "--max-pool", POOL, "--json")
     cap = json.loads(crowded.stdout.strip().splitlines()[-1])["capacity"]
@@ -81,7 +83,7 @@ def test_index_info_reports_what_the_index_holds_and_warns_when_ids_outgrow_the_
     table = grdr("index", "info", catalog, "--max-pool", POOL)
     assert table.returncode == 0
     said = " ".join(table.stdout.split())
-    assert f"IDs over the pool ({POOL})" in said and f"max {held['1-1-1']}" in said
+    assert f"IDs over the budget ({POOL})" in said and f"max {held['1-1-1']}" in said
     assert fix in " ".join(table.stderr.split())  # the warning goes with the other warnings, to stderr
 
 

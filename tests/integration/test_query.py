@@ -68,13 +68,13 @@ def test_one_search_request_per_query(searcher, monkeypatch):
         return real(body=body, **kw)
 
     monkeypatch.setattr(searcher.client, "msearch", counting)
-    results = searcher.search_many(["a man is cooking in a kitchen", "a cat plays with a ball"], k=10)
+    texts = ["a man is cooking in a kitchen", "a cat plays with a ball"]
+    # a budget that takes all 8 decoded IDs, whose videos fill k: no widening round
+    results = searcher.search_many(texts, k=10, max_pool=1000)
     assert calls == [4] and all(len(r.hits) == 10 for r in results)
-    assert all(0 < r.pool_size <= POOL for r in results)
-    # k above the cap widens the rescore window to k, not the terms: still one request, k hits
-    calls.clear()
-    small_cap = searcher.search("a man is cooking in a kitchen", k=10, max_pool=3)
-    assert calls == [2] and len(small_cap.hits) == 10 and small_cap.pool_size == 10
+    for text, r in zip(texts, results):
+        _, ids, counts = window(searcher, text, 1000)
+        assert r.recalled_ids == len(ids) == BEAM and 10 <= r.pool_size <= counts.sum()  # every video of the IDs
 
 
 def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tiny_model_dir):
@@ -87,67 +87,38 @@ def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tin
 
 
 def window(searcher, text, max_pool):
-    """The query's encoding and recall window, as the Searcher plans it (query.planner)."""
-    from query.planner import decoded_ids, recall_window
+    """The query's encoding, pool IDs and their trie counts, as the Searcher plans them (query.planner)."""
+    from grdr_plugin.pool import budget_ids
+    from query.planner import decoded_ids
 
     q = searcher.runtime.encode_queries([text])
     trie = searcher.store.snapshot
     beams = decoded_ids(*searcher.decode(q, trie=trie))[0]
     counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
-    return (q, *recall_window(beams, counts, views=searcher.runtime.cfg.views, max_pool=max_pool, filtered=False))
+    taken = budget_ids(counts, max_pool)
+    return q, beams[:taken], counts[:taken]
 
 
-@pytest.mark.parametrize("prefixes,filters", [([], []), (["1-2"], [{"term": {"split": "seen"}}])])
-def test_both_pool_order_forms_return_the_same_hits(searcher, prefixes, filters):
-    """query.request plans the best-rank part of the pool order two ways (one boosted clause per
-    ID, or a terms filter + the rank script); OpenSearch scores and ranks them alike."""
-    from query.request import grdr_request
-
-    for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
-        q, ids, _ = window(searcher, text, POOL)
-        hits = []
-        for videos_per_id in (0.0, float("inf")):
-            body = grdr_request(ids, q.query_vec[0], k=20, max_pool=POOL, prefixes=prefixes, extra_filters=filters,
-                                videos_per_id=videos_per_id)
-            resp = searcher.client.search(index=searcher.index, body=body)
-            hits.append([(h["_id"], round(h["_score"], 5)) for h in resp["hits"]["hits"]])
-        assert hits[0] == hits[1] and len(hits[0]) == 20
-
-
-def test_a_recall_that_fits_the_pool_ranks_like_the_pool_order_form(searcher):
-    """Trie count <= cap: one knn_score query over the recall returns what the pool-order form does."""
-    from query.request import grdr_request
-
-    for text in ("a man is cooking in a kitchen", "a cat plays with a ball", "news anchor talks about politics"):
-        q, ids, counts = window(searcher, text, 1000)
-        fits = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000, recalled_videos=int(counts.sum()))
-        ordered = grdr_request(ids, q.query_vec[0], k=20, max_pool=1000)
-        assert "rescore" not in fits and "rescore" in ordered
-        hits = [[(h["_id"], round(h["_score"], 5))
-                 for h in searcher.client.search(index=searcher.index, body=b)["hits"]["hits"]]
-                for b in (fits, ordered)]
-        assert hits[0] == hits[1] and len(hits[0]) == 20
-
-
-def test_stale_trie_counts_fall_back_to_pool_order(searcher, monkeypatch):
-    """Counts that say the recall fits when it does not (videos ingested under known IDs since
-    the trie was built): the response's total shows it and the query is asked again in pool order."""
+def test_stale_trie_counts_widen_the_pool_and_lose_nothing(searcher, tiny_model_dir, catalog, client, monkeypatch):
+    """Counts lower than the index's (videos ingested under known IDs since the trie was built) let the
+    budget take more IDs: the pool grows, the request stays one and exact.  At counts of 0 every
+    decoded ID is taken, which is what an unbounded budget takes."""
     texts = ["a man is cooking in a kitchen", "a cat plays with a ball"]
-    expected = searcher.search_many(texts, k=10)
-    sent: list[list[dict]] = []
+    unbounded = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=100_000)
+    expected = unbounded.search_many(texts, k=10)
+    calls: list[int] = []
     real = searcher.client.msearch
 
-    def recording(body, **kw):
-        sent.append(body[1::2])
+    def counting(body, **kw):
+        calls.append(len(body))
         return real(body=body, **kw)
 
-    monkeypatch.setattr(searcher.client, "msearch", recording)
+    monkeypatch.setattr(searcher.client, "msearch", counting)
     monkeypatch.setattr(TrieSnapshot, "video_count", lambda self, sid: 0)
     stale = searcher.search_many(texts, k=10)
-    # asked as fitting (no rescore); both recalls overflow the pool of 40: both asked again in pool order
-    assert [["rescore" in b for b in bodies] for bodies in sent] == [[False, False], [True, True]]
+    assert calls == [4]
     assert [r.hits for r in stale] == [r.hits for r in expected]
-    assert [r.pool_size for r in stale] == [r.pool_size for r in expected] == [POOL, POOL]
+    assert [r.pool_size for r in stale] == [r.pool_size for r in expected]
 
 
 def test_a_small_pool_is_widened_by_prefixes_to_fill_k(tiny_model_dir, catalog, client):

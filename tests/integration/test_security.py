@@ -30,7 +30,6 @@ from ingest.schemas import RecordError
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
 from ingest.worker_process import celery_worker
-from query.request import RANK_SCRIPT
 from query.searcher import Searcher, clean_query
 from tests.conftest import shared_dataset
 from tests.support.secure_node import INGEST_ROLE, QUERY_ROLE, SecureNode, running
@@ -39,7 +38,7 @@ from tests.support.security_config import ADMIN_ROLE
 ROLES_FILE = Path(__file__).resolve().parents[2] / "docs" / "opensearch-roles.yml"
 ALIAS = "msrvtt"  # the example catalog docs/opensearch-roles.yml grants
 ERRORS_INDEX = "grdr-ingest-errors"
-CONSTANT_SCRIPTS = {"knn_score", RANK_SCRIPT}  # every script source grdr sends
+CONSTANT_SCRIPTS = {"knn_score"}  # every script source grdr sends
 INJECTION = ('"}}, "script": {"source": "ctx._source.title = \'pwned\'", "lang": "painless"}}\n'
              '{"index": "grdr-id-registry"}\n{"query": {"match_all": {}}} cooking')
 

@@ -20,8 +20,8 @@ from tests.support.multinode import LocalCluster, ok
 
 NODES = 3
 DATASETS = ("msrvtt", "msvd")
-# A small beam and pool, so that the recall overflows the pool and the pool-order form (not the
-# recall-fits one) decides most queries: the form a rescore window would get wrong on several shards.
+# A small beam and budget, so that the budget cuts most queries' decoded IDs (the pool is then not
+# simply every decoded ID's videos).
 BEAM, POOL, K = 8, 40, 10
 BATCH = 200  # queries per search_many: one _msearch each
 FLOAT32_ULPS = 4 * 2.0 ** -23  # a few units in the last place of a float32
@@ -77,13 +77,12 @@ def test_one_and_three_shards_return_identical_hits_equal_to_in_process_eval(clu
     rows = ds.test_queries()
     texts = [ds.query_text[r] for r in rows]
     one, three = (searcher(cluster, tiny_model_dir, catalogs[name, s]) for s in (1, 3))
-    assert one.search(texts[0]).pool_size == three.search(texts[0]).pool_size == POOL  # the pool-order form
+    assert one.search(texts[0]).pool_size == three.search(texts[0]).pool_size > 0
     by_one, by_three = hits(one, texts), hits(three, texts)
     differ = [i for i, (a, b) in enumerate(zip(by_one, by_three)) if listing(a) != listing(b)]
     assert not differ, (f"{len(differ)} of {len(rows)} queries differ, e.g. {texts[differ[0]]!r}: "
                         f"{by_one[differ[0]]} vs {by_three[differ[0]]}")
-    # the same cosine, to float32 precision: the 1-shard rescore's knn_score and the 3-shard script field's
-    # painless cosineSimilarity (both the k-NN plugin's) sum the products in different orders
+    # the same cosine, to float32 precision: knn_score on every shard
     scores = [(h.score, g.score) for a, b in zip(by_one, by_three) for h, g in zip(a, b)]
     np.testing.assert_allclose(*np.array(scores).T, rtol=FLOAT32_ULPS)
 

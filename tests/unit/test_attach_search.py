@@ -89,12 +89,11 @@ def test_bm25_reads_the_named_fields_or_every_text_field_of_the_index():
 
 def test_requests_read_grdrs_fields_where_the_index_keeps_them():
     gen = GrdrFields.generation("0123456789abcdef")
-    for videos_per_id in (0.0, float("inf")):
-        body = grdr_request(["1-2-3"], np.ones(4), prefixes=["1-2"], fields=gen, videos_per_id=videos_per_id)
-        text = str(body)
-        assert "'grdr_ids'" not in text and "'grdr_vec'" not in text and "'grdr_prefixes'" not in text
-        assert gen.ids in text and gen.vec in text and gen.prefixes in text
-    assert grdr_request(["1-2-3"], np.ones(4), recalled_videos=1, fields=gen)["docvalue_fields"] == [gen.ids]
+    body = grdr_request(["1-2-3"], np.ones(4), prefixes=["1-2"], fields=gen)
+    text = str(body)
+    assert "'grdr_ids'" not in text and "'grdr_vec'" not in text and "'grdr_prefixes'" not in text
+    assert gen.ids in text and gen.vec in text and gen.prefixes in text
+    assert body["docvalue_fields"] == [gen.ids]
     union = keyword_candidates_request("cats", np.ones(4), size=5, filters=[], fields=gen)
     assert union["rescore"]["query"]["rescore_query"]["script_score"]["script"]["params"]["field"] == gen.vec
 

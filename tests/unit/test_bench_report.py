@@ -15,13 +15,13 @@ def setting(beam, pool, r10, p50):
 def test_fastest_setting_reaching_95_percent_of_dense_is_named_with_both_ratios():
     line = _fastest_line([setting(20, 300, 30.0, 10.0), setting(50, 3000, 38.5, 16.0), setting(300, 3000, 39.0, 25.0)],
                          DENSE, HNSW)
-    assert "beam 50, pool 3000" in line and "R@10 38.5 (96.2 %)" in line
+    assert "beam 50, budget 3000" in line and "R@10 38.5 (96.2 %)" in line
     assert "3.1× faster than exact dense" in line and "2.00× HNSW's latency" in line
 
 
 def test_no_setting_reaching_95_percent_reports_the_best_recall():
     line = _fastest_line([setting(20, 300, 30.0, 10.0), setting(300, 300, 33.0, 15.0)], DENSE, HNSW)
-    assert line.startswith("No GRDR setting") and "beam 300, pool 300: R@10 33.0" in line
+    assert line.startswith("No GRDR setting") and "beam 300, budget 300: R@10 33.0" in line
 
 
 def test_a_dense_baseline_that_recalls_nothing_gets_no_ratio():
@@ -59,12 +59,12 @@ def test_targets_table_marks_each_target_from_the_run():
     dense = _measured(40.0, 50.0, 5.0)
     hnsw = _measured(41.0, 8.0, 5.0, ef_search=100, recall_ram_bytes=100e6)
     text = "\n".join(_target_lines(100_000, settings, {**settings[2], "recall_ram_bytes": 1e6}, dense, hnsw))
-    assert "| ≥ 50× faster than exact dense, R@10 ≥ 95 % of dense | 3.1× at beam 50, pool 3000" in text
-    assert "| R@10 ≥ 95 % of dense at the fast setting | 75.0 % at the fastest setting (beam 20, pool 300" in text
-    assert "3.12× at beam 300, pool 3000 (R@10 41.0 vs 41.0) | **missed** |" in text
+    assert "| ≥ 50× faster than exact dense, R@10 ≥ 95 % of dense | 3.1× at beam 50, budget 3000" in text
+    assert "| R@10 ≥ 95 % of dense at the fast setting | 75.0 % at the fastest setting (beam 20, budget 300" in text
+    assert "3.12× at beam 300, budget 3000 (R@10 41.0 vs 41.0) | **missed** |" in text
     assert "| recall-structure RAM ≤ 1/10 of HNSW's | 1/100 | met |" in text
     assert "| GRDR p50 ≤ 20 ms | 10.0 ms fastest setting, 25.0 ms headline (beam 300) | met |" in text
-    assert "| GRDR beam 50, pool 3000 | 5.0 | 1.0 | — | 16.0 |" in text
+    assert "| GRDR beam 50, budget 3000 | 5.0 | 1.0 | — | 16.0 |" in text
     assert "at most 10.0× faster than exact dense" in text
     assert text.startswith("Targets in this run:") and "issue" not in text.lower()
 

@@ -44,13 +44,14 @@ def test_a_crowded_catalog_names_its_over_full_ids_and_the_commands_that_fix_the
     assert (r.crowded_ids, r.videos_per_id.max) == (2, 350)
     assert r.crowded_share == pytest.approx(651 / (900 + 951))
     bigger = suggested_codebook_size(500, 4, 3, 64)
-    assert bigger == 128  # the corpus rule says 64 for 500 videos: the retrain at least doubles C
+    assert bigger == 128  # the corpus rule says 64 for 500 videos: the retokenize at least doubles C
     assert "35.17% of its (video, ID) pairs sit in 2 IDs holding more than 300 videos" in r.warning
     assert "the fullest holds 350" in r.warning and "C=64 -> 128" in r.warning
-    train, reindex = re.findall(r"`([^`]+)`", r.warning)[:2]
-    assert train == "grdr train --dataset DATASET --out MODEL_DIR --views 4 --levels 3 --codebook-size 128"
+    retokenize, reindex = re.findall(r"`([^`]+)`", r.warning)[:2]
+    assert retokenize == ("grdr retokenize --model CURRENT_MODEL_DIR --dataset DATASET --out MODEL_DIR "
+                          "--codebook-size 128")
     assert reindex == "grdr ingest --dataset DATASET --model MODEL_DIR --index videos --reindex --wait"
-    assert "--max-pool" in r.warning  # the stopgap until the retrain
+    assert "--max-pool" in r.warning  # the stopgap until the retokenize
 
 
 def test_the_warning_starts_at_its_threshold():
@@ -83,14 +84,14 @@ def test_the_suggested_codebook_follows_the_corpus_rule_when_it_asks_for_more():
                                           (None, ["ingest", "backfill"])])
 def test_every_fix_command_parses_under_the_real_cli(mode, refits):
     """The warning's commands are real: each one's flags parse under `grdr`'s own command (nothing runs)."""
-    commands = fix_commands("videos", 4, 3, 128, mode)
-    assert [shlex.split(c)[1] for c in commands] == ["train", *refits]
+    commands = fix_commands("videos", 128, mode)
+    assert [shlex.split(c)[1] for c in commands] == ["retokenize", *refits]
     root = typer.main.get_command(grdr_app)
     for command in commands:
         name, *args = shlex.split(command)[1:]
         sub = root.commands[name]
         with sub.make_context(name, list(args)) as ctx:
-            assert ctx.params["model" if name != "train" else "out"].name == "MODEL_DIR"
+            assert ctx.params["model" if name != "retokenize" else "out"].name == "MODEL_DIR"
 
 
 def test_index_capacity_of_an_index_without_the_models_id_shape_is_unknown():

@@ -84,16 +84,17 @@ def test_exhaustive_beam_finds_best_valid_id():
     assert codes[0, 0].tolist() == best
 
 
-def test_inverted_index_pool_order_and_cap():
+def test_inverted_index_pool_takes_whole_ids_within_the_budget():
     video_codes = np.array([[[0, 0, 0], [1, 1, 1]], [[1, 1, 1], [2, 2, 2]], [[2, 2, 2], [0, 0, 1]]])
     inv = InvertedIndex(video_codes, 4)
-    ids = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0]])
-    cosine = np.array([0.9, 0.1, 0.5])
-    # [2,2,2] holds videos 1 and 2 (best dense first), [1,1,1] adds video 0 (video 1 came earlier)
-    assert inv.lookup_pool(ids, np.zeros(3), 10, cosine).tolist() == [2, 1, 0]
-    assert inv.lookup_pool(ids, np.zeros(3), 1, cosine).tolist() == [2]  # the cap cuts inside an ID
-    assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), 10, cosine).tolist() == [2, 1]
-    assert inv.lookup_pool(ids[2:], np.zeros(1), 10, cosine).tolist() == [0]
+    assert inv.postings == 6
+    ids = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0]])  # 2, 2 and 1 videos
+    assert inv.lookup_pool(ids, np.zeros(3), 10).tolist() == [0, 1, 2]
+    assert inv.lookup_pool(ids, np.zeros(3), 4).tolist() == [0, 1, 2]  # [2,2,2] and [1,1,1]: 4 postings
+    assert inv.lookup_pool(ids, np.zeros(3), 3).tolist() == [1, 2]  # [1,1,1] would pass 3: only the first ID
+    assert inv.lookup_pool(ids, np.zeros(3), 1).tolist() == [1, 2]  # the first ID whole, however full
+    assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), 10).tolist() == [1, 2]
+    assert inv.lookup_pool(ids[2:], np.zeros(1), 10).tolist() == [0]
 
 
 def test_inverted_index_counts_a_video_once_per_id():
@@ -101,7 +102,7 @@ def test_inverted_index_counts_a_video_once_per_id():
     inv = InvertedIndex(video_codes, 4)
     key = int(encode_prefix(np.array([1, 1, 1]), 4))
     assert inv.keys.tolist().count(key) == 2
-    assert sorted(inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), 2, np.zeros(2)).tolist()) == [0, 1]
+    assert inv.lookup_pool(np.array([[1, 1, 1]]), np.zeros(1), 2).tolist() == [0, 1]
 
 
 def test_validity_masks_mark_each_valid_continuation():

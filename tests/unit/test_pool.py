@@ -1,22 +1,29 @@
 import numpy as np
+import pytest
 
-from grdr_plugin.pool import pool_members, pool_order_key
-
-
-def test_pool_orders_by_best_rank_then_dense_score():
-    best_rank = np.array([2, 0, 1, 0, 2])
-    cosine = np.array([0.9, 0.1, 0.5, 0.3, -0.2])
-    assert pool_members(best_rank, 3, cosine, max_pool=10).tolist() == [3, 1, 2, 0, 4]
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, MIN_POOL, budget_ids, check_max_pool, default_max_pool
 
 
-def test_cap_cuts_inside_an_id_keeping_its_best_dense_videos():
-    best_rank = np.array([0, 0, 1, 1, 1])
-    cosine = np.array([0.1, 0.2, 0.3, 0.9, 0.5])
-    assert pool_members(best_rank, 2, cosine, max_pool=3).tolist() == [1, 0, 3]
+def test_budget_takes_whole_ids_best_first_while_their_counts_fit():
+    assert budget_ids([100, 150, 50, 10], 300) == 3  # 100 + 150 + 50 = 300 fits; + 10 would not
+    assert budget_ids([100, 150, 60, 10], 300) == 2  # the third would pass 300: it and every later ID wait
+    assert budget_ids([5, 5], 1000) == 2  # every decoded ID when they all fit
 
 
-def test_key_is_what_the_painless_script_returns():
-    # (n - best) + (1 + cos) / 2, as float32: a video's rank always outweighs any cosine
-    key = pool_order_key(np.array([0, 1, 1]), 2, np.array([-1.0, 1.0, 0.0]))
-    assert key.dtype == np.float32 and key.tolist() == [2.0, 2.0, 1.5]
-    assert pool_members(np.array([], dtype=np.int64), 0, np.array([]), 5).size == 0
+def test_budget_always_takes_the_first_id_even_a_crowded_one():
+    assert budget_ids([5000, 1], 300) == 1
+    assert budget_ids(np.array([], dtype=np.int64), 300) == 0
+
+
+def test_default_budget_is_a_share_of_the_catalog_between_floor_and_ceiling():
+    assert default_max_pool(0) == MIN_POOL
+    assert default_max_pool(3_663) == MIN_POOL == 500  # msrvtt's 1k videos
+    assert default_max_pool(382_827) == 9_571  # msrvtt grown to 100k: a fortieth of its postings
+    assert default_max_pool(10**9) == DEFAULT_MAX_BUDGET < MAX_POOL  # a cost ceiling; --max-pool goes higher
+
+
+def test_budget_out_of_bounds_is_refused_naming_the_field():
+    assert check_max_pool(MAX_POOL) == MAX_POOL
+    for bad in (0, MAX_POOL + 1):
+        with pytest.raises(ValueError, match="max_pool"):
+            check_max_pool(bad)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from grdr_plugin.model.ids import parse_ids
 from query.filters import SearchFilters, field_kinds_of, filter_clauses
 from query.hybrid import check_hybrid_mode, keyword_candidates_request, rrf
-from query.request import CLAUSE_MIN_VIDEOS_PER_ID, POOL_COSINE, RANK_SCRIPT, grdr_request, recalled_by_cosine_query
+from query.request import POOL_COSINE, grdr_request, recalled_by_cosine_query
 from query.results import recalled_total, reranked_pool, searched_shards_of, sourceless_hits, with_sources
 from query.searcher import MAX_QUERY_CHARS, clean_query
 
@@ -36,41 +36,19 @@ def test_control_characters_become_spaces():
 def test_query_text_and_vector_travel_only_as_values():
     evil = '"}}, "script": {"source": "System.exit(0)"'
     body = grdr_request([evil, "1-2-3"], np.ones(4), k=5)
-    first = body["query"]["function_score"]
-    assert first["query"]["dis_max"]["queries"] == [
-        {"constant_score": {"filter": {"term": {"grdr_ids": evil}}, "boost": 2}},
-        {"constant_score": {"filter": {"term": {"grdr_ids": "1-2-3"}}, "boost": 1}}]
-    for script in (first["functions"][0]["script_score"]["script"],
-                   body["rescore"]["query"]["rescore_query"]["script_score"]["script"]):
-        assert script["source"] == "knn_score" and script["lang"] == "knn"
-        assert script["params"]["query_value"] == [1.0] * 4
+    scored = body["query"]["script_score"]
+    assert scored["query"]["bool"]["filter"] == [{"terms": {"grdr_ids": [evil, "1-2-3"]}}]
+    script = scored["script"]
+    assert script["source"] == "knn_score" and script["lang"] == "knn"
+    assert script["params"]["query_value"] == [1.0] * 4
 
 
-def test_pool_order_with_prefixes_filters_and_nothing_decoded():
+def test_the_pool_is_a_filter_with_prefixes_user_filters_and_nothing_decoded():
     body = grdr_request(["1-2-3"], np.ones(4), prefixes=["1-2"], extra_filters=[{"term": {"tags": "x"}}])
-    recalled = body["query"]["function_score"]["query"]["bool"]
-    assert recalled["filter"] == [{"term": {"tags": "x"}}]
-    widen = {"constant_score": {"filter": {"terms": {"grdr_prefixes": ["1-2"]}}, "boost": 0}}
-    assert recalled["must"][0]["dis_max"]["queries"][-1] == widen
-    assert grdr_request([], np.ones(4))["query"] == {"match_none": {}}
-
-
-def test_sparse_ids_rank_by_script_instead_of_one_clause_per_id():
-    """Below CLAUSE_MIN_VIDEOS_PER_ID videos per ID the rank comes from RANK_SCRIPT over one terms
-    filter; the score is the same sum: (n - best rank) + knn_score."""
-    evil = '"}}, "script": {"source": "System.exit(0)"'
-    body = grdr_request([evil, "1-2-3"], np.ones(4), prefixes=["1-2"], extra_filters=[{"term": {"tags": "x"}}],
-                        videos_per_id=CLAUSE_MIN_VIDEOS_PER_ID - 1)
-    first = body["query"]["function_score"]
-    assert (first["score_mode"], first["boost_mode"]) == ("sum", "replace")
-    recall, tags = first["query"]["bool"]["filter"]
-    assert recall == {"bool": {"should": [{"terms": {"grdr_ids": [evil, "1-2-3"]}},
-                                          {"terms": {"grdr_prefixes": ["1-2"]}}],
+    recall, tags = body["query"]["script_score"]["query"]["bool"]["filter"]
+    assert recall == {"bool": {"should": [{"terms": {"grdr_ids": ["1-2-3"]}}, {"terms": {"grdr_prefixes": ["1-2"]}}],
                                "minimum_should_match": 1}} and tags == {"term": {"tags": "x"}}
-    rank, knn = (f["script_score"]["script"] for f in first["functions"])
-    assert rank["source"] == RANK_SCRIPT
-    assert rank["params"] == {"field": "grdr_ids", "n": 2, "rank": {evil: 0, "1-2-3": 1}}
-    assert knn["source"] == "knn_score" and knn["params"]["query_value"] == [1.0] * 4
+    assert grdr_request([], np.ones(4))["query"]["script_score"]["query"]["bool"]["filter"] == [{"match_none": {}}]
 
 
 def test_nan_query_vector_is_refused():
@@ -115,7 +93,7 @@ def test_keyword_candidates_are_rescored_by_the_same_knn_score_with_the_text_as_
     assert rescore["window_size"] == 50  # every keyword hit gets a dense score
     assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
     script = rescore["query"]["rescore_query"]["script_score"]["script"]
-    assert script == grdr_request(["1-2-3"], np.ones(4))["rescore"]["query"]["rescore_query"]["script_score"]["script"]
+    assert script == grdr_request(["1-2-3"], np.ones(4))["query"]["script_score"]["script"]
 
 
 @pytest.mark.parametrize("mode", ["off", "rrf", "union"])
@@ -130,38 +108,27 @@ def test_a_hybrid_value_that_is_not_a_mode_is_refused_with_the_choices(given):
         check_hybrid_mode(given)
 
 
-def test_one_request_reranks_exactly_the_pool():
-    body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300, extra_filters=[{"term": {"split": "seen"}}])
-    assert body["query"]["function_score"]["query"]["bool"]["filter"] == [{"term": {"split": "seen"}}]
-    rescore = body["rescore"]
-    assert rescore["window_size"] == 300  # the pool: the first max_pool hits in pool order
-    assert rescore["query"]["query_weight"] == 0.0 and rescore["query"]["rescore_query_weight"] == 1.0
-    assert body["query"]["function_score"]["boost_mode"] == "sum"  # best rank + (1 + cos) / 2
-    wide = grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300)
-    assert wide["rescore"]["window_size"] == 500  # k > cap: all reranked
-    for bad in (0, 10_001):
-        with pytest.raises(ValueError, match="max_pool"):
-            grdr_request(["1-2-3"], np.ones(4), max_pool=bad)
+def test_one_request_scores_the_whole_pool_exactly_on_any_number_of_shards():
+    """The pool is a filter, not a window of a ranking: no rescore, no pool fetch, k hits back."""
+    filters = [{"term": {"split": "seen"}}]
+    body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, prefixes=["7"], extra_filters=filters)
+    assert body["query"] == recalled_by_cosine_query(["4-5-6", "1-2-3"], np.ones(4), ["7"], filters)
+    assert body["size"] == 10 and body["docvalue_fields"] == ["grdr_ids"]
+    assert "rescore" not in body and "script_fields" not in body
+    with pytest.raises(ValueError, match="k"):
+        grdr_request(["1-2-3"], np.ones(4), k=0)
 
 
-def test_on_several_shards_the_pool_is_fetched_with_its_cosines_and_never_rescored():
-    """A rescore window is per shard: on S shards the request returns the global pool itself (the
-    coordinator merges the shards' first phases) with each hit's cosine, for the caller to rerank."""
-    one = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300)
-    three = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=10, max_pool=300, shards=3)
-    assert "rescore" not in three and "script_fields" not in one
-    assert three["query"] == one["query"]  # the same pool order
-    assert three["size"] == 300 and three["_source"] is False and three["stored_fields"] == "_none_"
-    assert three["docvalue_fields"] == ["grdr_ids", "_id"]  # no stored field read for thousands of hits
-    script = three["script_fields"][POOL_COSINE]["script"]
-    assert "cosineSimilarity" in script["source"] and script["params"]["query_value"] == [1.0] * 4
-    assert grdr_request(["1-2-3"], np.ones(4), k=500, max_pool=300, shards=3)["size"] == 500  # k > cap: all reranked
-    fits = grdr_request(["1-2-3"], np.ones(4), k=10, max_pool=300, recalled_videos=20, shards=3)
-    assert fits == grdr_request(["1-2-3"], np.ones(4), k=10, max_pool=300, recalled_videos=20)  # shard-correct as is
+def test_union_keyword_candidates_on_several_shards_are_fetched_with_their_cosines():
+    """A rescore window is per shard: on S shards BM25's candidates come back as the global top with
+    each hit's cosine, for the caller to rerank."""
     keyword = keyword_candidates_request("dog", np.ones(4), size=50, filters=[], shards=2)
     assert keyword["size"] == 50 and "rescore" not in keyword and POOL_COSINE in keyword["script_fields"]
+    assert keyword["_source"] is False and keyword["stored_fields"] == "_none_"
+    script = keyword["script_fields"][POOL_COSINE]["script"]
+    assert "cosineSimilarity" in script["source"] and script["params"]["query_value"] == [1.0] * 4
     with pytest.raises(ValueError, match="shards"):
-        grdr_request(["1-2-3"], np.ones(4), shards=0)
+        keyword_candidates_request("dog", np.ones(4), size=50, filters=[], shards=0)
 
 
 def _pool_fetch(cosines):
@@ -193,19 +160,6 @@ def test_the_top_of_a_fetched_pool_gets_its_sources_and_a_gone_document_an_empty
     assert sourceless_hits(None) == [] and with_sources(None, {}) is None  # no keyword side
 
 
-@pytest.mark.parametrize("recalled,k,fits", [(300, 10, True), (0, 10, True), (301, 10, False), (450, 500, True),
-                                             (None, 10, False)])
-def test_a_recall_that_fits_the_pool_is_one_knn_query(recalled, k, fits):
-    """Trie count <= pool (or k): every recalled video is in the pool, pool order is moot."""
-    filters = [{"term": {"split": "seen"}}]
-    body = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=k, max_pool=300, prefixes=["7"], extra_filters=filters,
-                        recalled_videos=recalled)
-    assert ("rescore" not in body) is fits and ("script_score" in body["query"]) is fits
-    if fits:
-        assert body["query"] == recalled_by_cosine_query(["4-5-6", "1-2-3"], np.ones(4), ["7"], filters)
-        assert body["size"] == k and body["docvalue_fields"] == ["grdr_ids"]
-
-
 def test_parse_ids():
     np.testing.assert_array_equal(parse_ids(["1-2-3", "10-0-7"], 3), [[1, 2, 3], [10, 0, 7]])
     assert parse_ids([], 3).shape == (0, 3)
@@ -213,11 +167,11 @@ def test_parse_ids():
         parse_ids(["1-2"], 3)
 
 
-def test_searcher_refuses_a_pool_larger_than_the_rescore_window():
+def test_searcher_refuses_a_budget_past_the_bound():
     from query.searcher import Searcher
 
-    with pytest.raises(ValueError, match="max_pool: must be between 1 and 10000"):
-        Searcher("unused-model-dir", index="unused", max_pool=20_000)  # refused before any IO
+    with pytest.raises(ValueError, match="max_pool: must be between 1 and 100000"):
+        Searcher("unused-model-dir", index="unused", max_pool=100_001)  # refused before any IO
 
 
 # ---- the Searcher's configuration: one validated object, no network before connect() ----
@@ -238,12 +192,12 @@ def test_searcher_config_names_the_bad_field(overrides, field):
 
 
 def test_searcher_config_defaults_are_the_pool_rules():
-    from grdr_plugin.pool import DEFAULT_BEAM, DEFAULT_MAX_POOL
+    from grdr_plugin.pool import DEFAULT_BEAM
     from query.searcher import SearcherConfig
 
-    cfg = SearcherConfig()
-    assert (cfg.beam_size, cfg.max_pool, cfg.hybrid_weights, cfg.native_hybrid) == (DEFAULT_BEAM, DEFAULT_MAX_POOL,
-                                                                                      (1.0, 1.0), None)
+    cfg = SearcherConfig()  # max_pool None: the budget is the catalog's default share (grdr_plugin.pool)
+    assert (cfg.beam_size, cfg.max_pool, cfg.hybrid_weights, cfg.native_hybrid) == (DEFAULT_BEAM, None, (1.0, 1.0),
+                                                                                      None)
 
 
 class _NoNetwork:
@@ -294,16 +248,6 @@ def test_decoded_ids_drop_padding_beams():
     assert decoded_ids(codes, scores) == [["1-2-3", "4-5-6"], []]
 
 
-def test_the_recall_window_stops_once_the_counts_pass_views_times_the_pool():
-    from query.planner import recall_window
-
-    beams, counts = ["a", "b", "c", "d"], np.array([5, 5, 5, 5])
-    ids, kept = recall_window(beams, counts, views=2, max_pool=5, filtered=False)
-    assert ids == ["a", "b", "c"] and kept.tolist() == [5, 5, 5]  # totals 5, 10 (= K x cap), 15: c may still reach
-    assert recall_window(beams, counts, views=2, max_pool=5, filtered=True)[0] == beams  # filters: every ID
-    assert recall_window([], np.zeros(0), views=2, max_pool=5, filtered=False)[0] == []
-
-
 def test_widening_takes_longest_prefixes_first_until_the_trie_says_k():
     from query.planner import widening_prefixes
 
@@ -321,17 +265,18 @@ def _plan(hybrid="off", k=10, max_pool=40, filters=(), videos=None):
     scores = np.array([[-0.1, -0.2], [-0.3, -np.inf]], dtype=np.float32)
     trie = _Counts(videos or {"1-2-3": 3, "4-5-6": 2, "1-2-4": 1}, {"1-2": 4, "4-5": 2, "1": 20, "4": 2})
     return plan_search(["a man cooks", "a cat"], np.ones((2, 4), dtype=np.float32), codes, scores, trie, k=k,
-                       max_pool=max_pool, hybrid=hybrid, filters=list(filters), views=4, levels=3), trie
+                       max_pool=max_pool, hybrid=hybrid, filters=list(filters), levels=3), trie
 
 
-def test_a_plan_holds_each_querys_window_and_sizes_the_requests():
+def test_a_plan_holds_each_querys_pool_ids_within_the_budget_and_sizes_the_requests():
     plan, _ = _plan()
     assert [q.ids for q in plan.queries] == [["1-2-3", "4-5-6"], ["1-2-4"]]
-    assert [q.recalled_videos for q in plan.queries] == [5, 1] and plan.queries[0].videos_per_id == 2.5
-    assert (plan.size, plan.reranked) == (10, 40)
-    rrf_plan, _ = _plan("rrf")
-    assert (rrf_plan.size, rrf_plan.reranked) == (50, 50)  # rrf fuses KEYWORD_CANDIDATES of each side
-    assert _plan(k=500, max_pool=300)[0].reranked == 500  # k > cap: every returned hit reranked
+    assert [q.recalled_videos for q in plan.queries] == [5, 1] and plan.size == 10
+    assert [q.ids for q in _plan(max_pool=4)[0].queries] == [["1-2-3"], ["1-2-4"]]  # 3 + 2 would pass 4
+    assert [q.ids for q in _plan(max_pool=1)[0].queries] == [["1-2-3"], ["1-2-4"]]  # the first ID, however full
+    filtered, _ = _plan(max_pool=4, filters=[{"term": {"split": "seen"}}])
+    assert [q.ids for q in filtered.queries] == [["1-2-3"], ["1-2-4"]]  # the same rule under user filters
+    assert _plan("rrf")[0].size == 50  # rrf fuses KEYWORD_CANDIDATES of each side
 
 
 @pytest.mark.parametrize("hybrid,per_query", [("off", 1), ("union", 2), ("rrf", 2)])
@@ -343,23 +288,23 @@ def test_the_first_round_is_each_querys_grdr_request_then_its_keyword_one(hybrid
     assert len(bodies) == per_query * 2
     grdr = bodies[::per_query]
     assert all("docvalue_fields" in b for b in grdr)  # the GRDR requests read the matched IDs
-    assert all("rescore" not in b for b in grdr)  # both recalls fit the pool of 40 (trie counts 5 and 1)
+    assert all("rescore" not in b for b in grdr)  # the pool is a filter: scored whole
     if hybrid != "off":
         keyword = bodies[1::2]
         assert all(b["query"]["bool"]["must"][0]["multi_match"]["query"] in ("a man cooks", "a cat") for b in keyword)
         assert all(("rescore" in b) is (hybrid == "union") for b in keyword)  # union: one dense score scale
 
 
-def test_ask_again_widens_small_pools_and_repeats_stale_counts_in_pool_order():
+def test_ask_again_widens_only_pools_smaller_than_k():
     from query.planner import ask_again, grdr_body
 
     plan, trie = _plan()
-    # query 0: a pool of 3 < k (widened); query 1: recall said to fit, but 45 > 40 came back (stale counts)
-    prefixes, again = ask_again(plan, pool_sizes=[3, 40], recalled=[3, 45], trie=trie)
-    assert prefixes == [["1-2", "4-5", "1"], []] and again == [0, 1]
-    assert ask_again(plan, pool_sizes=[10, 10], recalled=[10, 10], trie=trie) == ([[], []], [])
-    body = grdr_body(plan, plan.queries[1], [], pool_order=True)
-    assert body["rescore"]["window_size"] == 40  # asked again: the pool-order form, whatever the counts said
+    prefixes, again = ask_again(plan, pool_sizes=[3, 40], trie=trie)  # query 0: a pool of 3 < k
+    assert prefixes == [["1-2", "4-5", "1"], []] and again == [0]
+    assert ask_again(plan, pool_sizes=[10, 10], trie=trie) == ([[], []], [])
+    body = grdr_body(plan, plan.queries[0], prefixes[0])
+    assert {"terms": {"grdr_prefixes": ["1-2", "4-5", "1"]}} in body["query"]["script_score"]["query"]["bool"][
+        "filter"][0]["bool"]["should"]
 
 
 def test_native_hybrid_bodies_plan_the_widening_from_the_trie_counts():
@@ -402,14 +347,14 @@ def test_rrf_fusion_scores_by_rank_and_off_keeps_grdrs_top_k():
 
 
 def test_a_hit_names_the_best_decoded_id_it_holds_else_its_widening_prefix():
-    from query.results import hit_of, pool_size, recalled_total
+    from query.results import hit_of, recalled_total
 
     raw = {"_id": "v1", "_score": 0.5, "_source": {"title": "t"}, "fields": {"grdr_ids": ["4-5-6", "1-2-3"]}}
     assert hit_of(raw, ["9-9-9", "1-2-3", "4-5-6"], []).matched_id == "1-2-3"
     assert hit_of(raw, ["9-9-9"], ["7", "4-5"]).matched_id == "4-5"
     assert hit_of(raw, [], []).model_dump() == {"video_id": "v1", "score": 0.5, "matched_id": None, "title": "t"}
     response = {"hits": {"total": {"value": 70, "relation": "eq"}, "hits": []}}
-    assert (recalled_total(response), pool_size(response, 40), pool_size(response, 100)) == (70, 40, 70)
+    assert recalled_total(response) == 70  # the pool: every recalled video
 
 
 # ---- the trie snapshot: one immutable view of the valid IDs ----
@@ -443,3 +388,16 @@ def test_a_snapshot_cannot_be_changed():
         snap.delta["2-2-2"] = 1  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.tables = []  # type: ignore[misc]
+
+
+def test_hits_from_an_index_the_alias_did_not_point_at_on_connect_mean_it_moved():
+    from query.executor import Answers
+    from query.searcher import _moved
+
+    def answers(*indices):
+        hits = [{"_index": i, "_id": "v"} for i in indices]
+        return Answers(grdr=[{"hits": {"hits": hits}}, {"hits": {"hits": []}}], keyword=[None, None], prefixes=[[], []])
+
+    assert not _moved(answers("videos-v000001"), ("videos-v000001",))
+    assert not _moved(answers(), ("videos-v000001",))  # no hit: nothing to tell
+    assert _moved(answers("videos-v000001", "videos-v000002"), ("videos-v000001",))  # a reindex swapped the alias

@@ -1,0 +1,113 @@
+"""Where one search's OpenSearch time goes: GRDR's request beside HNSW's, from OpenSearch's `profile` API.
+
+    python -m bench.profile_request --model models/msrvtt --dataset ../shared/datasets/tvr-proxy/msrvtt \\
+        --index bench-shards-msrvtt-100000-1 --hnsw-index bench-shards-msrvtt-100000-1-hnsw --queries 100
+
+(`python -m bench.shards ... --shards 1 --keep` leaves both indices.)  Per query: GRDR's request as the
+Searcher plans it (default beam and recall budget) and the HNSW baseline's, each sent once plain (`took`)
+and once with `"profile": true`.  Reported as p50 over the queries, in ms: the query phase split into
+matching the `terms` filter (the pool's documents) and scoring them (`knn_score`, per video), the
+fetch phase, and the pool size; for HNSW the k-NN query (the graph search) and the fetch.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from bench import defaults
+from bench.output import add_json_flag, emit
+from bench.suite import TOP_K, hnsw_body
+from grdr_plugin.data import load_dataset
+from query.planner import first_round, plan_search
+from query.results import recalled_total
+from query.searcher import Searcher
+
+NS_PER_MS = 1e6
+
+
+def _shard_profile(response: dict[str, Any]) -> dict[str, Any]:
+    shards = response["profile"]["shards"]
+    if len(shards) != 1:
+        raise SystemExit(f"--index: {len(shards)} shards answered; profile an index of one shard")
+    return shards[0]
+
+
+def query_split(response: dict[str, Any]) -> dict[str, float]:
+    """One profiled response's query phase (ms): the top query's own scoring, its children's matching,
+    and the fetch."""
+    shard = _shard_profile(response)
+    search = shard["searches"][0]
+    top = search["query"][0]
+    children = sum(c["time_in_nanos"] for c in top.get("children", []))
+    fetch = sum(f["time_in_nanos"] for f in shard.get("fetch", []))
+    return {"query": top["time_in_nanos"] / NS_PER_MS,
+            "match": children / NS_PER_MS,
+            "score": top["breakdown"].get("score", 0) / NS_PER_MS,
+            "weight": top["breakdown"].get("create_weight", 0) / NS_PER_MS,
+            "rewrite": search["rewrite_time"] / NS_PER_MS,
+            "fetch": fetch / NS_PER_MS}
+
+
+def profile(client, index: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """p50 of each part over `bodies`, with the plain request's `took` and the pool (hits' total)."""
+    client.search(index=index, body=bodies[0])  # warm-up
+    took, pool, parts = [], [], []
+    for body in bodies:
+        plain = client.search(index=index, body=body)
+        took.append(plain["took"])
+        pool.append(recalled_total(plain))
+        parts.append(query_split(client.search(index=index, body={**body, "profile": True})))
+    p50: Callable[[list[float]], float] = lambda xs: round(float(np.median(xs)), 3)  # noqa: E731
+    return {"took_ms": p50(took), "pool": p50(pool), **{f"{k}_ms": p50([p[k] for p in parts]) for k in parts[0]}}
+
+
+def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
+        ef_search: int = defaults.DEFAULT_EF_SEARCH) -> dict[str, Any]:
+    src = load_dataset(dataset)
+    texts = [src.query_text[r] for r in src.test_queries()[:queries]]
+    searcher = Searcher(model, index).connect()
+    trie = searcher.store.snapshot
+    encoded = searcher.runtime.encode_queries(texts)
+    codes, scores = searcher.decode(encoded, trie=trie)
+    budget = searcher.recall_budget()
+    plan = plan_search(texts, encoded.query_vec, codes, scores, trie, k=TOP_K, max_pool=budget, hybrid="off",
+                       filters=[], levels=searcher.runtime.cfg.levels)
+    grdr = profile(searcher.client, index, first_round(plan))
+    hnsw = profile(searcher.client, hnsw_index, [hnsw_body(ef_search)(v) for v in encoded.query_vec])
+    return {"queries": len(texts), "beam": searcher.config.beam_size, "budget": budget, "ef_search": ef_search,
+            "grdr": grdr, "hnsw": hnsw}
+
+
+def table(result: dict[str, Any]) -> str:
+    g, h = result["grdr"], result["hnsw"]
+    return "\n".join([
+        "| p50 per query | GRDR | HNSW |", "|---|---:|---:|",
+        f"| `took` (unprofiled) | {g['took_ms']} ms | {h['took_ms']} ms |",
+        f"| videos scored (GRDR: the pool; counted up to 10,000) | {g['pool']:,.0f} | |",
+        f"| query, whole | {g['query_ms']} ms | {h['query_ms']} ms |",
+        f"| · matching the `terms` filter | {g['match_ms']} ms | |",
+        f"| · `knn_score` of every pool video | {g['score_ms']} ms | |",
+        f"| · k-NN weight (HNSW: the graph search) | | {h['weight_ms']} ms |",
+        f"| rewrite | {g['rewrite_ms']} ms | {h['rewrite_ms']} ms |",
+        f"| fetch (k = {TOP_K}) | {g['fetch_ms']} ms | {h['fetch_ms']} ms |",
+    ])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--dataset", type=Path, required=True, help="its test queries are profiled")
+    ap.add_argument("--index", required=True, help="the grdr catalog (one shard)")
+    ap.add_argument("--hnsw-index", required=True, help="the HNSW baseline's index (bench.suite.build_hnsw)")
+    ap.add_argument("--queries", type=int, default=100)
+    add_json_flag(ap)
+    args = ap.parse_args(argv)
+    result = run(args.model, args.dataset, args.index, args.hnsw_index, args.queries)
+    return emit(result, table(result), args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The recall budget's validation sweep: in-process GRDR recall per budget, catalog size by catalog size,
+on the validation queries of a model trained with `grdr train --holdout` (never test queries).
+
+    python -m bench.recall_budget --dataset ../shared/datasets/tvr-proxy/msrvtt --model MODEL_DIR \\
+        --scales 1000,10000,30000,100000 --budgets 300,1000,3000,10000,20000
+
+Each catalog is the dataset grown to that size (bench.scale); the pool rule is the query layer's
+(grdr_plugin.pool), applied by `grdr_plugin.evaluation.evaluate`.  The default budget's row is marked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from bench.output import add_json_flag, emit
+from bench.scale import grow_dataset
+from grdr_plugin.data import Dataset, load_dataset
+from grdr_plugin.evaluation import evaluate
+from grdr_plugin.pool import DEFAULT_BEAM
+from grdr_plugin.runtime import ModelRuntime
+from grdr_plugin.validation import holdout_split, load_spec
+
+
+def validation_lines(src: Dataset, model: Path) -> list[dict[str, str]]:
+    """The model's validation queries as queries.jsonl rows of the `test` split."""
+    spec = load_spec(model)
+    if spec is None:
+        raise SystemExit(f"--model: {model} was trained without --holdout; train one with `grdr train --holdout 0.2`")
+    val = holdout_split(src, spec)
+    return [{"query_id": val.query_ids[i], "text": val.query_text[i], "video_id": val.video_ids[val.query_video[i]],
+             "split": "test"} for i in val.test_queries()]
+
+
+def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM) -> dict[str, Any]:
+    src = load_dataset(dataset)
+    lines = validation_lines(src, model)
+    runtime = ModelRuntime(model)
+    out: dict[str, Any] = {"dataset": src.name, "model": str(model), "beam": beam, "queries": len(lines), "scales": []}
+    for n in scales:
+        with tempfile.TemporaryDirectory(prefix="grdr-recall-budget-") as work:
+            folder = grow_dataset(dataset, max(n, src.n_videos), Path(work) / "data")
+            (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+            ds = load_dataset(folder)
+            rows = []
+            for budget in [None, *budgets]:
+                res = evaluate(ds, runtime, ("grdr", "dense"), beam=beam, max_pool=budget)
+                rows.append({"default": budget is None, "dense_R@10": res["dense"]["R@10"], **res["grdr"]})
+            out["scales"].append({"videos": ds.n_videos, "rows": rows})
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| videos | budget | candidate recall | R@10 | % of dense R@10 | mean pool |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for scale in result["scales"]:
+        for r in sorted(scale["rows"], key=lambda r: (r["max_pool"], not r["default"])):
+            if not r["default"] and any(d["default"] and d["max_pool"] == r["max_pool"] for d in scale["rows"]):
+                continue  # the default's own row stands for it
+            budget = f"**{r['max_pool']:,}** (default)" if r["default"] else f"{r['max_pool']:,}"
+            share = 100 * r["R@10"] / r["dense_R@10"] if r["dense_R@10"] else 0.0
+            lines.append(f"| {scale['videos']:,} | {budget} | {r['candidate_recall']:.2f} | {r['R@10']:.2f} | "
+                         f"{share:.1f} | {r['pool_mean']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="a model folder trained with --holdout")
+    ap.add_argument("--scales", type=lambda t: [int(x) for x in t.split(",")], default=[1000, 10000, 100000])
+    ap.add_argument("--budgets", type=lambda t: [int(x) for x in t.split(",")], default=[300, 1000, 3000, 10000])
+    ap.add_argument("--beam", type=int, default=DEFAULT_BEAM)
+    add_json_flag(ap)
+    args = ap.parse_args(argv)
+    result = run(args.dataset, args.model, args.scales, args.budgets, args.beam)
+    return emit(result, table(result), args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
