@@ -32,6 +32,9 @@ MIN_POOL = 500
 DEFAULT_MAX_BUDGET = 20_000
 # What one query may be asked to recall (`--max-pool`).
 MAX_POOL = 100_000
+# IDs are taken until their counts reach at least this many videos, whatever the budget: a search's default
+# k, so a small first ID followed by a crowded one does not leave a pool that widening by prefixes must fill.
+MIN_POOL_VIDEOS = 10
 
 
 def default_max_pool(postings: int) -> int:
@@ -47,8 +50,11 @@ def check_max_pool(max_pool: int) -> int:
 
 def budget_ids(counts: np.ndarray | list[int], max_pool: int) -> int:
     """How many leading IDs (best first) the pool takes: while their `counts` sum to at most
-    `max_pool`, and at least one (when there is one)."""
+    `max_pool`, and at least until they reach MIN_POOL_VIDEOS (so at least one, when there is one)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size == 0:
         return 0
-    return max(1, int(np.searchsorted(np.cumsum(counts), max_pool, side="right")))
+    total = np.cumsum(counts)
+    within = int(np.searchsorted(total, max_pool, side="right"))
+    reaching = int(np.searchsorted(total, MIN_POOL_VIDEOS, side="left")) + 1
+    return min(counts.size, max(within, reaching))

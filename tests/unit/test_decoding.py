@@ -90,11 +90,19 @@ def test_inverted_index_pool_takes_whole_ids_within_the_budget():
     assert inv.postings == 6
     ids = np.array([[2, 2, 2], [1, 1, 1], [0, 0, 0]])  # 2, 2 and 1 videos
     assert inv.lookup_pool(ids, np.zeros(3), 10).tolist() == [0, 1, 2]
-    assert inv.lookup_pool(ids, np.zeros(3), 4).tolist() == [0, 1, 2]  # [2,2,2] and [1,1,1]: 4 postings
-    assert inv.lookup_pool(ids, np.zeros(3), 3).tolist() == [1, 2]  # [1,1,1] would pass 3: only the first ID
-    assert inv.lookup_pool(ids, np.zeros(3), 1).tolist() == [1, 2]  # the first ID whole, however full
+    # 5 postings in all, under MIN_POOL_VIDEOS: every decoded ID, whatever the budget
+    assert inv.lookup_pool(ids, np.zeros(3), 1).tolist() == [0, 1, 2]
     assert inv.lookup_pool(ids, np.array([0, -np.inf, -np.inf]), 10).tolist() == [1, 2]
     assert inv.lookup_pool(ids[2:], np.zeros(1), 10).tolist() == [0]
+
+
+def test_inverted_index_pool_stops_at_the_budget_once_the_minimum_is_reached():
+    # 24 videos: IDs [0,0,0] (12 videos), [1,1,1] (6), [2,2,2] (6)
+    video_codes = np.array([[[v // 12 if v < 12 else 1 + (v - 12) // 6] * 3] for v in range(24)])
+    inv = InvertedIndex(video_codes, 4)
+    ids = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    assert inv.lookup_pool(ids, np.zeros(3), 18).tolist() == list(range(18))  # 12 + 6 fit; + 6 would not
+    assert inv.lookup_pool(ids, np.zeros(3), 5).tolist() == list(range(12))  # the first ID whole, however full
 
 
 def test_inverted_index_counts_a_video_once_per_id():

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, MIN_POOL, budget_ids, check_max_pool, default_max_pool
+from grdr_plugin.pool import (
+    DEFAULT_MAX_BUDGET,
+    MAX_POOL,
+    MIN_POOL,
+    MIN_POOL_VIDEOS,
+    budget_ids,
+    check_max_pool,
+    default_max_pool,
+)
 
 
 def test_budget_takes_whole_ids_best_first_while_their_counts_fit():
@@ -13,6 +21,14 @@ def test_budget_takes_whole_ids_best_first_while_their_counts_fit():
 def test_budget_always_takes_the_first_id_even_a_crowded_one():
     assert budget_ids([5000, 1], 300) == 1
     assert budget_ids(np.array([], dtype=np.int64), 300) == 0
+
+
+def test_ids_are_taken_until_they_reach_the_minimum_pool_whatever_the_budget():
+    assert MIN_POOL_VIDEOS == 10
+    assert budget_ids([4, 200, 1], 100) == 2  # 4 videos alone would leave k=10 to widening: the crowded one too
+    assert budget_ids([4, 3, 2, 1, 7], 5) == 4  # 4+3+2+1 = 10: reached at the fourth, the budget long passed
+    assert budget_ids([4, 3, 3, 50], 5) == 3  # 4+3+3 = 10 reached
+    assert budget_ids([1, 2], 5) == 2  # every decoded ID when they hold fewer
 
 
 def test_default_budget_is_a_share_of_the_catalog_between_floor_and_ceiling():

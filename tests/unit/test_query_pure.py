@@ -272,9 +272,11 @@ def test_a_plan_holds_each_querys_pool_ids_within_the_budget_and_sizes_the_reque
     plan, _ = _plan()
     assert [q.ids for q in plan.queries] == [["1-2-3", "4-5-6"], ["1-2-4"]]
     assert [q.recalled_videos for q in plan.queries] == [5, 1] and plan.size == 10
-    assert [q.ids for q in _plan(max_pool=4)[0].queries] == [["1-2-3"], ["1-2-4"]]  # 3 + 2 would pass 4
-    assert [q.ids for q in _plan(max_pool=1)[0].queries] == [["1-2-3"], ["1-2-4"]]  # the first ID, however full
-    filtered, _ = _plan(max_pool=4, filters=[{"term": {"split": "seen"}}])
+    # 3 + 2 videos: under MIN_POOL_VIDEOS, so both IDs whatever the budget
+    assert [q.ids for q in _plan(max_pool=1)[0].queries] == [["1-2-3", "4-5-6"], ["1-2-4"]]
+    crowded = {"1-2-3": 12, "4-5-6": 20, "1-2-4": 1}
+    assert [q.ids for q in _plan(max_pool=30, videos=crowded)[0].queries] == [["1-2-3"], ["1-2-4"]]  # 12 + 20 > 30
+    filtered, _ = _plan(max_pool=30, videos=crowded, filters=[{"term": {"split": "seen"}}])
     assert [q.ids for q in filtered.queries] == [["1-2-3"], ["1-2-4"]]  # the same rule under user filters
     assert _plan("rrf")[0].size == 50  # rrf fuses KEYWORD_CANDIDATES of each side
 
