@@ -19,6 +19,7 @@ from bench.output import add_json_flag, emit
 from bench.scale import grow_dataset
 from grdr_plugin.data import Dataset, load_dataset
 from grdr_plugin.evaluation import evaluate
+from grdr_plugin.metrics import share_of
 from grdr_plugin.pool import DEFAULT_BEAM
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.validation import holdout_split, load_spec
@@ -60,9 +61,8 @@ def table(result: dict[str, Any]) -> str:
             if not r["default"] and any(d["default"] and d["max_pool"] == r["max_pool"] for d in scale["rows"]):
                 continue  # the default's own row stands for it
             budget = f"**{r['max_pool']:,}** (default)" if r["default"] else f"{r['max_pool']:,}"
-            share = 100 * r["R@10"] / r["dense_R@10"] if r["dense_R@10"] else 0.0
             lines.append(f"| {scale['videos']:,} | {budget} | {r['candidate_recall']:.2f} | {r['R@10']:.2f} | "
-                         f"{share:.1f} | {r['pool_mean']:,.0f} |")
+                         f"{share_of(r['R@10'], r['dense_R@10']):.1f} | {r['pool_mean']:,.0f} |")
     return "\n".join(lines)
 
 

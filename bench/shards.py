@@ -23,6 +23,7 @@ from bench.scale import grow_dataset
 from bench.suite import TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import alias_target, drop_index
+from grdr_plugin.metrics import share_of
 from grdr_plugin.settings import Settings
 from ingest.config import get_ingest_settings
 from ingest.target import prepare_target
@@ -116,7 +117,7 @@ def table(result: dict[str, Any]) -> str:
                   f"{100 * g['identical_to_first_layout']:.1f} %") for g in layout["grdr"]]
         rows.append(("HNSW", f"ef_search {layout['hnsw']['ef_search']}", layout["hnsw"], ""))
         for system, setting, m, same in rows:
-            share = 100 * m["R@10"] / dense["R@10"] if dense["R@10"] else 0.0
+            share = share_of(m["R@10"], dense["R@10"])
             lines.append(f"| {s} | {system} | {setting} | {m['R@10']:.2f} | {share:.1f} | {same} | "
                          f"{m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
     return "\n".join(lines)

@@ -22,6 +22,11 @@ def percent(flags: Sequence[bool] | np.ndarray) -> float:
     return round(100 * float(a.mean()), 2) if a.size else 0.0
 
 
+def share_of(value: float, reference: float) -> float:
+    """`value` as a percentage of `reference` (e.g. a system's R@10 of exact dense's); 0 for a zero reference."""
+    return 100 * value / reference if reference else 0.0
+
+
 def recall_at(ranks: Sequence[int] | np.ndarray, cutoffs: Sequence[int] = RECALL_AT) -> dict[str, float]:
     """{"R@k": percent of queries whose ground truth ranks within k}; ranks 1-based, 0 = not retrieved."""
     r = np.asarray(ranks, dtype=np.int64)

@@ -73,7 +73,6 @@ class QueryPlan:
 class SearchPlan:
     queries: list[QueryPlan]
     k: int
-    max_pool: int  # the recall budget (grdr_plugin.pool)
     hybrid: HybridMode
     filters: list[dict[str, Any]]  # user filter clauses (query.filters)
     levels: int  # ID length, for widening
@@ -99,7 +98,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
         counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
         taken = budget_ids(counts, max_pool)
         queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken], counts=counts[:taken]))
-    return SearchPlan(queries=queries, k=k, max_pool=max_pool, hybrid=hybrid, filters=filters, levels=levels,
+    return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards)
 
 

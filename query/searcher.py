@@ -223,11 +223,13 @@ class Searcher:
         """Whether hybrid="rrf" is fused inside OpenSearch (off for good once OpenSearch refused it)."""
         return self._catalog_for("native_hybrid").native_hybrid.enabled
 
-    def recall_budget(self, max_pool: Optional[int] = None) -> int:
+    def recall_budget(self, max_pool: Optional[int] = None, trie: Optional[TrieSnapshot] = None) -> int:
         """The recall budget a search uses: `max_pool`, else the config's, else the catalog's default share
-        of its current postings (grdr_plugin.pool.default_max_pool)."""
+        of the postings of `trie` (default: the current snapshot; grdr_plugin.pool.default_max_pool)."""
         cap = self.config.max_pool if max_pool is None else check_max_pool(max_pool)
-        return default_max_pool(self._connected().store.snapshot.postings) if cap is None else cap
+        if cap is not None:
+            return cap
+        return default_max_pool((trie or self._connected().store.snapshot).postings)
 
     # ---- searching ----
 
@@ -263,6 +265,8 @@ class Searcher:
         """
         mode = check_hybrid_mode(hybrid)
         check_k(k)
+        if max_pool is not None:
+            check_max_pool(max_pool)  # refused before any network call
         beam = self.config.beam_size if beam_size is None else check_beam_size(beam_size)
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
@@ -276,7 +280,7 @@ class Searcher:
         started = time.perf_counter()
         catalog.store.refresh()  # new IDs from ingest; a real-time GET at most every poll interval
         trie = catalog.store.snapshot  # this search's one view of the valid IDs
-        cap = self.recall_budget(max_pool)
+        cap = self.recall_budget(max_pool, trie)
         t0 = time.perf_counter()
         queries = self.runtime.encode_queries(texts)
         t1 = time.perf_counter()

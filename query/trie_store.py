@@ -107,9 +107,10 @@ class TrieSnapshot:
             return int(self.base_counts[self.base.key_id(sid)])
         return self.delta.get(sid, 0)
 
-    @property
+    @cached_property
     def postings(self) -> int:
-        """(video, ID) pairs behind every valid ID: what the default recall budget is a share of."""
+        """(video, ID) pairs behind every valid ID: what the default recall budget is a share of (summed once
+        per snapshot, not per search)."""
         return int(self.base_counts.sum()) + sum(self.delta.values())
 
     def prefix_count(self, prefix: str) -> int:

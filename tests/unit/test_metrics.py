@@ -11,6 +11,7 @@ from grdr_plugin.metrics import (
     rank_metrics,
     rank_of,
     recall_at,
+    share_of,
 )
 
 
@@ -61,3 +62,8 @@ def test_per_second_rounds_to_a_tenth():
     assert per_second(1000, 3.0) == 333.3
     with pytest.raises(ZeroDivisionError):
         per_second(1, 0.0)
+
+
+def test_share_of_a_reference_in_percent_and_zero_for_no_reference():
+    assert share_of(39.0, 40.0) == 97.5
+    assert share_of(5.0, 0.0) == 0.0

@@ -221,6 +221,8 @@ def test_construction_reads_the_model_config_only_and_connect_makes_the_calls(ti
         searcher.search("a dog")  # the first search connects
     with pytest.raises(ValueError, match="hybrid: True"):
         searcher.search("a dog", hybrid=True)  # argument errors come before any network call
+    with pytest.raises(ValueError, match="max_pool"):
+        searcher.search("a dog", max_pool=0)
     with pytest.raises(ValidationError, match="unknown"):
         Searcher(tiny_model_dir, "catalog", client=_NoNetwork(), unknown=1)
 
