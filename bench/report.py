@@ -84,7 +84,7 @@ def corpora_lines(result: dict[str, Any]) -> list[str]:
              "exact (every video compared), p5 / p50 / p95 over the videos sampled, in the dataset's feature "
              "space (where the copies get their noise) and in the rerank space (what exact dense ranks by). "
              f"Exact dense R@10 on the same {real['queries']} test queries: the real corpus's in process, the "
-             "benched corpora's through OpenSearch (`knn_score` over every video).", "",
+             "benched corpora's through OpenSearch (every video scored exactly).", "",
              "| corpus | videos | videos sampled | NN cosine, features | NN cosine, rerank vectors "
              "| exact dense R@10 |", "|---|---|---|---|---|---|"]
     benched = sorted(result["scales"].values(), key=lambda r: r["videos"])
@@ -114,7 +114,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
                   + " | ".join(f"QPS {c} client{'s' if c != '1' else ''}" for c in clients)
                   + " | index size | recall-structure RAM |",
                   "|---|---|---|---|---|---|---|---|" + "---|" * len(clients) + "---|---|"]
-        for name, row in (("GRDR (beam %d)" % g["beam"], g), ("exact dense (knn_score, all docs)", d),
+        for name, row in (("GRDR (beam %d)" % g["beam"], g), ("exact dense (flat knn, all docs)", d),
                           (f"HNSW lucene (m {h['m']}, ef_c {h['ef_construction']}, ef_search {h['ef_search']})", h)):
             lines.append(f"| {name} | {row['R@1']} | {row['R@5']} | {row['R@10']} | {row.get('overlap@10', '—')} | "
                          f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
@@ -142,7 +142,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             lines.append(left + right)
         settings = [*r["curves"]["grdr"], *r["curves"].get("grdr_pool", [])]
         if r["curves"].get("grdr_pool"):
-            lines += ["", "GRDR recall budgets (the budget bounds the videos knn_score scores per query):", "",
+            lines += ["", "GRDR recall budgets (the budget bounds the videos scored exactly per query):", "",
                       "| beam | budget | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
             pool_beams = {a["beam"] for a in r["curves"]["grdr_pool"]}
             for a in sorted((a for a in settings if a["beam"] in pool_beams), key=lambda c: (c["beam"], c["max_pool"])):

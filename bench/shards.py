@@ -20,7 +20,7 @@ from bench import defaults
 from bench.baselines import exact_dense_request
 from bench.output import add_json_flag, emit
 from bench.scale import grow_dataset
-from bench.suite import TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
+from bench.suite import FORCEMERGE_TIMEOUT_S, TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import alias_target, drop_index
 from grdr_plugin.metrics import share_of
@@ -75,6 +75,9 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     for s in shard_counts[1:]:
         copy_layout(client, aliases[first], aliases[s], model, s)
     client.cluster.health(wait_for_status="green", request_timeout=REINDEX_TIMEOUT_S)
+    for alias in aliases.values():  # one segment per shard, as the HNSW baseline is built: the same footing
+        client.indices.forcemerge(index=alias, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
+        client.indices.refresh(index=alias)
 
     rows = src.test_queries()[:queries]
     texts = [src.query_text[r] for r in rows]

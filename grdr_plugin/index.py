@@ -29,6 +29,24 @@ COMPONENT_TEMPLATE = "grdr"
 # picks its native engine, which needs the plugin's native libraries (a node without them dies on the first
 # flush). The lucene engine is pure Java: it works on every node, at the cost of a graph grdr does not use.
 LUCENE_HNSW = {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}
+# How a grdr catalog keeps its vectors: a faiss-engine field in an index whose approximate_threshold of -1
+# means no graph is ever built (so the native library is never called and any node can hold it).  A `knn`
+# query with a filter then scores every filtered video exactly, with Lucene's flat-vector scorer: cheaper
+# per video than the knn_score script over doc values (docs/QUERY.md#where-the-time-goes).
+FLAT_EXACT = {"name": "hnsw", "engine": "faiss", "space_type": "cosinesimil"}
+FLAT_EXACT_SETTINGS = {
+    "knn": True,
+    "knn.advanced.approximate_threshold": -1,
+    # Exact for any filter size, should a graph ever exist (a changed threshold): grdr's pool is scored exactly.
+    "knn.advanced.filtered_exact_search_threshold": 2**31 - 1,
+    # The vector kept in _source as written: on k-NN 3.5 a cleared scroll over an index whose _source vectors
+    # are derived leaves its shards failing every later search that returns the vector (found on the local node).
+    "knn.derived_source.enabled": False,
+}
+# How an index's recalled videos are scored (`_meta.grdr.scorer`): `knn_exact`, a knn query filtered to the
+# pool over FLAT_EXACT vectors (grdr's catalogs); `knn_score`, the k-NN plugin's script over doc values
+# (attached indices, whose vector field is the user's index's kind, and catalogs made before FLAT_EXACT).
+Scorer = Literal["knn_exact", "knn_score"]
 # Characters of the fingerprint that name a generation of fields (grdr_ids_<tag>): 2^48 models apart.
 GENERATION_TAG = 12
 # At most 201 characters: NAME-vNNNNNN then stays well under OpenSearch's 255-byte limit on index names.
@@ -98,10 +116,11 @@ class GrdrMeta(BaseModel):
     fields: GrdrFields = DEFAULT_FIELDS
     registry_key: Optional[str] = Field(None, description="name new IDs are published under (attached indices)")
     detached: bool = False
+    scorer: Scorer = "knn_score"  # records without one predate FLAT_EXACT
 
 
 def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
-              registry_key: Optional[str] = None) -> dict[str, Any]:
+              registry_key: Optional[str] = None, scorer: Scorer = "knn_score") -> dict[str, Any]:
     """The `_meta.grdr` record: which model's IDs the index holds, and how grdr may write it."""
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -112,6 +131,7 @@ def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELD
         "codebook_size": spec.codebook_size,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": mode,
+        "scorer": scorer,
     }
     if fields != DEFAULT_FIELDS:
         meta["fields"] = fields.model_dump()
@@ -121,10 +141,13 @@ def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELD
 
 
 def grdr_properties(spec: IndexSpec, fields: GrdrFields = DEFAULT_FIELDS, *,
-                    knn_enabled: bool = False) -> dict[str, Any]:
-    """grdr's three fields; knn_enabled: for an index with index.knn: true (see LUCENE_HNSW)."""
+                    knn_enabled: bool = False, scorer: Scorer = "knn_score") -> dict[str, Any]:
+    """grdr's three fields; knn_enabled: for an index with index.knn: true (see LUCENE_HNSW); scorer
+    knn_exact: the vector as FLAT_EXACT keeps it."""
     vec: dict[str, Any] = {"type": "knn_vector", "dimension": spec.rerank_dim}
-    if knn_enabled:
+    if scorer == "knn_exact":
+        vec["method"] = dict(FLAT_EXACT)
+    elif knn_enabled:
         vec["method"] = dict(LUCENE_HNSW)
     return {
         fields.ids: {"type": "keyword"},
@@ -135,10 +158,11 @@ def grdr_properties(spec: IndexSpec, fields: GrdrFields = DEFAULT_FIELDS, *,
 
 
 def extension_mapping(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
-                      knn_enabled: bool = False, registry_key: Optional[str] = None) -> dict[str, Any]:
+                      knn_enabled: bool = False, registry_key: Optional[str] = None,
+                      scorer: Scorer = "knn_score") -> dict[str, Any]:
     """grdr's part of a mapping: its fields and `_meta.grdr`, the one definition every grdr index builds on."""
-    return {"_meta": {"grdr": grdr_meta(spec, mode=mode, fields=fields, registry_key=registry_key)},
-            "properties": grdr_properties(spec, fields, knn_enabled=knn_enabled)}
+    return {"_meta": {"grdr": grdr_meta(spec, mode=mode, fields=fields, registry_key=registry_key, scorer=scorer)},
+            "properties": grdr_properties(spec, fields, knn_enabled=knn_enabled, scorer=scorer)}
 
 
 def component_template_body(spec: IndexSpec, *, knn_enabled: bool = False) -> dict[str, Any]:
@@ -165,16 +189,9 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
     """Settings + mappings + _meta of one catalog index (DESIGN.md "The index"): grdr's extension plus the
     catalog's own fields."""
     keyword = {"type": "keyword"}
-    grdr = extension_mapping(spec, mode="catalog")
+    grdr = extension_mapping(spec, mode="catalog", scorer="knn_exact")
     return {
-        "settings": {
-            "index": {
-                "number_of_shards": shards,
-                "number_of_replicas": replicas,
-                # Exact knn_score reranking needs no graph: keep index.knn off (no HNSW build cost).
-                "knn": False,
-            }
-        },
+        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas, **FLAT_EXACT_SETTINGS}},
         "mappings": {
             "_meta": grdr["_meta"],
             # Catalog metadata beyond the known fields stays in _source and is filterable as keyword.
@@ -344,6 +361,8 @@ def served_meta(client, resolved: Resolved, fingerprint: str, model_dir: str | P
     if differ:
         raise ValueError(f"--index: {resolved.name}'s indices {first} and {differ[0]} keep grdr's fields under "
                          "different names; serve them under separate aliases")
+    if any(m is not None and m.scorer == "knn_score" for m in metas.values()):
+        meta = meta.model_copy(update={"scorer": "knn_score"})  # the script reads every kind of vector field
     return meta, mappings[first]["mappings"]
 
 

@@ -13,7 +13,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields
+from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields, Scorer
 from grdr_plugin.model.ids import children_pattern, format_id, id_prefix
 from grdr_plugin.pool import budget_ids
 from query.hybrid import (
@@ -80,6 +80,7 @@ class SearchPlan:
     text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
     source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
     shards: int = 1  # the index's primary shards: how union's keyword candidates are reranked (query.hybrid)
+    scorer: Scorer = "knn_score"  # how the index scores the pool (its `_meta.grdr.scorer`)
 
     @property
     def size(self) -> int:
@@ -91,7 +92,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
                 levels: int, fields: GrdrFields = DEFAULT_FIELDS,
                 text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
-                shards: int = 1) -> SearchPlan:
+                shards: int = 1, scorer: Scorer = "knn_score") -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s)."""
     queries = []
     for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
@@ -99,7 +100,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
         taken = budget_ids(counts, max_pool)
         queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken], counts=counts[:taken]))
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
-                      fields=fields, text_fields=tuple(text_fields), source=source, shards=shards)
+                      fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer)
 
 
 # ---- request bodies ----
@@ -107,7 +108,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
 def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = ()) -> dict[str, Any]:
     """The query's one GRDR request."""
     return grdr_request(q.ids, q.query_vec, k=plan.size, prefixes=prefixes, extra_filters=plan.filters,
-                        fields=plan.fields, source=plan.source)
+                        fields=plan.fields, source=plan.source, scorer=plan.scorer)
 
 
 def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:
@@ -131,6 +132,13 @@ def first_round(plan: SearchPlan) -> list[dict[str, Any]]:
         if keyword is not None:
             bodies.append(keyword)
     return bodies
+
+
+def scored_pool(plan: SearchPlan, q: QueryPlan, matched: int) -> int:
+    """The videos a query's pool held, from its GRDR response's total (`matched`): knn_score's counts
+    every pool video; knn_exact's only the top k each shard returns, so the pool is then the trie's count
+    of the recalled IDs' videos (before the user's filters; a video under two IDs counts twice)."""
+    return matched if plan.scorer == "knn_score" else max(matched, q.recalled_videos)
 
 
 def ask_again(plan: SearchPlan, pool_sizes: Sequence[int],

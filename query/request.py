@@ -1,4 +1,4 @@
-"""The one OpenSearch request per query: a terms filter on semantic IDs, scored by exact knn_score.
+"""The one OpenSearch request per query: a terms filter on semantic IDs, every video it passes scored exactly.
 
 Query text and vectors travel only as values/params, never inside script source or field names.
 """
@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import DEFAULT_FIELDS, VECTOR_FIELD, GrdrFields
+from grdr_plugin.index import DEFAULT_FIELDS, VECTOR_FIELD, GrdrFields, Scorer
 
 
 def query_value(query_vec: np.ndarray | Sequence[float]) -> list[float]:
@@ -71,14 +71,32 @@ def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = (),
     return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
 
 
+def pool_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = (),
+                extra_filters: Optional[list[dict[str, Any]]] = None,
+                fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
+    """The pool: recalled (recall_filter) and passing the user's filters."""
+    return {"bool": {"filter": [recall_filter(semantic_ids, prefixes, fields), *(extra_filters or [])]}}
+
+
 def recalled_by_cosine_query(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float],
                              prefixes: Sequence[str] = (),
                              extra_filters: Optional[list[dict[str, Any]]] = None,
                              fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
-    """Every recalled video scored by knn_score alone: grdr_request's query, and the GRDR side of a
-    neural-search `hybrid` query."""
-    recalled = {"bool": {"filter": [recall_filter(semantic_ids, prefixes, fields), *(extra_filters or [])]}}
-    return {"script_score": {"query": recalled, "script": knn_rerank_script(query_vec, fields.vec)}}
+    """Every recalled video scored by knn_score alone: the GRDR side of a neural-search `hybrid` query, and
+    grdr_request's query on an index scored by the script."""
+    return {"script_score": {"query": pool_filter(semantic_ids, prefixes, extra_filters, fields),
+                             "script": knn_rerank_script(query_vec, fields.vec)}}
+
+
+def recalled_by_exact_knn_query(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], k: int,
+                                prefixes: Sequence[str] = (),
+                                extra_filters: Optional[list[dict[str, Any]]] = None,
+                                fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
+    """The top k recalled videos by a `knn` query filtered to the pool, on a field no graph is built for
+    (grdr_plugin.index.FLAT_EXACT): each shard scores every filtered video exactly, with the same
+    (1 + cos) / 2 score knn_score gives."""
+    return {"knn": {fields.vec: {"vector": query_value(query_vec), "k": k,
+                                 "filter": pool_filter(semantic_ids, prefixes, extra_filters, fields)}}}
 
 
 # The script field a pool-fetch request (rerank_window on several shards) carries: each pool video's cosine.
@@ -95,10 +113,12 @@ def pool_cosine_field(query_vec: np.ndarray | Sequence[float], field: str = VECT
 
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  prefixes: Sequence[str] = (), extra_filters: Optional[list[dict[str, Any]]] = None,
-                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE) -> dict[str, Any]:
+                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE,
+                 scorer: Scorer = "knn_score") -> dict[str, Any]:
     """One request: the pool = every video holding one of `semantic_ids` (the decoded IDs within the
     recall budget: grdr_plugin.pool) or, widening, an ID under one of `prefixes`, and passing the
-    user's filters; each scored exactly by knn_score; the top k back with the IDs each hit holds.
+    user's filters; each scored exactly (by the index's scorer: grdr_plugin.index.Scorer); the top k back
+    with the IDs each hit holds.
 
     The pool is a filter, not a ranking, so the request is the same on one shard or many: each
     shard scores its part of the pool and the coordinating node merges the top k.
@@ -111,7 +131,9 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
         "_source": source,
         # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
         "docvalue_fields": [fields.ids],
-        "query": recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters, fields),
+        "query": (recalled_by_exact_knn_query(semantic_ids, query_vec, k, prefixes, extra_filters, fields)
+                  if scorer == "knn_exact" else
+                  recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters, fields)),
     }
 
 

@@ -25,7 +25,7 @@ class SearchResult(BaseModel):
     hits: list[Hit]
     timings_ms: dict[str, float]
     recalled_ids: int = 0  # decoded IDs in the terms filter
-    pool_size: int = 0  # videos the reranker saw (recalled, up to the cap; native hybrid: matched by either side)
+    pool_size: int = 0  # videos the reranker saw (query.planner.scored_pool; native hybrid: matched by either side)
 
 
 def recalled_total(response: dict[str, Any]) -> int:

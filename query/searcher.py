@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from grdr_plugin.index import GrdrFields, GrdrMeta, resolve, served_meta
+from grdr_plugin.index import GrdrFields, GrdrMeta, Scorer, resolve, served_meta
 from grdr_plugin.pool import DEFAULT_BEAM, check_max_pool, default_max_pool
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
@@ -37,7 +37,7 @@ from query.hybrid import (
     fuse,
     rrf_pipeline,
 )
-from query.planner import SearchPlan, native_hybrid_bodies, plan_search
+from query.planner import SearchPlan, native_hybrid_bodies, plan_search, scored_pool
 from query.request import hit_source
 from query.results import (
     Hit,
@@ -136,6 +136,7 @@ class _Catalog:
     text_fields: tuple[str, ...]  # what BM25 reads (hybrid)
     shards: int  # primary shards a search of the index reaches (union's candidates: query.hybrid)
     indices: tuple[str, ...]  # the concrete indices behind the name when connected (fingerprint-checked)
+    scorer: Scorer  # how the pool is scored (the indices' `_meta.grdr.scorer`)
 
 
 class Searcher:
@@ -189,7 +190,7 @@ class Searcher:
         native = NativeHybrid.detect(self.client) if forced is None else NativeHybrid(forced)
         return _Catalog(field_kinds=kinds, store=store, native_hybrid=native, fields=meta.fields,
                         text_fields=text_fields, shards=searched_shards(self.client, self.index),
-                        indices=resolved.indices)
+                        indices=resolved.indices, scorer=meta.scorer)
 
     def _text_fields(self, meta: GrdrMeta, kinds: dict[str, FieldKind]) -> tuple[str, ...]:
         """What BM25 reads: the fields the config names, else the catalog's own, else the index's text fields."""
@@ -217,6 +218,11 @@ class Searcher:
     def text_fields(self) -> tuple[str, ...]:
         """What BM25 reads in hybrid searches."""
         return self._catalog_for("text_fields").text_fields
+
+    @property
+    def scorer(self) -> Scorer:
+        """How the catalog scores a pool (grdr_plugin.index.Scorer)."""
+        return self._catalog_for("scorer").scorer
 
     @property
     def native_hybrid(self) -> bool:
@@ -289,7 +295,8 @@ class Searcher:
         cfg = self.runtime.cfg
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
                            filters=clauses, levels=cfg.levels, fields=catalog.fields,
-                           text_fields=catalog.text_fields, source=source_body, shards=catalog.shards)
+                           text_fields=catalog.text_fields, source=source_body, shards=catalog.shards,
+                           scorer=catalog.scorer)
         with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
             native = self._native_rrf(plan, trie, catalog.native_hybrid, with_source)
@@ -328,8 +335,8 @@ class Searcher:
             grdr_hits = hits_of(grdr, q.ids, prefixes, **read)
             hits = fuse(plan.hybrid, grdr_hits, keyword_hits, plan.k,
                         weights=self.config.hybrid_weights, rank_constant=self.config.rrf_rank_constant)
-            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids), pool_size=recalled_total(grdr),
-                                        timings_ms={}))
+            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids),
+                                        pool_size=scored_pool(plan, q, recalled_total(grdr)), timings_ms={}))
         return results
 
     def _with_sources(self, responses: list[Optional[dict[str, Any]]],

@@ -199,17 +199,23 @@ def test_query_text_and_vector_reach_opensearch_only_as_values(secure, catalog, 
         lines = [json.loads(line) for body in sent for line in body.strip().split("\n")]
         # the text's newlines and JSON added no _msearch lines: every header is ours, on every other line
         assert lines and all(header == {"index": ALIAS} for header in lines[0::2])
-        assert json_paths(lines, lambda v: v == "knn_score"), "the GRDR request reranks with knn_score"
+        assert json_paths(lines, lambda v: isinstance(v, dict) and "knn" in v), "the GRDR request: a knn query"
         for body in lines[1::2]:
             # the text: only ever the value of a DSL "query" key (the BM25 multi_match), never a key or a script
             for p in json_paths(body, lambda v: isinstance(v, str) and "pwned" in v):
                 assert p[-1] == "query" and "multi_match" in p, p
             # every script source is one of grdr's constants; the vector is only their params.query_value
+            # and the knn query's `vector`
             scripts = {p: at(body, p) for p in json_paths(body, lambda v: isinstance(v, dict) and "source" in v)}
             assert all(script["source"] in CONSTANT_SCRIPTS for script in scripts.values()), scripts
+            knn = json_paths(body, lambda v: isinstance(v, dict) and "knn" in v)
+            assert all(list(at(body, p)["knn"]) == ["grdr_vec"] for p in knn)
             vectors = json_paths(body, lambda v: isinstance(v, list) and len(v) == len(qvec)
                                  and all(isinstance(x, float) for x in v))
-            assert sorted(p + ("params", "query_value") for p in scripts) == sorted(vectors)
+            assert sorted([*(p + ("params", "query_value") for p in scripts),
+                           *(p + ("knn", "grdr_vec", "vector") for p in knn)]) == sorted(vectors)
+            for p in knn:
+                np.testing.assert_allclose(at(body, p)["knn"]["grdr_vec"]["vector"], qvec, rtol=1e-5, atol=1e-6)
             for script in scripts.values():
                 knn = (script["lang"], script["source"]) == ("knn", "knn_score")  # else the best-rank script (painless)
                 want = {"field", "query_value", "space_type"} if knn else {"field", "n", "rank"}

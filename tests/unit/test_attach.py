@@ -36,9 +36,14 @@ def attached(spec=SPEC, **meta_extra):
 def test_the_catalog_mapping_and_the_component_template_share_one_definition_of_grdrs_fields():
     catalog = gi.index_body(SPEC)["mappings"]
     template = gi.component_template_body(SPEC)["template"]["mappings"]
-    assert {k: catalog["properties"][k] for k in gi.DEFAULT_FIELDS.names()} == template["properties"]
-    assert catalog["properties"]["grdr_vec"] == {"type": "knn_vector", "dimension": 256}
+    ids_and_prefixes = gi.DEFAULT_FIELDS.names()[:2]
+    assert {k: catalog["properties"][k] for k in ids_and_prefixes} == {k: template["properties"][k]
+                                                                       for k in ids_and_prefixes}
+    # the vector: flat for the catalog's exact knn query; doc values for the script on a user's index
+    assert catalog["properties"]["grdr_vec"] == gi.grdr_properties(SPEC, scorer="knn_exact")["grdr_vec"]
+    assert template["properties"]["grdr_vec"] == {"type": "knn_vector", "dimension": 256}
     assert catalog["_meta"]["grdr"]["mode"] == "catalog" and template["_meta"]["grdr"]["mode"] == "attached"
+    assert catalog["_meta"]["grdr"]["scorer"] == "knn_exact" and template["_meta"]["grdr"]["scorer"] == "knn_score"
     assert catalog["_meta"]["grdr"]["fingerprint"] == template["_meta"]["grdr"]["fingerprint"] == SPEC.fingerprint
 
 

@@ -18,13 +18,16 @@ def test_mapping_has_the_design_fields():
     assert props["video_id"] == {"type": "keyword"}
     assert props["grdr_ids"] == {"type": "keyword"}
     assert props["grdr_prefixes"] == {"type": "keyword"}
-    assert props["grdr_vec"] == {"type": "knn_vector", "dimension": 256}
+    # faiss engine, but no graph ever built: flat vectors the exact knn query scans
+    assert props["grdr_vec"] == {"type": "knn_vector", "dimension": 256,
+                                 "method": {"name": "hnsw", "engine": "faiss", "space_type": "cosinesimil"}}
     assert props["title"]["type"] == "text" and props["description"]["type"] == "text"
     assert props["tags"]["type"] == "keyword" and props["duration_s"]["type"] == "float"
     assert props["ingested_at"]["type"] == "date"
-    assert body["settings"]["index"]["knn"] is False
+    index = body["settings"]["index"]
+    assert index["knn"] is True and index["knn.advanced.approximate_threshold"] == -1
     meta = body["mappings"]["_meta"]["grdr"]
-    assert meta["fingerprint"] == "abcdef0123456789" and meta["rerank_dim"] == 256
+    assert meta["fingerprint"] == "abcdef0123456789" and meta["rerank_dim"] == 256 and meta["scorer"] == "knn_exact"
 
 
 def test_hnsw_body_uses_lucene_engine():

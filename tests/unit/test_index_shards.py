@@ -65,7 +65,7 @@ def test_layout_bounds_are_openSearchs():
 
 def test_index_body_carries_the_layout():
     settings = gi.index_body(SPEC, shards=4, replicas=2)["settings"]["index"]
-    assert (settings["number_of_shards"], settings["number_of_replicas"], settings["knn"]) == (4, 2, False)
+    assert (settings["number_of_shards"], settings["number_of_replicas"], settings["knn"]) == (4, 2, True)
 
 
 def test_settings_default_and_environment(clean_env):

@@ -119,6 +119,20 @@ def test_one_request_scores_the_whole_pool_exactly_on_any_number_of_shards():
         grdr_request(["1-2-3"], np.ones(4), k=0)
 
 
+def test_a_flat_catalog_scores_the_same_pool_with_a_filtered_exact_knn_query():
+    """knn_exact: the pool filter (recalled IDs, widening prefixes, user filters) inside a knn query for the
+    top k, the query vector as a value; the rest of the request as under knn_score."""
+    filters = [{"term": {"split": "seen"}}]
+    exact = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=7, prefixes=["7"], extra_filters=filters,
+                         scorer="knn_exact")
+    script = grdr_request(["4-5-6", "1-2-3"], np.ones(4), k=7, prefixes=["7"], extra_filters=filters)
+    assert exact["query"] == {"knn": {"grdr_vec": {"vector": [1.0] * 4, "k": 7,
+                                                   "filter": script["query"]["script_score"]["query"]}}}
+    assert {**exact, "query": None} == {**script, "query": None}
+    nothing = grdr_request([], np.ones(4), scorer="knn_exact")["query"]["knn"]["grdr_vec"]["filter"]
+    assert nothing == {"bool": {"filter": [{"match_none": {}}]}}
+
+
 def test_union_keyword_candidates_on_several_shards_are_fetched_with_their_cosines():
     """A rescore window is per shard: on S shards BM25's candidates come back as the global top with
     each hit's cosine, for the caller to rerank."""
@@ -309,6 +323,20 @@ def test_ask_again_widens_only_pools_smaller_than_k():
     body = grdr_body(plan, plan.queries[0], prefixes[0])
     assert {"terms": {"grdr_prefixes": ["1-2", "4-5", "1"]}} in body["query"]["script_score"]["query"]["bool"][
         "filter"][0]["bool"]["should"]
+
+
+def test_the_scored_pool_is_the_total_under_the_script_and_at_least_the_trie_count_under_exact_knn():
+    from dataclasses import replace
+
+    from query.planner import grdr_body, scored_pool
+
+    plan, _ = _plan()
+    q = plan.queries[0]  # 5 videos under its IDs
+    assert [scored_pool(plan, q, total) for total in (3, 9)] == [3, 9]  # knn_score: every pool video counted
+    exact = replace(plan, scorer="knn_exact")
+    # knn_exact answers only the top k: the trie's count, unless widening matched more
+    assert [scored_pool(exact, q, total) for total in (3, 9)] == [5, 9]
+    assert grdr_body(exact, q)["query"]["knn"]["grdr_vec"]["k"] == exact.size
 
 
 def test_native_hybrid_bodies_plan_the_widening_from_the_trie_counts():
