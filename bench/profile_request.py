@@ -8,7 +8,8 @@ Searcher plans it (default beam and recall budget), under the index's scorer and
 script for the same pools, and the HNSW baseline's, each sent once plain (`took`) and once with
 `"profile": true`.  Reported as p50 over the queries, in ms: the query phase split into matching the
 `terms` filter (the pool's documents) and scoring them exactly, the fetch phase, and the pool size; for
-HNSW the k-NN query (the graph search) and the fetch.
+HNSW the k-NN query (the graph search) and the fetch.  Beside them, each system's recall structure: GRDR's
+trie as the Searcher holds it, HNSW's graph and vectors from the index's segment files.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from bench import defaults
 from bench.output import add_json_flag, emit
-from bench.suite import TOP_K, hnsw_body
+from bench.suite import TOP_K, hnsw_body, hnsw_recall_bytes, storage
 from grdr_plugin.data import load_dataset
 from grdr_plugin.index import Scorer
 from query.planner import first_round, plan_search
@@ -88,12 +89,15 @@ def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
                            filters=[], levels=searcher.runtime.cfg.levels, scorer=scorer)
         grdr[scorer] = profile(searcher.client, index, first_round(plan))
     hnsw = profile(searcher.client, hnsw_index, [hnsw_body(ef_search)(v) for v in encoded.query_vec])
+    # the recall structures beside the time: GRDR's trie (in the query process) and HNSW's graph + vectors
+    recall_bytes = {"grdr": searcher.store.memory_bytes(),
+                    "hnsw": hnsw_recall_bytes(storage(searcher.client, hnsw_index)["parts"])}
     return {"queries": len(texts), "beam": searcher.config.beam_size, "budget": budget, "ef_search": ef_search,
-            "scorer": searcher.scorer, "grdr": grdr, "hnsw": hnsw}
+            "scorer": searcher.scorer, "grdr": grdr, "hnsw": hnsw, "recall_bytes": recall_bytes}
 
 
 def table(result: dict[str, Any]) -> str:
-    g, h = result["grdr"], result["hnsw"]
+    g, h, mb = result["grdr"], result["hnsw"], result["recall_bytes"]
     cells: Callable[[str], str] = lambda key: " | ".join(f"{g[s][key]} ms" for s in g)  # noqa: E731
     blank = " | " * len(g)
     return "\n".join([
@@ -107,6 +111,8 @@ def table(result: dict[str, Any]) -> str:
         f"| · k-NN weight (HNSW: the graph search) |{blank}{h['weight_ms']} ms |",
         f"| rewrite | {cells('rewrite_ms')} | {h['rewrite_ms']} ms |",
         f"| fetch (k = {TOP_K}) | {cells('fetch_ms')} | {h['fetch_ms']} ms |",
+        "| recall structure (GRDR: the trie; HNSW: graph + vectors) | "
+        + " | ".join(f"{mb['grdr'] / 1e6:.2f} MB" for _ in g) + f" | {mb['hnsw'] / 1e6:.2f} MB |",
     ])
 
 

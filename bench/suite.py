@@ -156,6 +156,11 @@ def storage(client, index: str) -> dict[str, Any]:
             "parts": lucene_parts(stats["segments"].get("file_sizes", {}))}
 
 
+def hnsw_recall_bytes(parts: dict[str, int]) -> int:
+    """What HNSW keeps in RAM to recall: its graph and the vectors it walks (an HNSW index's `storage` parts)."""
+    return parts.get("HNSW graph", 0) + parts.get("flat vectors", 0)
+
+
 # ---- running queries ----
 
 QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
@@ -289,8 +294,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
            "hnsw": vector_fn(searcher, hnsw_name, hnsw_body(cfg.default_ef_search))}
     qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in fns.items()}
 
-    parts_h = store["hnsw"]["parts"]
-    hnsw_ram = parts_h.get("HNSW graph", 0) + parts_h.get("flat vectors", 0)
+    hnsw_ram = hnsw_recall_bytes(store["hnsw"]["parts"])
     systems = {
         "grdr": {**grdr, "qps": qps["grdr"], "index_bytes": store["grdr"]["index_bytes"],
                  "recall_ram_bytes": searcher.store.memory_bytes(),

@@ -87,6 +87,8 @@ def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
     table.add_row("health", data["health"])
     table.add_row("store", f"{data['store_bytes'] / 1e6:.2f} MB")
     table.add_row("fingerprint", str(data["fingerprint"]))
+    if data["meta"]:
+        table.add_row("scorer", grdr_index.GrdrMeta.model_validate(data["meta"]).scorer)
     for field, kind in data["fields"].items():
         table.add_row(f"field {field}", kind)
     if report is None:

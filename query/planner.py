@@ -143,8 +143,9 @@ def scored_pool(plan: SearchPlan, q: QueryPlan, matched: int) -> int:
 
 def ask_again(plan: SearchPlan, pool_sizes: Sequence[int],
               trie: TrieCounts) -> tuple[list[list[str]], list[int]]:
-    """After the first round (each query's pool size): the widening prefixes per query, and which
-    queries to ask again with them: a pool smaller than k (few or filtered videos under the decoded IDs)."""
+    """After the first round (each query's hits total: the pool, or under knn_exact at most k per shard,
+    which is exact below k, all this needs): the widening prefixes per query, and which queries to ask
+    again with them: a pool smaller than k (few or filtered videos under the decoded IDs)."""
     prefixes: list[list[str]] = [[] for _ in plan.queries]
     again = []
     for i, q in enumerate(plan.queries):

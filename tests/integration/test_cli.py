@@ -88,8 +88,9 @@ def test_index_list_and_info_print_everything_on_stdout(client, catalog):
     assert (data["docs"], data["shards"], data["replicas"], data["health"]) == (VIDEOS, 1, 0, "green")
     hits = client.search(index=catalog, body={"size": VIDEOS})["hits"]["hits"]
     assert data["distinct_ids"] == len({i for h in hits for i in h["_source"]["grdr_ids"]})
-    for line in ("distinct IDs", "shards / replicas", "health"):
+    for line in ("distinct IDs", "shards / replicas", "health", "scorer"):
         assert line in info.stdout
+    assert data["meta"]["scorer"] == "knn_exact" and "knn_exact" in info.stdout
 
 
 def test_search_prints_hits_on_stdout_filters_and_labels_rrf_scores(client, catalog, tiny_model_dir):
