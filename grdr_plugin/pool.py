@@ -26,8 +26,8 @@ DEFAULT_BEAM = 300
 # size, and stops rising soon after; on the 1k catalog it stops rising at 500.
 POOL_SHARE = 0.025
 MIN_POOL = 500
-# The default's ceiling: the exact score costs OpenSearch about 0.4 µs a pool video (bench.profile_request:
-# 2.0 ms for 5,592 at 100k), so 20,000 postings (about 10,000 videos) bound it near 4 ms a query on two
+# The default's ceiling: the exact score costs OpenSearch about 0.3 µs a pool video (bench.profile_request:
+# 1.75 ms for 5,592 at 100k, 4.57 ms for 15,272 at 1M), so 20,000 postings bound it near 5 ms a query on two
 # cores.  Catalogs that need more have outgrown their codebook (the capacity report says so): retraining
 # with a larger one is the fix.
 DEFAULT_MAX_BUDGET = 20_000
