@@ -1,9 +1,18 @@
-"""How a benchmark module answers: a Markdown table for people, then (`--json`) one JSON object on the last line."""
+"""A benchmark module's command line and answer: comma-separated integer flags in; a Markdown table for people,
+then (`--json`) one JSON object on the last line, out."""
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
+
+
+def int_list(text: str) -> list[int]:
+    """An argparse type: "1000,10000" -> [1000, 10000]."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated integers, e.g. 1000,10000") from None
 
 
 def add_json_flag(ap: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.output import add_json_flag, emit
+from bench.output import add_json_flag, emit, int_list
 from bench.scale import grow_dataset
 from grdr_plugin.data import Dataset, load_dataset
 from grdr_plugin.evaluation import evaluate
@@ -70,8 +70,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--model", type=Path, required=True, help="a model folder trained with --holdout")
-    ap.add_argument("--scales", type=lambda t: [int(x) for x in t.split(",")], default=[1000, 10000, 100000])
-    ap.add_argument("--budgets", type=lambda t: [int(x) for x in t.split(",")], default=[300, 1000, 3000, 10000])
+    ap.add_argument("--scales", type=int_list, default=[1000, 10000, 100000])
+    ap.add_argument("--budgets", type=int_list, default=[300, 1000, 3000, 10000])
     ap.add_argument("--beam", type=int, default=DEFAULT_BEAM)
     add_json_flag(ap)
     args = ap.parse_args(argv)

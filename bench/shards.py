@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from bench import defaults
 from bench.baselines import exact_dense_request
-from bench.output import add_json_flag, emit
+from bench.output import add_json_flag, emit, int_list
 from bench.scale import grow_dataset
 from bench.suite import FORCEMERGE_TIMEOUT_S, TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
 from grdr_plugin.data import load_dataset
@@ -131,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--scale", type=int, default=100_000)
-    ap.add_argument("--shards", type=lambda t: [int(x) for x in t.split(",")], default=[1, 3])
+    ap.add_argument("--shards", type=int_list, default=[1, 3])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--grdr", type=_pairs, default=[(300, None)],
                     help="beams, or beam:budget pairs (a beam alone: the catalog's default budget)")
