@@ -82,7 +82,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
         if mode != "bm25":
             pool_mean = round(float(pools.mean()), 1) if len(rows) else 0.0
             out[mode] |= {"candidate_recall": percent(found), "pool_mean": pool_mean,
-                          "beam": searcher.config.beam_size, "max_pool": searcher.recall_budget(), "k": k}
+                          "beam": searcher.beam_size, "max_pool": searcher.recall_budget(), "k": k}
         for name, sel in splits.items():
             by_split[name][mode] = _metrics(ranks[sel], bounds[sel]) | {"candidate_recall": percent(found[sel])}
         if stages["total"]:

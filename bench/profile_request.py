@@ -92,7 +92,7 @@ def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
     # the recall structures beside the time: GRDR's trie (in the query process) and HNSW's graph + vectors
     recall_bytes = {"grdr": searcher.store.memory_bytes(),
                     "hnsw": hnsw_recall_bytes(storage(searcher.client, hnsw_index)["parts"])}
-    return {"queries": len(texts), "beam": searcher.config.beam_size, "budget": budget, "ef_search": ef_search,
+    return {"queries": len(texts), "beam": searcher.beam_size, "budget": budget, "ef_search": ef_search,
             "scorer": searcher.scorer, "grdr": grdr, "hnsw": hnsw, "recall_bytes": recall_bytes}
 
 

@@ -5,7 +5,8 @@ on the validation queries of a model trained with `grdr train --holdout` (never 
         --scales 1000,10000,30000,100000 --budgets 300,1000,3000,10000,20000
 
 Each catalog is the dataset grown to that size (bench.scale); the pool rule is the query layer's
-(grdr_plugin.pool), applied by `grdr_plugin.evaluation.evaluate`.  The default budget's row is marked.
+(grdr_plugin.pool), applied by `grdr_plugin.evaluation.sweep` (each catalog encoded and each query decoded
+once for all budgets).  The default budget's row is marked.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from typing import Any, Optional
 from bench.output import add_json_flag, emit, int_list
 from bench.scale import grow_dataset
 from grdr_plugin.data import Dataset, load_dataset
-from grdr_plugin.evaluation import evaluate
+from grdr_plugin.evaluation import encode_catalog, sweep
 from grdr_plugin.metrics import share_of
-from grdr_plugin.pool import DEFAULT_BEAM
+from grdr_plugin.pool import DEFAULT_BEAM, default_max_pool
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.validation import holdout_split, load_spec
 
@@ -45,10 +46,11 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
             folder = grow_dataset(dataset, max(n, src.n_videos), Path(work) / "data")
             (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
             ds = load_dataset(folder)
-            rows = []
-            for budget in [None, *budgets]:
-                res = evaluate(ds, runtime, ("grdr", "dense"), beam=beam, max_pool=budget)
-                rows.append({"default": budget is None, "dense_R@10": res["dense"]["R@10"], **res["grdr"]})
+            catalog = encode_catalog(ds, runtime)
+            default = default_max_pool(catalog.index.postings)
+            dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
+                                [(beam, budget) for budget in dict.fromkeys([default, *budgets])])
+            rows = [{"default": r["max_pool"] == default, "dense_R@10": dense["R@10"], **r} for r in grid]
             out["scales"].append({"videos": ds.n_videos, "rows": rows})
     return out
 
@@ -57,9 +59,7 @@ def table(result: dict[str, Any]) -> str:
     lines = ["| videos | budget | candidate recall | R@10 | % of dense R@10 | mean pool |",
              "|---:|---:|---:|---:|---:|---:|"]
     for scale in result["scales"]:
-        for r in sorted(scale["rows"], key=lambda r: (r["max_pool"], not r["default"])):
-            if not r["default"] and any(d["default"] and d["max_pool"] == r["max_pool"] for d in scale["rows"]):
-                continue  # the default's own row stands for it
+        for r in sorted(scale["rows"], key=lambda r: r["max_pool"]):
             budget = f"**{r['max_pool']:,}** (default)" if r["default"] else f"{r['max_pool']:,}"
             lines.append(f"| {scale['videos']:,} | {budget} | {r['candidate_recall']:.2f} | {r['R@10']:.2f} | "
                          f"{share_of(r['R@10'], r['dense_R@10']):.1f} | {r['pool_mean']:,.0f} |")

@@ -10,7 +10,7 @@ import typer
 from cli.console import EXIT_ERROR, EXIT_USAGE, MAX_POOL_HELP, console, fail, user_errors
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.model.retokenize import DEFAULT_EPOCHS_FIT, DEFAULT_EPOCHS_PER_LEVEL, RetokenizeOptions, retokenize
-from grdr_plugin.pool import DEFAULT_BEAM
+from grdr_plugin.tuning import DEFAULT_BEAMS, DEFAULT_CANDIDATE_RECALL, DEFAULT_SHARES, DEFAULT_TARGET
 
 if TYPE_CHECKING:
     from grdr_plugin.settings import Settings
@@ -125,7 +125,8 @@ def eval_cmd(
     model: Path = typer.Option(..., "--model"),
     mode: str = typer.Option("all", "--mode", help="grdr, dense or all; with --index: grdr (all), hybrid-union, "
                                                    "hybrid-rrf or bm25"),
-    beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="B: IDs kept by the beam search"),
+    beam: Optional[int] = typer.Option(None, "--beam", min=1, help="B: IDs kept by the beam search (default: the "
+                                                                    "model's, config.json serving)"),
     max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
     backend: str = typer.Option("onnx", "--backend",
                                 help="onnx (what serving runs) or torch (needs the train extra)"),
@@ -151,12 +152,7 @@ def eval_cmd(
 
     ds = _load(dataset)
     if validation:
-        from grdr_plugin.validation import holdout_split, load_spec
-
-        spec = load_spec(model)
-        if spec is None:
-            _fail(f"--validation: {model} was trained without --holdout; retrain it with `grdr train --holdout 0.2`")
-        ds = holdout_split(ds, spec)
+        ds = _validation_split(ds, model, "--validation")
     settings = _settings_with_encoder(encoder, backend)
     if index is not None:
         _eval_index(ds, model, index, mode=mode, beam=beam, max_pool=max_pool, backend=backend, threads=threads,
@@ -207,7 +203,7 @@ def _settings_with_encoder(encoder: Optional[str], backend: str) -> "Settings":
         return Settings(query_encoder=encoder)
 
 
-def _eval_index(ds, model: Path, index: str, *, mode: str, beam: int, max_pool: Optional[int], backend: str,
+def _eval_index(ds, model: Path, index: str, *, mode: str, beam: Optional[int], max_pool: Optional[int], backend: str,
                 threads: int, limit: Optional[int], k: Optional[int], settings: "Settings", json_out: bool) -> None:
     """`grdr eval --index`: bench.evaluate through the Searcher, one query at a time."""
     from tqdm import tqdm
@@ -276,6 +272,83 @@ def retokenize_cmd(
         typer.echo(json.dumps(summary))
 
 
+def _validation_split(ds, model: Path, flag: str):
+    """`ds` reduced to the validation split recorded in `model` (trained with --holdout), or a usage error."""
+    from grdr_plugin.validation import holdout_split, load_spec
+
+    spec = load_spec(model)
+    if spec is None:
+        _fail(f"{flag}: {model} was trained without --holdout; train one with `grdr train --holdout 0.2`")
+    return holdout_split(ds, spec)
+
+
+def tune_cmd(
+    dataset: Path = typer.Option(..., "--dataset", help="the dataset the models were trained on"),
+    model: Path = typer.Option(..., "--model", help="model folder whose serving defaults are set"),
+    validation_model: Optional[Path] = typer.Option(
+        None, "--validation-model", help="a model trained on the same dataset with `grdr train --holdout`, whose "
+                                         "validation split is scored (default: --model itself)"),
+    beams: list[int] = typer.Option(list(DEFAULT_BEAMS), "--beam", help="a beam of the grid (repeatable)"),
+    shares: list[float] = typer.Option(list(DEFAULT_SHARES), "--share",
+                                       help="a recall-budget share of the catalog's postings (repeatable)"),
+    target: float = typer.Option(DEFAULT_TARGET, "--target",
+                                 help="GRDR R@1/5/10 as a share of dense's that the choice must reach"),
+    candidate_recall: float = typer.Option(DEFAULT_CANDIDATE_RECALL, "--candidate-recall", min=0, max=100,
+                                           help="% of queries whose video the pool must hold (0: no such target)"),
+    threads: int = typer.Option(1, "--threads", help="onnxruntime threads"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the sweep and the choice; write nothing"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
+) -> None:
+    """Choose the beam and recall budget --model serves with by default, on held-out training queries (never test
+    queries), and record them in its config.json (`serving`; the fingerprint and indices are unchanged)."""
+    from tqdm import tqdm
+
+    from grdr_plugin.model.artifacts import read_config, write_config
+    from grdr_plugin.pool import check_beam_size
+    from grdr_plugin.runtime import ModelRuntime
+    from grdr_plugin.tuning import tune
+
+    with user_errors():
+        for beam in beams:
+            check_beam_size(beam)
+        if not all(0 < share <= 1 for share in shares):
+            raise ValueError("--share: each must be in (0, 1], e.g. 0.025")
+        if not 0 < target <= 1:
+            raise ValueError("--target: a share in (0, 1], e.g. 0.98")
+        served = read_config(model)
+        scored_model = validation_model or model
+        scored = read_config(scored_model)
+    differ = [f"{k} {getattr(scored, k)} != {getattr(served, k)}" for k in ("views", "levels", "codebook_size")
+              if getattr(scored, k) != getattr(served, k)]
+    if differ:
+        _fail(f"--validation-model: its IDs are not shaped like --model's ({', '.join(differ)}); train it with the "
+              "same flags and --holdout 0.2")
+    ds = _validation_split(_load(dataset), scored_model, "--validation-model" if validation_model else "--model")
+    runtime = ModelRuntime(scored_model, threads=threads)
+    with tqdm(total=len(ds.test_queries()), desc="tune", unit="q", disable=None) as bar:
+        record, result = tune(ds, runtime, beams=beams, shares=shares, target=target,
+                              candidate_recall=candidate_recall, progress=bar.update)
+    dense = result["dense"]
+    typer.echo(f"{result['queries']:,} validation queries over {result['videos']:,} videos "
+               f"({result['postings']:,} postings); dense R@1/5/10 {dense['R@1']} / {dense['R@5']} / {dense['R@10']}")
+    for row in result["grid"]:
+        of = row["of_dense"]
+        typer.echo(f"beam {row['beam']:>4} share {row['share']:<6} budget {row['max_pool']:>6,}: "
+                   f"cand {row['candidate_recall']:.2f} R@1/5/10 {of['R@1']} / {of['R@5']} / {of['R@10']} % of dense, "
+                   f"pool {row['pool_mean']:,.0f}")
+    reached = "reaches" if record.tuned_on.met else "does not reach"
+    got = record.tuned_on
+    typer.echo(f"chosen: beam {record.beam_size}, share {record.pool_share}: R@1/5/10 "
+               f"{' / '.join(map(str, got.of_dense.values()))} % of dense, candidate recall {got.candidate_recall} "
+               f"({reached} both {target:.0%} of dense and candidate recall {candidate_recall})")
+    if not dry_run:
+        write_config(model, served.model_copy(update={"serving": record}))
+        typer.echo(f"recorded in {model}/config.json (serving); searches, `grdr serve` and `grdr eval` use it "
+                   "unless given --beam / --max-pool")
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 def export_cmd(model: Path = typer.Option(..., "--model", help="model folder written by `grdr train`")) -> None:
     """(Re)write MODEL/onnx/ from the saved weights, e.g. after an upgrade adds serving graphs.
     The fingerprint (weights + config) does not change, so indices built by the model stay valid."""
@@ -293,3 +366,4 @@ def register(app: typer.Typer) -> None:
     app.command("retokenize")(retokenize_cmd)
     app.command("export")(export_cmd)
     app.command("eval")(eval_cmd)
+    app.command("tune")(tune_cmd)

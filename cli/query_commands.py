@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from cli.console import MAX_POOL_HELP, console, out, print_json, user_errors
-from grdr_plugin.pool import DEFAULT_BEAM
 
 RANGE_FILTERS = ("duration_min", "duration_max")
 
@@ -68,7 +67,8 @@ def search(text: str = typer.Argument(..., metavar="TEXT", help="the query"),
                [], "--text-field", help="a field BM25 reads with --hybrid (name or name^boost), repeatable; "
                                         "default: a catalog's title^2, description, tags, or an attached "
                                         "index's text fields"),
-           beam: int = typer.Option(DEFAULT_BEAM, "--beam", help="beam size of the constrained decoder"),
+           beam: Optional[int] = typer.Option(None, "--beam", min=1, help="beam size of the constrained decoder "
+                                                                         "(default: the model's)"),
            max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
            as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Search a catalog: generative recall + kNN rerank in one OpenSearch request.
@@ -112,7 +112,8 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
           index: str = typer.Option(..., "--index", help="catalog alias"),
           host: str = typer.Option("127.0.0.1", help="bind address"),
           port: int = typer.Option(8080, help="port"),
-          beam: int = typer.Option(DEFAULT_BEAM, "--beam"),
+          beam: Optional[int] = typer.Option(None, "--beam", min=1, help="default beam of the searches that name "
+                                                                         "none (default: the model's)"),
           max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
           concurrency: int = typer.Option(4, "--concurrency", min=1,
                                           help="searches run at once (CPU-bound: about the number of cores)"),

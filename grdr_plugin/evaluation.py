@@ -11,7 +11,8 @@ remaining videos (so MdR/MnR stay defined and comparable).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,54 +20,94 @@ import numpy as np
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
 from grdr_plugin.metrics import percent, rank_metrics
-from grdr_plugin.pool import DEFAULT_BEAM, default_max_pool
+from grdr_plugin.pool import default_max_pool
 
 # Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
 QUERY_CHUNK = 64
 
 
-def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int = DEFAULT_BEAM,
-             max_pool: int | None = None, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
-             query_rows: np.ndarray | None = None) -> dict[str, Any]:
-    cfg = backend.cfg
+@dataclass(frozen=True)
+class EncodedCatalog:
+    """Every video of a dataset through the model: its IDs (as the in-process inverted index) and vectors."""
+
+    index: InvertedIndex
+    video_vecs: np.ndarray  # [N, D]
+
+
+@dataclass(frozen=True)
+class PoolRanks:
+    """Per query, under one (beam, max_pool): the relevant video's GRDR rank, whether the pool held it, its size."""
+
+    rank: np.ndarray
+    in_pool: np.ndarray
+    pool_size: np.ndarray
+
+
+def encode_catalog(ds: Dataset, backend) -> EncodedCatalog:
     codes, vvec = backend.encode_videos(ds.frames, ds.features)
-    inv = InvertedIndex(codes, cfg.codebook_size)
-    if max_pool is None:  # the query layer's default: a share of the catalog's postings
-        max_pool = default_max_pool(inv.postings)
-    rows = ds.test_queries() if query_rows is None else query_rows
+    return EncodedCatalog(InvertedIndex(codes, backend.cfg.codebook_size), vvec)
+
+
+def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[tuple[int, int]],
+                 chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None
+                 ) -> tuple[np.ndarray, dict[tuple[int, int], PoolRanks]]:
+    """The relevant video's dense rank of each query of `rows`, and its GRDR ranks under each (beam, max_pool) of
+    `settings` (each beam decoded once, whatever the budgets)."""
     gt = ds.query_video[rows]
     dense_rank = np.zeros(len(rows), dtype=np.int64)
-    grdr_rank = np.zeros(len(rows), dtype=np.int64)
-    in_pool = np.zeros(len(rows), dtype=bool)
-    pool_size = np.zeros(len(rows), dtype=np.int64)
+    out = {s: PoolRanks(np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool),
+                        np.zeros(len(rows), dtype=np.int64)) for s in settings}
+    beams = sorted({beam for beam, _ in settings})
     for s in range(0, len(rows), chunk):
         sl = slice(s, s + chunk)
         texts = [ds.query_text[i] for i in rows[sl]]
         q = backend.encode_queries(texts)
-        scores = q.query_vec @ vvec.T  # [b, N]
+        scores = q.query_vec @ catalog.video_vecs.T  # [b, N]
         g = gt[sl]
         gscore = scores[np.arange(len(g)), g]
         dense_rank[sl] = 1 + (scores > gscore[:, None]).sum(1)  # ties in the query's favour
-        if "grdr" in modes:
-            ids, sc = backend.beam_search(q, inv.prefixes, beam)
-            for j in range(len(texts)):
-                pool = inv.lookup_pool(ids[j], sc[j], max_pool)
-                pool_size[s + j] = len(pool)
-                hit = bool((pool == g[j]).any())
-                in_pool[s + j] = hit
-                if hit:
-                    grdr_rank[s + j] = 1 + int((scores[j, pool] > gscore[j]).sum())
-                else:
-                    rest = np.ones(scores.shape[1], dtype=bool)
-                    rest[pool] = False
-                    grdr_rank[s + j] = len(pool) + 1 + int((scores[j, rest] > gscore[j]).sum())
+        for beam in beams:
+            ids, sc = backend.beam_search(q, catalog.index.prefixes, beam)
+            for (b, max_pool), ranks in out.items():
+                if b == beam:
+                    for j in range(len(texts)):
+                        _rank_in_pool(ranks, s + j, catalog.index.lookup_pool(ids[j], sc[j], max_pool), scores[j],
+                                      g[j], gscore[j])
         if progress is not None:
             progress(len(texts))
-    seen_q = ds.video_split[gt]
+    return dense_rank, out
+
+
+def _rank_in_pool(ranks: PoolRanks, row: int, pool: np.ndarray, scores: np.ndarray, gt: int, gscore: float) -> None:
+    ranks.pool_size[row] = len(pool)
+    hit = bool((pool == gt).any())
+    ranks.in_pool[row] = hit
+    if hit:
+        ranks.rank[row] = 1 + int((scores[pool] > gscore).sum())
+    else:
+        rest = np.ones(scores.shape[0], dtype=bool)
+        rest[pool] = False
+        ranks.rank[row] = len(pool) + 1 + int((scores[rest] > gscore).sum())
+
+
+def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int | None = None,
+             max_pool: int | None = None, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
+             query_rows: np.ndarray | None = None) -> dict[str, Any]:
+    """beam and max_pool: the model's serving defaults (`ModelConfig.serving`) where None, as in the query layer."""
+    serving = backend.cfg.serving
+    beam = serving.beam_size if beam is None else beam
+    catalog = encode_catalog(ds, backend)
+    if max_pool is None:  # the query layer's default: the model's share of the catalog's postings
+        max_pool = default_max_pool(catalog.index.postings, serving.pool_share)
+    rows = ds.test_queries() if query_rows is None else query_rows
+    settings = [(beam, max_pool)] if "grdr" in modes else []
+    dense_rank, by_setting = rank_queries(ds, backend, catalog, rows, settings, chunk, progress)
+    seen_q = ds.video_split[ds.query_video[rows]]
     out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
     if "grdr" in modes:
-        out["grdr"] = rank_metrics(grdr_rank) | {
-            "candidate_recall": percent(in_pool), "pool_mean": round(float(pool_size.mean()), 1),
+        grdr = by_setting[(beam, max_pool)]
+        out["grdr"] = rank_metrics(grdr.rank) | {
+            "candidate_recall": percent(grdr.in_pool), "pool_mean": round(float(grdr.pool_size.mean()), 1),
             "beam": beam, "max_pool": max_pool}
     if "dense" in modes:
         out["dense"] = rank_metrics(dense_rank)
@@ -74,7 +115,7 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
     for name, sel in (("seen", seen_q), ("unseen", ~seen_q)):
         part: dict[str, Any] = {"queries": int(sel.sum())}
         if "grdr" in modes:
-            part["grdr"] = rank_metrics(grdr_rank[sel]) | {"candidate_recall": percent(in_pool[sel])}
+            part["grdr"] = rank_metrics(grdr.rank[sel]) | {"candidate_recall": percent(grdr.in_pool[sel])}
         if "dense" in modes:
             part["dense"] = rank_metrics(dense_rank[sel])
         by_split[name] = part
@@ -83,3 +124,12 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
         out["grdr_seen"] = by_split["seen"]["grdr"]
         out["grdr_unseen"] = by_split["unseen"]["grdr"]
     return out
+
+
+def sweep(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[tuple[int, int]],
+          progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Dense's metrics on `rows`, and GRDR's under each (beam, max_pool) of `settings`, in their order."""
+    dense_rank, by_setting = rank_queries(ds, backend, catalog, rows, settings, progress=progress)
+    grid = [{"beam": beam, "max_pool": max_pool, **rank_metrics(r.rank), "candidate_recall": percent(r.in_pool),
+             "pool_mean": round(float(r.pool_size.mean()), 1)} for (beam, max_pool), r in by_setting.items()]
+    return rank_metrics(dense_rank), grid

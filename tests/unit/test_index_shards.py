@@ -109,6 +109,7 @@ class FakeSearcher:
     def __init__(self, answers: dict[str, tuple[list[str], int]], max_pool: int = 4):
         self.answers = answers
         self.config = SimpleNamespace(max_pool=max_pool, beam_size=8)
+        self.beam_size = 8
         self.recall_budget = lambda: max_pool
         self.runtime = SimpleNamespace(cfg=SimpleNamespace(levels=3))
         self.asked_k: list[int] = []

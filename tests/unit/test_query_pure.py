@@ -3,6 +3,7 @@ results, the trie snapshot, the Searcher's config, ID parsing."""
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -190,7 +191,7 @@ def test_searcher_refuses_a_budget_past_the_bound():
 
 # ---- the Searcher's configuration: one validated object, no network before connect() ----
 
-@pytest.mark.parametrize("overrides,field", [({"beam_size": 0}, "beam_size"), ({"beam_size": 1001}, "beam_size"),
+@pytest.mark.parametrize("overrides,field", [({"beam_size": 0}, "beam_size"), ({"beam_size": 3001}, "beam_size"),
                                              ({"max_pool": 0}, "max_pool"), ({"threads": 0}, "threads"),
                                              ({"poll_interval_s": -1}, "poll_interval_s"),
                                              ({"hybrid_weights": (-1.0, 1.0)}, "hybrid_weights"),
@@ -205,13 +206,31 @@ def test_searcher_config_names_the_bad_field(overrides, field):
     assert [e["loc"][0] for e in err.value.errors()] == [field]
 
 
-def test_searcher_config_defaults_are_the_pool_rules():
-    from grdr_plugin.pool import DEFAULT_BEAM
+def test_searcher_config_defaults_are_the_models():
     from query.searcher import SearcherConfig
 
-    cfg = SearcherConfig()  # max_pool None: the budget is the catalog's default share (grdr_plugin.pool)
-    assert (cfg.beam_size, cfg.max_pool, cfg.hybrid_weights, cfg.native_hybrid) == (DEFAULT_BEAM, None, (1.0, 1.0),
-                                                                                      None)
+    cfg = SearcherConfig()  # beam_size and max_pool None: the model's serving defaults (config.json serving)
+    assert (cfg.beam_size, cfg.max_pool, cfg.hybrid_weights, cfg.native_hybrid) == (None, None, (1.0, 1.0), None)
+
+
+def test_a_searcher_serves_with_the_models_beam_and_budget_share_unless_told_otherwise(tiny_model_dir, tmp_path):
+    import shutil
+
+    from grdr_plugin.model.artifacts import read_config, write_config
+    from grdr_plugin.model.config import ServingRecord
+    from grdr_plugin.pool import DEFAULT_BEAM, POOL_SHARE, default_max_pool
+    from query.searcher import Searcher
+
+    trie = SimpleNamespace(postings=100_000)
+    plain = Searcher(tiny_model_dir, "unused", client=_NoNetwork())
+    assert (plain.beam_size, plain.recall_budget(trie=trie)) == (DEFAULT_BEAM, default_max_pool(100_000, POOL_SHARE))
+    tuned_dir = shutil.copytree(tiny_model_dir, tmp_path / "tuned")
+    write_config(tuned_dir, read_config(tuned_dir).model_copy(
+        update={"serving": ServingRecord(beam_size=700, pool_share=0.1)}))
+    tuned = Searcher(tuned_dir, "unused", client=_NoNetwork())
+    assert (tuned.beam_size, tuned.recall_budget(trie=trie)) == (700, 10_000)
+    told = Searcher(tuned_dir, "unused", client=_NoNetwork(), beam_size=50, max_pool=800)
+    assert (told.beam_size, told.recall_budget(trie=trie), told.recall_budget(300, trie)) == (50, 800, 300)
 
 
 class _NoNetwork:

@@ -1,0 +1,83 @@
+"""`grdr tune`: a model's serving defaults (beam, recall-budget share) chosen on a validation split.
+
+The pool rule's constants (grdr_plugin.pool) were chosen on msrvtt, whose C=64 IDs hold a few videos each. A
+model with finer IDs (actnet's C=256: about 1.3 videos an ID) fills its budget only with a wider beam, and
+what a catalog needs is a property of the model and its data: so each model may carry its own, chosen the
+way every other knob is, on held-out training queries (`grdr train --holdout`), never on test queries.
+
+The grid is every (beam, share); each beam is decoded once. The choice is the cheapest setting whose GRDR
+R@1, R@5 and R@10 all reach `target` of dense's on those queries and whose candidate recall reaches
+`candidate_recall` (the smallest beam, as decoding cost grows with it, then the smallest budget). Where none
+reaches both, the cheapest that reaches the recall target alone (a wider beam that adds a point of candidate
+recall and nothing at k <= 10 is not worth its decoding), and where none reaches that either, the best R@10
+(then the cheapest); the record says the targets were not met.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from grdr_plugin.data import Dataset
+from grdr_plugin.evaluation import encode_catalog, sweep
+from grdr_plugin.metrics import RECALL_AT, share_of
+from grdr_plugin.model.config import ServingRecord, TunedOn
+from grdr_plugin.pool import DEFAULT_BEAM, MAX_BEAM, POOL_SHARE, default_max_pool
+
+DEFAULT_BEAMS = (DEFAULT_BEAM, 500, 1000, 2000, MAX_BEAM)
+DEFAULT_SHARES = (POOL_SHARE, 2 * POOL_SHARE, 4 * POOL_SHARE)
+# GRDR's R@1/5/10 as a share of the same model's dense: what generative recall is for (within a few percent of
+# an exact scan of the catalog).
+DEFAULT_TARGET = 0.98
+# % of queries whose video the pool holds: what deeper ranks (and a later, stronger reranker) can reach.
+DEFAULT_CANDIDATE_RECALL = 95.0
+RECALLS = tuple(f"R@{k}" for k in RECALL_AT)
+
+
+def settings_of(beams: Sequence[int], shares: Sequence[float], postings: int) -> list[tuple[int, int, float]]:
+    """(beam, max_pool, share) for every beam and share; shares that give the same budget on this catalog (its
+    floor or ceiling) are one setting, under the smallest share."""
+    out: dict[tuple[int, int], float] = {}
+    for beam in sorted(set(beams)):
+        for share in sorted(set(shares)):
+            out.setdefault((beam, default_max_pool(postings, share)), share)
+    return [(beam, pool, share) for (beam, pool), share in out.items()]
+
+
+def choose(grid: list[dict[str, Any]], dense: dict[str, float], target: float,
+           candidate_recall: float = DEFAULT_CANDIDATE_RECALL) -> tuple[dict[str, Any], bool]:
+    """The grid row to serve with, and whether it reached both targets (module docstring)."""
+    def reaches_recall(row: dict[str, Any]) -> bool:
+        return all(row[r] >= target * dense[r] for r in RECALLS)
+
+    def reaches(row: dict[str, Any]) -> bool:
+        return row["candidate_recall"] >= candidate_recall and reaches_recall(row)
+
+    def cost(row: dict[str, Any]) -> tuple[int, int]:
+        return row["beam"], row["max_pool"]
+
+    for meets in (reaches, reaches_recall):
+        chosen = [row for row in grid if meets(row)]
+        if chosen:
+            return min(chosen, key=cost), meets is reaches
+    return min(grid, key=lambda row: (-row["R@10"], cost(row))), False
+
+
+def tune(ds: Dataset, backend, *, beams: Sequence[int] = DEFAULT_BEAMS, shares: Sequence[float] = DEFAULT_SHARES,
+         target: float = DEFAULT_TARGET, candidate_recall: float = DEFAULT_CANDIDATE_RECALL,
+         progress: Callable[[int], None] | None = None
+         ) -> tuple[ServingRecord, dict[str, Any]]:
+    """Score `ds`'s test queries (a validation split: grdr_plugin.validation.holdout_split) under every setting;
+    the chosen ServingRecord and the whole sweep."""
+    catalog = encode_catalog(ds, backend)
+    settings = settings_of(beams, shares, catalog.index.postings)
+    rows = ds.test_queries()
+    dense, grid = sweep(ds, backend, catalog, rows, [(beam, pool) for beam, pool, _ in settings], progress=progress)
+    for row, (_, _, share) in zip(grid, settings):
+        row["share"] = share
+        row["of_dense"] = {r: round(share_of(row[r], dense[r]), 1) for r in RECALLS}
+    best, met = choose(grid, dense, target, candidate_recall)
+    record = ServingRecord(beam_size=best["beam"], pool_share=best["share"], tuned_on=TunedOn(
+        model=backend.cfg.fingerprint, queries=len(rows), target=target, target_candidate_recall=candidate_recall,
+        met=met, of_dense=best["of_dense"], candidate_recall=best["candidate_recall"]))
+    return record, {"queries": len(rows), "videos": ds.n_videos, "postings": catalog.index.postings, "dense": dense,
+                    "grid": grid, "chosen": record.model_dump()}

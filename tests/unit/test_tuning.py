@@ -1,0 +1,135 @@
+"""`grdr tune`: a model's serving defaults chosen on its validation split and recorded in its folder."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from grdr_plugin.data import load_dataset
+from grdr_plugin.pool import MIN_POOL, POOL_SHARE
+from grdr_plugin.tuning import choose, settings_of, tune
+from tests.unit.test_data import make_dataset
+from tests.unit.test_eval import OracleBackend
+
+DENSE = {"R@1": 50.0, "R@5": 80.0, "R@10": 90.0}
+
+
+def _row(beam: int, max_pool: int, r1: float, r5: float, r10: float, cand: float = 96.0) -> dict:
+    return {"beam": beam, "max_pool": max_pool, "R@1": r1, "R@5": r5, "R@10": r10, "candidate_recall": cand}
+
+
+def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_smallest_share():
+    # 10,000 postings: 0.025 and 0.05 both hit the floor (500); 0.1 gives 1,000
+    assert settings_of([500, 300], [0.1, 0.05, 0.025], 10_000) == [
+        (300, MIN_POOL, 0.025), (300, 1000, 0.1), (500, MIN_POOL, 0.025), (500, 1000, 0.1)]
+
+
+def test_the_choice_is_the_cheapest_setting_reaching_the_target_on_every_recall():
+    grid = [_row(300, 500, 49.5, 79.0, 86.0),   # R@10 short of 98 %
+            _row(300, 1000, 49.2, 79.0, 88.5),  # R@1 98.4 %, R@5 98.75 %, R@10 98.3 %: reaches
+            _row(1000, 500, 50.0, 80.0, 90.0),  # reaches too, at a wider beam
+            _row(300, 2000, 50.0, 80.0, 89.9)]  # reaches, at a larger budget
+    assert choose(grid, DENSE, 0.98) == (grid[1], True)
+    short = [{**grid[1], "candidate_recall": 94.0}, *grid[2:]]  # the pool misses the video too often
+    assert choose(short, DENSE, 0.98, candidate_recall=95.0) == (short[2], True)  # (300, 2000) before (1000, 500)
+    assert choose(short, DENSE, 0.98, candidate_recall=0.0) == (short[0], True)
+    # no row reaches the candidate recall: the cheapest reaching the recall target, the record saying so
+    assert choose(short, DENSE, 0.98, candidate_recall=99.0) == (short[0], False)
+
+
+def test_where_no_setting_reaches_the_target_the_best_r10_is_chosen_and_said():
+    grid = [_row(300, 500, 40.0, 70.0, 80.0), _row(1000, 500, 41.0, 71.0, 84.0), _row(1000, 1000, 42.0, 71.0, 84.0)]
+    assert choose(grid, DENSE, 0.98) == (grid[1], False)  # equal R@10: the cheaper
+
+
+def test_tune_scores_every_setting_and_records_where_it_chose(tmp_path):
+    ds = load_dataset(make_dataset(tmp_path / "d"))
+    backend = OracleBackend(ds, {t: int(v) for t, v in zip(ds.query_text, ds.query_video)})
+    record, result = tune(ds, backend, beams=[5, 2], shares=[POOL_SHARE, 0.5], target=0.98)
+    assert [(r["beam"], r["share"]) for r in result["grid"]] == [(2, POOL_SHARE), (5, POOL_SHARE)]  # one budget
+    assert result["queries"] == len(ds.test_queries()) and result["dense"]["R@1"] == 100.0
+    # the oracle decodes each query's video first: every setting reaches dense, the cheapest is chosen
+    assert (record.beam_size, record.pool_share) == (2, POOL_SHARE)
+    assert record.tuned_on.met and record.tuned_on.of_dense == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0}
+    assert record.tuned_on.queries == len(ds.test_queries()) and record.tuned_on.candidate_recall == 100.0
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tests.support.tiny_model import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("model")
+    build_tiny_model(folder)  # the synthetic datasets' shapes (make_dataset)
+    return folder
+
+
+@pytest.fixture
+def holdout_model(tiny_model, tmp_path):
+    import shutil
+
+    from grdr_plugin.validation import HoldoutSpec, save_spec
+
+    folder = shutil.copytree(tiny_model, tmp_path / "m")
+    save_spec(folder, HoldoutSpec(fraction=0.25))
+    return folder
+
+
+def test_grdr_tune_records_the_choice_which_eval_then_serves_with(holdout_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from grdr_plugin.model.artifacts import compute_fingerprint, read_config
+
+    data = make_dataset(tmp_path / "d", n_videos=40, caps_per_video=6, unseen=8)
+    run = CliRunner().invoke
+    before = read_config(holdout_model)
+    dry = run(app, ["tune", "--dataset", str(data), "--model", str(holdout_model), "--beam", "7", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert read_config(holdout_model).serving == before.serving  # --dry-run writes nothing
+    res = run(app, ["tune", "--dataset", str(data), "--model", str(holdout_model), "--beam", "7", "--beam", "3",
+                    "--share", "0.05", "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output.strip().splitlines()[-1])
+    assert {r["beam"] for r in result["grid"]} == {3, 7} and "chosen: beam" in res.output
+    after = read_config(holdout_model)
+    assert after.serving.model_dump() == result["chosen"] and after.serving.beam_size in (3, 7)
+    assert after.serving.tuned_on.model == before.fingerprint
+    # tuning changes no ID: the fingerprint (and so every index the model built) stays valid
+    assert after.fingerprint == before.fingerprint == compute_fingerprint(holdout_model)
+    ev = run(app, ["eval", "--dataset", str(data), "--model", str(holdout_model), "--mode", "grdr", "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output.strip().splitlines()[-1])["grdr"]["beam"] == after.serving.beam_size
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beam", "0"], "beam_size: must be between 1 and 3000"),
+    (["--share", "1.5"], "--share: each must be in (0, 1]"),
+    (["--target", "0"], "--target: a share in (0, 1]"),
+])
+def test_grdr_tune_refuses_bad_flags_naming_them(holdout_model, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    data = make_dataset(tmp_path / "d")
+    res = CliRunner().invoke(app, ["tune", "--dataset", str(data), "--model", str(holdout_model), *args])
+    assert res.exit_code != 0 and message in res.output
+
+
+def test_grdr_tune_needs_a_validation_split_of_a_model_shaped_alike(tiny_model, holdout_model, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from grdr_plugin.model.artifacts import read_config, write_config
+
+    data = make_dataset(tmp_path / "d")
+    run = CliRunner().invoke
+    plain = run(app, ["tune", "--dataset", str(data), "--model", str(tiny_model)])
+    assert plain.exit_code == 2 and "--model: " in plain.output and "trained without --holdout" in plain.output
+    other = shutil.copytree(holdout_model, tmp_path / "other")
+    write_config(other, read_config(other).model_copy(update={"codebook_size": 16}))
+    res = run(app, ["tune", "--dataset", str(data), "--model", str(tiny_model), "--validation-model", str(other)])
+    assert res.exit_code == 2 and "codebook_size 16 != 8" in res.output
