@@ -14,7 +14,14 @@ from typer.testing import CliRunner  # noqa: E402
 from cli.main import app  # noqa: E402
 from grdr_plugin.data import load_dataset  # noqa: E402
 from grdr_plugin.decoding import prefix_tables  # noqa: E402
-from grdr_plugin.model.artifacts import ENCODER_PREFIX, WEIGHTS, compute_fingerprint, read_config  # noqa: E402
+from grdr_plugin.model.artifacts import (  # noqa: E402
+    ENCODER_PREFIX,
+    WEIGHTS,
+    compute_fingerprint,
+    read_config,
+    write_config,
+)
+from grdr_plugin.model.config import ServingRecord  # noqa: E402
 from grdr_plugin.model.retokenize import RetokenizeOptions, new_codebook_size, retokenize  # noqa: E402
 from grdr_plugin.runtime import ModelRuntime  # noqa: E402
 from tests.unit.test_data import make_dataset  # noqa: E402
@@ -34,6 +41,8 @@ def models(tmp_path_factory):
     cfg, tc = tiny()
     assert cfg.codebook_size == OLD_C
     run_training(ds, root / "old", cfg, tc, log=lambda *_: None)
+    tuned = ServingRecord(beam_size=700, pool_share=0.1)  # as `grdr tune` leaves it: for the old IDs only
+    write_config(root / "old", read_config(root / "old").model_copy(update={"serving": tuned}))
     summary = retokenize(root / "old", ds, root / "new", RetokenizeOptions(codebook_size=NEW_C, threads=1),
                          log=lambda *_: None)
     return ds, root / "old", root / "new", summary
@@ -44,8 +53,10 @@ def test_the_new_folder_is_a_new_model_recording_its_origin(models):
     old_cfg, new_cfg = read_config(old), read_config(new)
     assert (old_cfg.codebook_size, new_cfg.codebook_size) == (OLD_C, NEW_C)
     assert new_cfg.fingerprint == compute_fingerprint(new) != old_cfg.fingerprint
-    assert new_cfg.model_dump(exclude={"codebook_size", "fingerprint"}) == \
-        old_cfg.model_dump(exclude={"codebook_size", "fingerprint"})
+    assert new_cfg.model_dump(exclude={"codebook_size", "fingerprint", "serving"}) == \
+        old_cfg.model_dump(exclude={"codebook_size", "fingerprint", "serving"})
+    # the old IDs' tuned beam and budget do not carry over: the new model serves the constants until tuned
+    assert old_cfg.serving.beam_size == 700 and new_cfg.serving == ServingRecord()
     written = json.loads((new / "train_summary.json").read_text())
     assert written["retokenized_from"]["fingerprint"] == old_cfg.fingerprint
     assert written["codebook_size"] == {"old": OLD_C, "new": NEW_C}
