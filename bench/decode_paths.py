@@ -5,7 +5,8 @@
              the clock, as the trie store keeps them); only folders whose per-prefix tables fit have it
   trie_walk  `grdr_plugin.decoding.beam_search_by_steps`: decoder_level{n}.onnx once per level, numpy
              walking the trie's valid children per prefix (the prefix tables) in between; what serves
-             ID spaces too large for masks, here timed on a folder that has both
+             ID spaces too large for masks, here timed on a folder that has both, and searches recalled at
+             prefixes (`--recall-level`: that path alone)
 
     python -m bench.decode_paths --model models/msrvtt --dataset ../shared/datasets/tvr-proxy/msrvtt \\
         --beam 20 100 300 --queries 200
@@ -46,7 +47,8 @@ def _decode(runtime: ModelRuntime, path: str, q: Queries, tables: list[np.ndarra
 def measure(runtime: ModelRuntime, texts: list[str], tables: list[np.ndarray], beam: int,
             warmup: int = 5) -> dict[str, Any]:
     """Per-query decode latency of each path the folder has, and how far the two agree."""
-    paths = PATHS if runtime.search_session is not None else PATHS[1:]
+    whole = len(tables) == runtime.cfg.levels  # the search graph decodes whole IDs only
+    paths = PATHS if whole and runtime.search_session is not None else PATHS[1:]
     masks = validity_masks(tables, runtime.cfg.codebook_size) if "masks" in paths else []
     ms: dict[str, list[float]] = {p: [] for p in paths}
     same, diff = [], 0.0
@@ -91,18 +93,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam", type=int, nargs="+", default=[20, 100, 300])
     ap.add_argument("--queries", type=int, default=200, help="test queries sampled (200: a stable p99)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (serving uses 1)")
+    ap.add_argument("--recall-level", type=int, default=None,
+                    help="decode prefixes of this many codes (the trie walk alone); default: whole IDs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     runtime, tables, texts = setup(args.model, args.dataset, args.queries, args.threads)
     cfg = runtime.cfg
+    if args.recall_level is not None:
+        if not 1 <= args.recall_level <= cfg.levels:
+            ap.error(f"--recall-level: between 1 and the model's {cfg.levels} levels")
+        tables = tables[:args.recall_level]
     report = {"model": str(args.model), "codebook_size": cfg.codebook_size, "levels": cfg.levels,
+              "recall_level": len(tables),
               "valid_ids": int(tables[-1].size), "threads": args.threads,
               "runs": [measure(runtime, texts, tables, b) for b in args.beam]}
     if args.json:
         json.dump(report, sys.stdout)
         print()
         return 0
-    print(f"{report['valid_ids']} valid IDs, C={cfg.codebook_size}, L={cfg.levels}, {len(texts)} queries, "
+    print(f"{report['valid_ids']} valid IDs or prefixes, C={cfg.codebook_size}, L={cfg.levels}, decoded to level "
+          f"{len(tables)}, {len(texts)} queries, "
           f"{args.threads} thread(s); ms per query decode")
     for r in report["runs"]:
         cells = ", ".join(f"{p} p50 {r[p]['p50_ms']} / p99 {r[p]['p99_ms']}" for p in PATHS if p in r)

@@ -33,9 +33,10 @@ def full_pool_k(searcher: Searcher) -> int:
     return min(searcher.recall_budget(), MAX_K)
 
 
-def widened(hit: Hit, levels: int) -> bool:
-    """Recalled only by a widening prefix (its matched_id is shorter than a semantic ID)."""
-    return hit.matched_id is not None and len(parse_id(hit.matched_id)) < levels
+def widened(hit: Hit, level: int) -> bool:
+    """Recalled only by a widening prefix (its matched_id is shorter than what the search recalls at: a semantic ID,
+    or the prefix of its recall level)."""
+    return hit.matched_id is not None and len(parse_id(hit.matched_id)) < level
 
 
 def _metrics(ranks: np.ndarray, bounds: np.ndarray) -> dict[str, float]:
@@ -51,7 +52,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
     `stages_ms`."""
     rows = ds.test_queries()[:limit] if limit else ds.test_queries()
     truth = [ds.video_ids[ds.query_video[r]] for r in rows]
-    levels = searcher.runtime.cfg.levels
+    level = searcher.recall_level
     seen = ds.video_split[ds.query_video[rows]]
     splits = {"seen": seen, "unseen": ~seen}
     out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
@@ -69,7 +70,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
                 ids = [h["_id"] for h in hits["hits"]["hits"]]
             else:
                 res = searcher.search(text, k=k, hybrid=HYBRID_OF_MODE[mode])
-                ids = [h.video_id for h in res.hits if not widened(h, levels)]
+                ids = [h.video_id for h in res.hits if not widened(h, level)]
                 pools[i] = res.pool_size - (len(res.hits) - len(ids))  # the pool, without the widened hits
                 for stage, ms in res.timings_ms.items():
                     stages[stage].append(ms)
@@ -82,7 +83,8 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
         if mode != "bm25":
             pool_mean = round(float(pools.mean()), 1) if len(rows) else 0.0
             out[mode] |= {"candidate_recall": percent(found), "pool_mean": pool_mean,
-                          "beam": searcher.beam_size, "max_pool": searcher.recall_budget(), "k": k}
+                          "beam": searcher.beam_size, "max_pool": searcher.recall_budget(), "recall_level": level,
+                          "k": k}
         for name, sel in splits.items():
             by_split[name][mode] = _metrics(ranks[sel], bounds[sel]) | {"candidate_recall": percent(found[sel])}
         if stages["total"]:

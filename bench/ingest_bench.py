@@ -4,7 +4,7 @@ success -> findable latency.
     python -m bench.ingest_bench --dataset ../shared/datasets/tvr-proxy/msrvtt --model MODEL_DIR --scale 100000 \\
         --workers 1,2,4
 
-Builds a scaled copy of the dataset once (bench.scale: rows tiled with noise and fresh video_ids, so IDs and
+Builds a scaled copy of the dataset once (grdr_plugin.growth: rows tiled with noise and fresh video_ids, so IDs and
 vectors differ). For each worker count it starts that many `celery -A ingest worker` processes (prefork, each
 running --concurrency batches at once) on a private queue, ingests the copy into a fresh index, and reports
 wall-clock videos/s, the workers' seconds per stage, the CPU seconds the workers, the OpenSearch node and Redis
@@ -24,7 +24,7 @@ from typing import Optional
 
 import psutil
 
-from bench.scale import grow_dataset
+from grdr_plugin.growth import grow_dataset
 from grdr_plugin.id_registry import REGISTRY_INDEX, RegistryReader
 from grdr_plugin.index import ID_FIELD, drop_index
 from grdr_plugin.metrics import per_second

@@ -1,5 +1,5 @@
 """How close each video's nearest other video is in a corpus: the profile `grdr bench` reports beside
-every corpus, so a reader can judge how far a grown one (bench.scale) looks like the real one.
+every corpus, so a reader can judge how far a grown one (grdr_plugin.growth) looks like the real one.
 
 Exact: every sampled video is compared with every video of the corpus, one matmul per block of
 corpus rows, so memory stays at one block however large the corpus.
@@ -71,7 +71,7 @@ def video_vectors(runtime, pooled: np.ndarray, frames: Optional[np.ndarray],
 
 def corpus_neighbours(runtime, pooled: np.ndarray, frames: Optional[np.ndarray],
                       sample: int = NN_SAMPLE) -> dict[str, dict[str, Any]]:
-    """The nearest-neighbour profile of a corpus in the dataset's feature space (where bench.scale adds
+    """The nearest-neighbour profile of a corpus in the dataset's feature space (where grdr_plugin.growth adds
     its noise) and in the rerank space (the vectors exact dense and GRDR's rerank compare)."""
     return {"features": neighbour_profile(pooled, sample),
             "rerank": neighbour_profile(video_vectors(runtime, pooled, frames), sample)}

@@ -4,52 +4,47 @@ on the validation queries of a model trained with `grdr train --holdout` (never 
     python -m bench.recall_budget --dataset ../shared/datasets/tvr-proxy/msrvtt --model MODEL_DIR \\
         --scales 1000,10000,30000,100000 --budgets 300,1000,3000,10000,20000
 
-Each catalog is the dataset grown to that size (bench.scale); the pool rule is the query layer's
+Each catalog is the dataset grown to that size (grdr_plugin.growth); the pool rule is the query layer's
 (grdr_plugin.pool), applied by `grdr_plugin.evaluation.sweep` (each catalog encoded and each query decoded
 once for all budgets).  The default budget's row is marked.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from bench.output import add_json_flag, emit, int_list
-from bench.scale import grow_dataset
 from grdr_plugin.data import Dataset, load_dataset
 from grdr_plugin.evaluation import encode_catalog, sweep
+from grdr_plugin.growth import with_grown_catalog
 from grdr_plugin.metrics import share_of
 from grdr_plugin.pool import DEFAULT_BEAM, default_max_pool
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.validation import holdout_split, load_spec
 
 
-def validation_lines(src: Dataset, model: Path) -> list[dict[str, str]]:
-    """The model's validation queries as queries.jsonl rows of the `test` split."""
+def validation_split(src: Dataset, model: Path) -> Dataset:
+    """`src` reduced to the model's validation queries (its catalog whole)."""
     spec = load_spec(model)
     if spec is None:
         raise SystemExit(f"--model: {model} was trained without --holdout; train one with `grdr train --holdout 0.2`")
-    val = holdout_split(src, spec)
-    return [{"query_id": val.query_ids[i], "text": val.query_text[i], "video_id": val.video_ids[val.query_video[i]],
-             "split": "test"} for i in val.test_queries()]
+    return holdout_split(src, spec)
 
 
 def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM) -> dict[str, Any]:
-    src = load_dataset(dataset)
-    lines = validation_lines(src, model)
+    val = validation_split(load_dataset(dataset), model)
     runtime = ModelRuntime(model)
-    out: dict[str, Any] = {"dataset": src.name, "model": str(model), "beam": beam, "queries": len(lines), "scales": []}
+    out: dict[str, Any] = {"dataset": val.name, "model": str(model), "beam": beam,
+                           "queries": len(val.test_queries()), "scales": []}
     for n in scales:
         with tempfile.TemporaryDirectory(prefix="grdr-recall-budget-") as work:
-            folder = grow_dataset(dataset, max(n, src.n_videos), Path(work) / "data")
-            (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-            ds = load_dataset(folder)
+            ds = with_grown_catalog(val, n, work)
             catalog = encode_catalog(ds, runtime)
             default = default_max_pool(catalog.index.postings)
             dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
-                                [(beam, budget) for budget in dict.fromkeys([default, *budgets])])
+                                [(beam, budget, runtime.cfg.levels) for budget in dict.fromkeys([default, *budgets])])
             rows = [{"default": r["max_pool"] == default, "dense_R@10": dense["R@10"], **r} for r in grid]
             out["scales"].append({"videos": ds.n_videos, "rows": rows})
     return out

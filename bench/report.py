@@ -79,7 +79,7 @@ def corpora_lines(result: dict[str, Any]) -> list[str]:
     and exact dense R@10, what a reader needs to judge the growth model."""
     real = result["real_corpus"]
     lines = ["## The corpora", "",
-             f"A grown corpus is the dataset's videos plus noisy copies of them (bench.scale, noise "
+             f"A grown corpus is the dataset's videos plus noisy copies of them (grdr_plugin.growth, noise "
              f"{result['growth_noise']}). NN cosine: a video's highest cosine to any other video of its corpus, "
              "exact (every video compared), p5 / p50 / p95 over the videos sampled, in the dataset's feature "
              "space (where the copies get their noise) and in the rerank space (what exact dense ranks by). "

@@ -19,9 +19,9 @@ from typing import Any, Optional
 from bench import defaults
 from bench.baselines import exact_dense_request
 from bench.output import add_json_flag, emit, int_list
-from bench.scale import grow_dataset
 from bench.suite import FORCEMERGE_TIMEOUT_S, TOP_K, build_hnsw, grdr_fn, hnsw_body, ingest_corpus, measure, vector_fn
 from grdr_plugin.data import load_dataset
+from grdr_plugin.growth import grow_dataset
 from grdr_plugin.index import alias_target, drop_index
 from grdr_plugin.metrics import share_of
 from grdr_plugin.settings import Settings
@@ -52,16 +52,27 @@ def copy_layout(client, source_alias: str, alias: str, model: Path, shards: int)
     return target.index
 
 
-def _pairs(text: str) -> list[tuple[int, Optional[int]]]:
-    """"300,100:3000" -> [(beam, budget), ...]; a beam alone: the catalog's default budget (None)."""
+GrdrSetting = tuple[int, Optional[int], Optional[int]]  # (beam, budget, recall level); None: the model's default
+
+
+def _settings(text: str) -> list[GrdrSetting]:
+    """"300,100:3000,1000:20000:2" -> [(beam, budget, level), ...]; a budget or level left out (or "-"): the
+    model's default."""
+    def value(parts: list[str], i: int) -> Optional[int]:
+        return int(parts[i]) if len(parts) > i and parts[i] != "-" else None
+
     try:
-        return [(int(b), int(p[0]) if p else None) for b, *p in (item.split(":") for item in text.split(","))]
+        items = [item.split(":") for item in text.split(",")]
+        if any(len(parts) > 3 for parts in items):
+            raise ValueError
+        return [(int(parts[0]), value(parts, 1), value(parts, 2)) for parts in items]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: beams or beam:budget pairs, e.g. 300,100:3000") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: beam[:budget[:level]], comma-separated, e.g. "
+                                         "300,100:3000,1000:20000:2") from None
 
 
 def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries: int,
-        grdr_settings: list[tuple[int, Optional[int]]], ef_search: int = defaults.DEFAULT_EF_SEARCH,
+        grdr_settings: list[GrdrSetting], ef_search: int = defaults.DEFAULT_EF_SEARCH,
         keep: bool = False) -> dict[str, Any]:
     settings = Settings()
     client = settings.opensearch_client()
@@ -84,17 +95,20 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     truth = [src.video_ids[src.query_video[r]] for r in rows]
     out: dict[str, Any] = {"videos": n, "queries": len(texts), "nodes": len(client.nodes.info()["nodes"]),
                            "ingest": ingest, "layouts": {}}
-    reference: dict[tuple[int, Optional[int]], list[list[str]]] = {}
+    reference: dict[GrdrSetting, list[list[str]]] = {}
     for s in shard_counts:
         searcher = Searcher(model, aliases[s], settings=settings, client=client).connect()
         dense, dense_hits = measure(vector_fn(searcher, aliases[s], lambda q: exact_dense_request(q, k=TOP_K)),
                                     texts, truth)
         layout: dict[str, Any] = {"dense_exact": dense, "grdr": []}
-        for beam, pool in grdr_settings:
-            m, hits = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_hits)
-            same = reference.setdefault((beam, pool), hits)
+        for beam, pool, level in grdr_settings:
+            at_level = searcher if level is None else Searcher(model, aliases[s], settings=settings, client=client,
+                                                               recall_level=level).connect()
+            m, hits = measure(grdr_fn(at_level, beam, pool), texts, truth, dense_hits)
+            same = reference.setdefault((beam, pool, level), hits)
             m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
-            layout["grdr"].append({"beam": beam, "max_pool": searcher.recall_budget(pool), **m})
+            layout["grdr"].append({"beam": beam, "max_pool": at_level.recall_budget(pool),
+                                   "recall_level": at_level.recall_level, **m})
         hnsw_name = f"{aliases[s]}-hnsw"
         build = build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
                            defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s)
@@ -116,7 +130,7 @@ def table(result: dict[str, Any]) -> str:
     for s, layout in result["layouts"].items():
         dense = layout["dense_exact"]
         rows = [("exact dense", "", dense, "")]
-        rows += [("GRDR", f"beam {g['beam']} / budget {g['max_pool']}", g,
+        rows += [("GRDR", f"level {g['recall_level']}, beam {g['beam']} / budget {g['max_pool']}", g,
                   f"{100 * g['identical_to_first_layout']:.1f} %") for g in layout["grdr"]]
         rows.append(("HNSW", f"ef_search {layout['hnsw']['ef_search']}", layout["hnsw"], ""))
         for system, setting, m, same in rows:
@@ -133,8 +147,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--scale", type=int, default=100_000)
     ap.add_argument("--shards", type=int_list, default=[1, 3])
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--grdr", type=_pairs, default=[(300, None)],
-                    help="beams, or beam:budget pairs (a beam alone: the catalog's default budget)")
+    ap.add_argument("--grdr", type=_settings, default=[(300, None, None)],
+                    help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     add_json_flag(ap)
     args = ap.parse_args(argv)

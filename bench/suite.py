@@ -1,6 +1,6 @@
 """`grdr bench`: GRDR vs exact dense (every video scored exactly) vs HNSW (lucene), side by side.
 
-One corpus per scale (grown from a real dataset by bench.scale, ingested through the real
+One corpus per scale (grown from a real dataset by grdr_plugin.growth, ingested through the real
 Celery path), one query set (the dataset's test queries), three systems with the same rerank
 vectors. Reports quality, latency per stage, throughput with 1 and N clients, storage per index
 and per Lucene structure, and the RAM of each recall structure; and beside the real dataset, every
@@ -23,9 +23,9 @@ from pydantic import BaseModel, Field, model_validator
 from bench import defaults
 from bench.baselines import exact_dense_request, hnsw_index_body
 from bench.neighbours import corpus_neighbours
-from bench.scale import DEFAULT_NOISE, grow_dataset
 from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
+from grdr_plugin.growth import DEFAULT_NOISE, grow_dataset
 from grdr_plugin.index import VECTOR_FIELD, alias_target, drop_index
 from grdr_plugin.metrics import TAIL_PERCENTILES, latency_summary, overlap_at, per_second, rank_of, recall_at
 from grdr_plugin.pool import DEFAULT_BEAM
@@ -71,7 +71,7 @@ class BenchConfig(BaseModel):
     hnsw_ef_construction: int = defaults.HNSW_EF_CONSTRUCTION
     ef_search: list[int] = Field(default_factory=lambda: list(defaults.EF_SEARCH))
     default_ef_search: int = defaults.DEFAULT_EF_SEARCH
-    noise: float = DEFAULT_NOISE  # see bench.scale
+    noise: float = DEFAULT_NOISE  # see grdr_plugin.growth
     batch_size: Optional[int] = None  # videos per ingest task; None: GRDR_INGEST_BATCH_SIZE
     keep_indices: bool = False
     # where the grown catalogs are written (a temporary folder in it, removed after ingest)

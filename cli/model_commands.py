@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
-from cli.console import EXIT_ERROR, EXIT_USAGE, MAX_POOL_HELP, console, fail, user_errors
+from cli.console import EXIT_ERROR, EXIT_USAGE, MAX_POOL_HELP, RECALL_LEVEL_HELP, console, fail, user_errors
 from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.model.retokenize import DEFAULT_EPOCHS_FIT, DEFAULT_EPOCHS_PER_LEVEL, RetokenizeOptions, retokenize
 from grdr_plugin.tuning import DEFAULT_BEAMS, DEFAULT_CANDIDATE_RECALL, DEFAULT_SHARES, DEFAULT_TARGET
@@ -128,6 +129,7 @@ def eval_cmd(
     beam: Optional[int] = typer.Option(None, "--beam", min=1, help="B: IDs kept by the beam search (default: the "
                                                                     "model's, config.json serving)"),
     max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
+    recall_level: Optional[int] = typer.Option(None, "--recall-level", min=1, help=RECALL_LEVEL_HELP),
     backend: str = typer.Option("onnx", "--backend",
                                 help="onnx (what serving runs) or torch (needs the train extra)"),
     threads: int = typer.Option(_TRAIN["threads"].default, "--threads", help="CPU threads (torch or onnxruntime)"),
@@ -155,8 +157,8 @@ def eval_cmd(
         ds = _validation_split(ds, model, "--validation")
     settings = _settings_with_encoder(encoder, backend)
     if index is not None:
-        _eval_index(ds, model, index, mode=mode, beam=beam, max_pool=max_pool, backend=backend, threads=threads,
-                    limit=limit, k=k, settings=settings, json_out=json_out)
+        _eval_index(ds, model, index, mode=mode, beam=beam, max_pool=max_pool, recall_level=recall_level,
+                    backend=backend, threads=threads, limit=limit, k=k, settings=settings, json_out=json_out)
         return
     if mode not in ("grdr", "dense", "all"):
         _fail("--mode must be grdr, dense or all")
@@ -171,7 +173,11 @@ def eval_cmd(
         be = TorchBackend(model, threads=threads)
     rows = ds.test_queries()[:limit] if limit else ds.test_queries()
     with tqdm(total=len(rows), desc="eval", unit="q", disable=None) as bar:
-        res = evaluate(ds, be, modes, beam=beam, max_pool=max_pool, progress=bar.update, query_rows=rows)
+        with user_errors():
+            if recall_level is not None and recall_level > be.cfg.levels:
+                raise ValueError(f"--recall-level: {recall_level} is more than the model's {be.cfg.levels} ID levels")
+        res = evaluate(ds, be, modes, beam=beam, max_pool=max_pool, progress=bar.update, query_rows=rows,
+                       recall_level=recall_level)
     res["encoder"] = be.query_encoder if backend == "onnx" else "float"  # torch runs the float encoder
     typer.echo(f"query encoder: {res['encoder']}")
     for m in modes:
@@ -203,8 +209,9 @@ def _settings_with_encoder(encoder: Optional[str], backend: str) -> "Settings":
         return Settings(query_encoder=encoder)
 
 
-def _eval_index(ds, model: Path, index: str, *, mode: str, beam: Optional[int], max_pool: Optional[int], backend: str,
-                threads: int, limit: Optional[int], k: Optional[int], settings: "Settings", json_out: bool) -> None:
+def _eval_index(ds, model: Path, index: str, *, mode: str, beam: Optional[int], max_pool: Optional[int],
+                recall_level: Optional[int], backend: str, threads: int, limit: Optional[int], k: Optional[int],
+                settings: "Settings", json_out: bool) -> None:
     """`grdr eval --index`: bench.evaluate through the Searcher, one query at a time."""
     from tqdm import tqdm
 
@@ -220,7 +227,7 @@ def _eval_index(ds, model: Path, index: str, *, mode: str, beam: Optional[int], 
     modes = ("grdr",) if mode == "all" else (mode,)
     with user_errors():
         searcher = Searcher(model, index, settings=settings, beam_size=beam, max_pool=max_pool,
-                            threads=threads).connect()
+                            recall_level=recall_level, threads=threads).connect()
         total = len(ds.test_queries()[:limit] if limit else ds.test_queries()) * len(modes)
         with tqdm(total=total, desc=f"eval {index}", unit="q", disable=None) as bar:
             res = evaluate_through_opensearch(ds, searcher, modes=modes, limit=limit, progress=bar.update,
@@ -291,10 +298,16 @@ def tune_cmd(
     beams: list[int] = typer.Option(list(DEFAULT_BEAMS), "--beam", help="a beam of the grid (repeatable)"),
     shares: list[float] = typer.Option(list(DEFAULT_SHARES), "--share",
                                        help="a recall-budget share of the catalog's postings (repeatable)"),
+    levels: Optional[list[int]] = typer.Option(
+        None, "--level", min=1, help="a recall level of the grid (repeatable; default: whole IDs and their prefixes "
+                                     "one level shorter)"),
     target: float = typer.Option(DEFAULT_TARGET, "--target",
                                  help="GRDR R@1/5/10 as a share of dense's that the choice must reach"),
     candidate_recall: float = typer.Option(DEFAULT_CANDIDATE_RECALL, "--candidate-recall", min=0, max=100,
                                            help="% of queries whose video the pool must hold (0: no such target)"),
+    scale: Optional[int] = typer.Option(
+        None, "--scale", min=1, help="score over the catalog grown to this many videos by noisy copies (the size it "
+                                     "will serve; default: the dataset's own)"),
     threads: int = typer.Option(1, "--threads", help="onnxruntime threads"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the sweep and the choice; write nothing"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on the last line"),
@@ -303,6 +316,7 @@ def tune_cmd(
     queries), and record them in its config.json (`serving`; the fingerprint and indices are unchanged)."""
     from tqdm import tqdm
 
+    from grdr_plugin.growth import with_grown_catalog
     from grdr_plugin.model.artifacts import read_config, write_config
     from grdr_plugin.pool import check_beam_size
     from grdr_plugin.runtime import ModelRuntime
@@ -323,22 +337,34 @@ def tune_cmd(
     if differ:
         _fail(f"--validation-model: its IDs are not shaped like --model's ({', '.join(differ)}); train it with the "
               "same flags and --holdout 0.2")
+    if levels and max(levels) > served.levels:
+        _fail(f"--level: {max(levels)} is more than the IDs' {served.levels} levels")
     ds = _validation_split(_load(dataset), scored_model, "--validation-model" if validation_model else "--model")
     runtime = ModelRuntime(scored_model, threads=threads)
-    with tqdm(total=len(ds.test_queries()), desc="tune", unit="q", disable=None) as bar:
-        record, result = tune(ds, runtime, beams=beams, shares=shares, target=target,
-                              candidate_recall=candidate_recall, progress=bar.update)
+    dataset_videos = ds.n_videos
+    with tempfile.TemporaryDirectory(prefix="grdr-tune-") as work:
+        if scale is not None:
+            if scale <= ds.n_videos:
+                _fail(f"--scale: {scale:,} is not more than the dataset's {ds.n_videos:,} videos; leave it out to "
+                      "score over the dataset as it is")
+            with user_errors():
+                ds = with_grown_catalog(ds, scale, work)
+        with tqdm(total=len(ds.test_queries()), desc="tune", unit="q", disable=None) as bar:
+            record, result = tune(ds, runtime, beams=beams, shares=shares, levels=levels or None, target=target,
+                                  candidate_recall=candidate_recall, progress=bar.update)
     dense = result["dense"]
-    typer.echo(f"{result['queries']:,} validation queries over {result['videos']:,} videos "
+    grown = f", grown from {dataset_videos:,} by noisy copies" if scale is not None else ""
+    typer.echo(f"{result['queries']:,} validation queries over {result['videos']:,} videos{grown} "
                f"({result['postings']:,} postings); dense R@1/5/10 {dense['R@1']} / {dense['R@5']} / {dense['R@10']}")
     for row in result["grid"]:
         of = row["of_dense"]
-        typer.echo(f"beam {row['beam']:>4} share {row['share']:<6} budget {row['max_pool']:>6,}: "
-                   f"cand {row['candidate_recall']:.2f} R@1/5/10 {of['R@1']} / {of['R@5']} / {of['R@10']} % of dense, "
-                   f"pool {row['pool_mean']:,.0f}")
+        typer.echo(f"level {row['recall_level']} beam {row['beam']:>4} share {row['share']:<6} budget "
+                   f"{row['max_pool']:>6,}: cand {row['candidate_recall']:.2f} R@1/5/10 {of['R@1']} / {of['R@5']} / "
+                   f"{of['R@10']} % of dense, pool {row['pool_mean']:,.0f}, est. {row['cost_us'] / 1000:.1f} ms")
     reached = "reaches" if record.tuned_on.met else "does not reach"
     got = record.tuned_on
-    typer.echo(f"chosen: beam {record.beam_size}, share {record.pool_share}: R@1/5/10 "
+    level = record.recall_level or served.levels
+    typer.echo(f"chosen: level {level}, beam {record.beam_size}, share {record.pool_share}: R@1/5/10 "
                f"{' / '.join(map(str, got.of_dense.values()))} % of dense, candidate recall {got.candidate_recall} "
                f"({reached} both {target:.0%} of dense and candidate recall {candidate_recall})")
     if not dry_run:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from cli.console import MAX_POOL_HELP, console, out, print_json, user_errors
+from cli.console import MAX_POOL_HELP, RECALL_LEVEL_HELP, console, out, print_json, user_errors
 
 RANGE_FILTERS = ("duration_min", "duration_max")
 
@@ -70,6 +70,7 @@ def search(text: str = typer.Argument(..., metavar="TEXT", help="the query"),
            beam: Optional[int] = typer.Option(None, "--beam", min=1, help="beam size of the constrained decoder "
                                                                          "(default: the model's)"),
            max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
+           recall_level: Optional[int] = typer.Option(None, "--recall-level", min=1, help=RECALL_LEVEL_HELP),
            as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Search a catalog: generative recall + kNN rerank in one OpenSearch request.
 
@@ -84,7 +85,7 @@ def search(text: str = typer.Argument(..., metavar="TEXT", help="the query"),
         if k > MAX_API_K:
             raise typer.BadParameter(f"at most {MAX_API_K}, as the HTTP API", param_hint="-k/--k")
         wanted = {**parse_filters(filters), **_json_filters(filter_json)}
-        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool,
+        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool, recall_level=recall_level,
                             text_fields=tuple(text_fields) or None).connect()
         result = searcher.search(text, k=k, filters=wanted or None, hybrid=hybrid, source=source or None)
     console.print(f"{time.perf_counter() - t0:.1f} s in all, {result.timings_ms['total']:.0f} ms of it searching: "
@@ -115,6 +116,7 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
           beam: Optional[int] = typer.Option(None, "--beam", min=1, help="default beam of the searches that name "
                                                                          "none (default: the model's)"),
           max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
+          recall_level: Optional[int] = typer.Option(None, "--recall-level", min=1, help=RECALL_LEVEL_HELP),
           concurrency: int = typer.Option(4, "--concurrency", min=1,
                                           help="searches run at once (CPU-bound: about the number of cores)"),
           text_fields: list[str] = typer.Option(
@@ -133,7 +135,7 @@ def serve(model: Path = typer.Option(..., "--model", help="trained model folder"
         from query.searcher import Searcher
 
         # connected before serving: a wrong alias or another model's index stops the command here
-        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool,
+        searcher = Searcher(model, index, beam_size=beam, max_pool=max_pool, recall_level=recall_level,
                             text_fields=tuple(text_fields) or None).connect()
         ingest = ingest_router(model, index, image_encoder=image_encoder_path(image_encoder, model))
         app = create_app(searcher, max_concurrency=concurrency, routers=[ingest])

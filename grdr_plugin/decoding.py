@@ -120,30 +120,45 @@ def constrained_beam_search(
     return codes, scores.astype(np.float32)
 
 
+def recall_levels(valid_prefixes: list[np.ndarray], levels: int) -> int:
+    """The levels a beam search decodes: one per prefix table given, the model's `levels` at most (fewer tables: the
+    search stops at prefixes of that length, a pool recalled at a shorter level; ServingRecord.recall_level)."""
+    if not 1 <= len(valid_prefixes) <= levels:
+        raise ValueError(f"valid_prefixes has {len(valid_prefixes)} levels, expected 1 to {levels}")
+    return len(valid_prefixes)
+
+
 def beam_search_by_steps(backend, q, valid_prefixes: list[np.ndarray],
                          beam_size: int) -> tuple[np.ndarray, np.ndarray]:
     """`constrained_beam_search` of every query of `q` (a backend's `Queries`) over `backend.step_fn(q)`
-    (any backend with `cfg.levels`, `cfg.codebook_size` and `step_fn`)."""
+    (any backend with `cfg.levels`, `cfg.codebook_size` and `step_fn`), over as many levels as `valid_prefixes`
+    has tables (`recall_levels`)."""
     cfg = backend.cfg
-    return constrained_beam_search(backend.step_fn(q), len(q.query_vec), cfg.levels, cfg.codebook_size,
-                                   valid_prefixes, beam_size)
+    return constrained_beam_search(backend.step_fn(q), len(q.query_vec), recall_levels(valid_prefixes, cfg.levels),
+                                   cfg.codebook_size, valid_prefixes, beam_size)
 
 
 class InvertedIndex:
     """Full ID -> videos, as sorted numpy arrays (the in-process stand-in for the `terms` query)."""
 
-    def __init__(self, video_codes: np.ndarray, codebook_size: int):
-        """video_codes int [N, K, L]: every video's K IDs."""
+    def __init__(self, video_codes: np.ndarray, codebook_size: int, level: int | None = None):
+        """video_codes int [N, K, L]: every video's K IDs; level: look up prefixes of that many codes instead of whole
+        IDs (a pool recalled at a shorter level), counted as the trie counts a prefix: the videos of every ID under
+        it, a video under two of those IDs twice."""
         n, k, levels = video_codes.shape
         self.codebook_size = codebook_size
         self.levels = levels
+        self.level = levels if level is None else level
         keys = encode_prefix(video_codes.reshape(n * k, levels), codebook_size)
         vids = np.repeat(np.arange(n, dtype=np.int64), k)
         order = np.lexsort((vids, keys))
         keys, vids = keys[order], vids[order]
         # A video whose views share an ID is one document under that ID (as in OpenSearch's doc counts).
         first = np.r_[True, (keys[1:] != keys[:-1]) | (vids[1:] != vids[:-1])]
-        self.keys, self.vids = keys[first], vids[first]
+        keys, vids = keys[first], vids[first]
+        if self.level < levels:  # each (video, ID) posting under its prefix: sorted prefixes stay runs
+            keys = keys // codebook_size ** (levels - self.level)
+        self.keys, self.vids = keys, vids
         self.prefixes = prefix_tables(video_codes.reshape(n * k, levels), codebook_size)
 
     @property
@@ -152,7 +167,7 @@ class InvertedIndex:
         return int(self.vids.size)
 
     def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
-        """The pool of decoded IDs `ids` [B, L] (best first, -inf skipped) under the query layer's
+        """The pool of decoded IDs `ids` [B, level] (best first, -inf skipped) under the query layer's
         rule (`grdr_plugin.pool`): every video of the leading IDs whose video counts fit `max_pool`
         (at least the first ID), each video once, sorted."""
         ids = ids[np.isfinite(scores)]

@@ -11,8 +11,9 @@ remaining videos (so MdR/MnR stay defined and comparable).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,26 @@ from grdr_plugin.pool import default_max_pool
 QUERY_CHUNK = 64
 
 
+# One setting of the recall stage: (beam, max_pool, recall level).
+Setting = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class EncodedCatalog:
     """Every video of a dataset through the model: its IDs (as the in-process inverted index) and vectors."""
 
     index: InvertedIndex
     video_vecs: np.ndarray  # [N, D]
+    codes: np.ndarray  # [N, K, L]
+    _by_level: dict[int, InvertedIndex] = field(default_factory=dict, repr=False)
+
+    def index_at(self, level: int) -> InvertedIndex:
+        """The inverted index of the IDs' prefixes of `level` codes (the whole IDs' at the IDs' own level)."""
+        if level == self.index.levels:
+            return self.index
+        if level not in self._by_level:
+            self._by_level[level] = InvertedIndex(self.codes, self.index.codebook_size, level=level)
+        return self._by_level[level]
 
 
 @dataclass(frozen=True)
@@ -45,19 +60,21 @@ class PoolRanks:
 
 def encode_catalog(ds: Dataset, backend) -> EncodedCatalog:
     codes, vvec = backend.encode_videos(ds.frames, ds.features)
-    return EncodedCatalog(InvertedIndex(codes, backend.cfg.codebook_size), vvec)
+    return EncodedCatalog(InvertedIndex(codes, backend.cfg.codebook_size), vvec, codes)
 
 
-def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[tuple[int, int]],
+def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[Setting],
                  chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None
-                 ) -> tuple[np.ndarray, dict[tuple[int, int], PoolRanks]]:
-    """The relevant video's dense rank of each query of `rows`, and its GRDR ranks under each (beam, max_pool) of
-    `settings` (each beam decoded once, whatever the budgets)."""
+                 ) -> tuple[np.ndarray, dict[Setting, PoolRanks], dict[tuple[int, int], float]]:
+    """The relevant video's dense rank of each query of `rows`, its GRDR ranks under each (beam, max_pool, level)
+    of `settings` (each beam decoded once per level, whatever the budgets), and the mean decoding time per query (ms)
+    of each (beam, level)."""
     gt = ds.query_video[rows]
     dense_rank = np.zeros(len(rows), dtype=np.int64)
     out = {s: PoolRanks(np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool),
                         np.zeros(len(rows), dtype=np.int64)) for s in settings}
-    beams = sorted({beam for beam, _ in settings})
+    decodings = sorted({(beam, level) for beam, _, level in settings})
+    decode_s = dict.fromkeys(decodings, 0.0)
     for s in range(0, len(rows), chunk):
         sl = slice(s, s + chunk)
         texts = [ds.query_text[i] for i in rows[sl]]
@@ -66,16 +83,19 @@ def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray
         g = gt[sl]
         gscore = scores[np.arange(len(g)), g]
         dense_rank[sl] = 1 + (scores > gscore[:, None]).sum(1)  # ties in the query's favour
-        for beam in beams:
-            ids, sc = backend.beam_search(q, catalog.index.prefixes, beam)
-            for (b, max_pool), ranks in out.items():
-                if b == beam:
+        for beam, level in decodings:
+            index = catalog.index_at(level)
+            start = time.perf_counter()
+            ids, sc = backend.beam_search(q, catalog.index.prefixes[:level], beam)
+            decode_s[beam, level] += time.perf_counter() - start
+            for (b, max_pool, lv), ranks in out.items():
+                if (b, lv) == (beam, level):
                     for j in range(len(texts)):
-                        _rank_in_pool(ranks, s + j, catalog.index.lookup_pool(ids[j], sc[j], max_pool), scores[j],
+                        _rank_in_pool(ranks, s + j, index.lookup_pool(ids[j], sc[j], max_pool), scores[j],
                                       g[j], gscore[j])
         if progress is not None:
             progress(len(texts))
-    return dense_rank, out
+    return dense_rank, out, {d: 1000 * t / max(len(rows), 1) for d, t in decode_s.items()}
 
 
 def _rank_in_pool(ranks: PoolRanks, row: int, pool: np.ndarray, scores: np.ndarray, gt: int, gscore: float) -> None:
@@ -92,23 +112,25 @@ def _rank_in_pool(ranks: PoolRanks, row: int, pool: np.ndarray, scores: np.ndarr
 
 def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int | None = None,
              max_pool: int | None = None, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
-             query_rows: np.ndarray | None = None) -> dict[str, Any]:
-    """beam and max_pool: the model's serving defaults (`ModelConfig.serving`) where None, as in the query layer."""
+             query_rows: np.ndarray | None = None, recall_level: int | None = None) -> dict[str, Any]:
+    """beam, max_pool and recall_level: the model's serving defaults (`ModelConfig.serving`) where None, as in the
+    query layer."""
     serving = backend.cfg.serving
     beam = serving.beam_size if beam is None else beam
+    level = backend.cfg.recall_level if recall_level is None else recall_level
     catalog = encode_catalog(ds, backend)
     if max_pool is None:  # the query layer's default: the model's share of the catalog's postings
         max_pool = default_max_pool(catalog.index.postings, serving.pool_share)
     rows = ds.test_queries() if query_rows is None else query_rows
-    settings = [(beam, max_pool)] if "grdr" in modes else []
-    dense_rank, by_setting = rank_queries(ds, backend, catalog, rows, settings, chunk, progress)
+    settings = [(beam, max_pool, level)] if "grdr" in modes else []
+    dense_rank, by_setting, _ = rank_queries(ds, backend, catalog, rows, settings, chunk, progress)
     seen_q = ds.video_split[ds.query_video[rows]]
     out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
     if "grdr" in modes:
-        grdr = by_setting[(beam, max_pool)]
+        grdr = by_setting[(beam, max_pool, level)]
         out["grdr"] = rank_metrics(grdr.rank) | {
             "candidate_recall": percent(grdr.in_pool), "pool_mean": round(float(grdr.pool_size.mean()), 1),
-            "beam": beam, "max_pool": max_pool}
+            "beam": beam, "max_pool": max_pool, "recall_level": level}
     if "dense" in modes:
         out["dense"] = rank_metrics(dense_rank)
     by_split: dict[str, Any] = {}
@@ -126,10 +148,13 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
     return out
 
 
-def sweep(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[tuple[int, int]],
+def sweep(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[Setting],
           progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Dense's metrics on `rows`, and GRDR's under each (beam, max_pool) of `settings`, in their order."""
-    dense_rank, by_setting = rank_queries(ds, backend, catalog, rows, settings, progress=progress)
-    grid = [{"beam": beam, "max_pool": max_pool, **rank_metrics(r.rank), "candidate_recall": percent(r.in_pool),
-             "pool_mean": round(float(r.pool_size.mean()), 1)} for (beam, max_pool), r in by_setting.items()]
+    """Dense's metrics on `rows`, and GRDR's under each (beam, max_pool, level) of `settings`, in their order, each
+    with its mean decoding time per query (`decode_ms`)."""
+    dense_rank, by_setting, decode_ms = rank_queries(ds, backend, catalog, rows, settings, progress=progress)
+    grid = [{"beam": beam, "max_pool": max_pool, "recall_level": level, **rank_metrics(r.rank),
+             "candidate_recall": percent(r.in_pool), "pool_mean": round(float(r.pool_size.mean()), 1),
+             "decode_ms": round(decode_ms[beam, level], 2)}
+            for (beam, max_pool, level), r in by_setting.items()]
     return rank_metrics(dense_rank), grid

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from grdr_plugin.decoding import beam_search_by_steps, validity_masks
+from grdr_plugin.decoding import beam_search_by_steps, recall_levels, validity_masks
 from grdr_plugin.model.artifacts import CONFIG, ONNX_DIR, read_config
 from grdr_plugin.model.config import DEFAULT_QUERY_ENCODER, QueryEncoder
 from grdr_plugin.model.ids import encode_prefix
@@ -177,9 +177,10 @@ class ModelRuntime:
         """Trie-constrained beam search of every query, in `constrained_beam_search`'s format
         (codes int64 [Q, beam, L], scores float32 [Q, beam], padding beams -1 / -inf): one
         decoder_search.onnx call per query, the trie as `validity_masks` of `valid_prefixes`
-        (pass `masks` when they are kept), or the level graphs + numpy search without it."""
+        (pass `masks` when they are kept), or the level graphs + numpy search without it, and for a search that
+        stops at a shorter level (fewer tables than levels: `grdr_plugin.decoding.recall_levels`)."""
         cfg = self.cfg
-        if self.search_session is None:
+        if self.search_session is None or recall_levels(valid_prefixes, cfg.levels) < cfg.levels:
             return beam_search_by_steps(self, q, valid_prefixes, beam_size)
         if beam_size < 1:
             raise ValueError("beam_size: must be at least 1")

@@ -34,6 +34,8 @@ class TrieCounts(Protocol):
 
     def prefix_count(self, prefix: str) -> int: ...
 
+    def prefix_counts(self, prefixes: Sequence[str]) -> np.ndarray: ...
+
 
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
     """Per query, its decoded IDs best first (padding beams, scored -inf, dropped)."""
@@ -59,9 +61,11 @@ def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, t
 class QueryPlan:
     text: str
     query_vec: np.ndarray  # the rerank vector
-    decoded: list[str]  # every decoded ID, best first (what widening shortens)
+    decoded: list[str]  # every decoded ID (or prefix, recalled at a shorter level), best first (what widening shortens)
     ids: list[str]  # the pool's IDs: the leading decoded IDs within the recall budget
-    counts: np.ndarray  # the trie's video count of each of `ids`
+    counts: np.ndarray  # the trie's video count of each of `ids` (or of `prefixes`)
+    # the pool's prefixes, recalled at a shorter level than whole IDs: the leading decoded prefixes within the budget
+    prefixes: list[str] = field(default_factory=list)
 
     @property
     def recalled_videos(self) -> int:
@@ -75,7 +79,7 @@ class SearchPlan:
     k: int
     hybrid: HybridMode
     filters: list[dict[str, Any]]  # user filter clauses (query.filters)
-    levels: int  # ID length, for widening
+    levels: int  # length of the decoded IDs or prefixes, for widening
     fields: GrdrFields = DEFAULT_FIELDS  # where the index keeps grdr's fields
     text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
     source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
@@ -93,20 +97,26 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
                 levels: int, fields: GrdrFields = DEFAULT_FIELDS,
                 text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
                 shards: int = 1, scorer: Scorer = "knn_score") -> SearchPlan:
-    """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s)."""
+    """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s): whole IDs of
+    `levels` codes, or prefixes of fewer (a search recalled at a shorter level), taken under the same budget rule."""
     queries = []
+    whole = codes.shape[-1] == levels
     for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
-        counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
+        counts = (np.array([trie.video_count(b) for b in beams], dtype=np.int64) if whole
+                  else trie.prefix_counts(beams))
         taken = budget_ids(counts, max_pool)
-        queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken], counts=counts[:taken]))
+        queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken] if whole else [],
+                                 counts=counts[:taken], prefixes=[] if whole else beams[:taken]))
+    levels = codes.shape[-1]
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer)
 
 
 # ---- request bodies ----
 
-def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Sequence[str] = ()) -> dict[str, Any]:
-    """The query's one GRDR request."""
+def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """The query's one GRDR request: its pool's IDs and prefixes (`prefixes`: those and the widening ones)."""
+    prefixes = q.prefixes if prefixes is None else prefixes
     return grdr_request(q.ids, q.query_vec, k=plan.size, prefixes=prefixes, extra_filters=plan.filters,
                         fields=plan.fields, source=plan.source, scorer=plan.scorer)
 
@@ -144,15 +154,16 @@ def scored_pool(plan: SearchPlan, q: QueryPlan, matched: int) -> int:
 def ask_again(plan: SearchPlan, pool_sizes: Sequence[int],
               trie: TrieCounts) -> tuple[list[list[str]], list[int]]:
     """After the first round (each query's hits total: the pool, or under knn_exact at most k per shard,
-    which is exact below k, all this needs): the widening prefixes per query, and which queries to ask
-    again with them: a pool smaller than k (few or filtered videos under the decoded IDs)."""
-    prefixes: list[list[str]] = [[] for _ in plan.queries]
+    which is exact below k, all this needs): the prefixes per query (its pool's, then the widening ones), and which
+    queries to ask again with them: a pool smaller than k (few or filtered videos under the decoded IDs)."""
+    prefixes: list[list[str]] = [list(q.prefixes) for q in plan.queries]
     again = []
     for i, q in enumerate(plan.queries):
         if pool_sizes[i] < plan.k and q.decoded:
-            prefixes[i] = widening_prefixes(q.decoded, plan.k, pool_sizes[i], levels=plan.levels, trie=trie)
-        if prefixes[i]:
-            again.append(i)
+            widening = widening_prefixes(q.decoded, plan.k, pool_sizes[i], levels=plan.levels, trie=trie)
+            if widening:
+                prefixes[i] += widening
+                again.append(i)
     return prefixes, again
 
 
@@ -160,8 +171,8 @@ def native_hybrid_bodies(plan: SearchPlan, trie: TrieCounts,
                          pipeline: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[str]]]:
     """hybrid="rrf" as one neural-search `hybrid` request per query, and the prefixes each is
     widened by, planned up front from the trie's counts."""
-    prefixes = [widening_prefixes(q.decoded, plan.k, q.recalled_videos, levels=plan.levels, trie=trie)
-                if q.decoded else [] for q in plan.queries]
+    prefixes = [[*q.prefixes, *(widening_prefixes(q.decoded, plan.k, q.recalled_videos, levels=plan.levels, trie=trie)
+                                if q.decoded else [])] for q in plan.queries]
     bodies = [native_hybrid_request(q.ids, q.query_vec, q.text, size=plan.size, filters=plan.filters,
                                     prefixes=p, pipeline=pipeline, text_fields=plan.text_fields, source=plan.source,
                                     fields=plan.fields) for q, p in zip(plan.queries, prefixes)]

@@ -61,7 +61,8 @@ def _widen_clause(prefixes: Sequence[str], fields: GrdrFields) -> Optional[dict[
 
 def recall_filter(semantic_ids: Sequence[str], prefixes: Sequence[str] = (),
                   fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
-    """Videos holding any of the decoded IDs, or (widening) an ID under any of `prefixes`."""
+    """Videos holding any of the decoded IDs, or an ID under any of `prefixes` (the decoded prefixes of a search
+    recalled at a shorter level, and widening ones)."""
     widen = _widen_clause(prefixes, fields)
     if not semantic_ids and not widen:  # nothing decoded (an empty index): nothing recalled
         return {"match_none": {}}

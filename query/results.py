@@ -24,7 +24,7 @@ class Hit(BaseModel):
 class SearchResult(BaseModel):
     hits: list[Hit]
     timings_ms: dict[str, float]
-    recalled_ids: int = 0  # decoded IDs in the terms filter
+    recalled_ids: int = 0  # decoded IDs (or prefixes) in the terms filter
     pool_size: int = 0  # videos the reranker saw (query.planner.scored_pool; native hybrid: matched by either side)
 
 

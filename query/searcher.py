@@ -91,6 +91,8 @@ class SearcherConfig(BaseModel):
                                      "the model's (config.json serving: grdr tune, else grdr_plugin.pool's)")
     max_pool: Optional[int] = Field(None, strict=True, description="recall budget: videos (counted per ID) the "
                                     "reranker scores; None = the model's share of the catalog (grdr_plugin.pool)")
+    recall_level: Optional[int] = Field(None, ge=1, strict=True, description="the ID level the pool is recalled at "
+                                        "(prefixes of that many codes, up to whole IDs); None = the model's")
     threads: int = Field(1, ge=1, strict=True, description="onnxruntime threads per session")
     poll_interval_s: float = Field(0.5, ge=0, description="how often searches poll for new IDs (one registry GET): "
                                                           "newly ingested IDs reach searches within about this")
@@ -150,6 +152,7 @@ class Searcher:
         self.model_dir = model_dir
         settings = settings or get_settings()
         self.runtime = ModelRuntime(model_dir, threads=self.config.threads, encoder=settings.query_encoder)
+        self.recall_level  # noqa: B018  # a level past the model's IDs is refused here, not at the first search
         self.client = client or settings.opensearch_client()
         self.rrf_pipeline = rrf_pipeline(self.config.hybrid_weights, self.config.rrf_rank_constant)
         self._catalog: Optional[_Catalog] = None
@@ -228,6 +231,14 @@ class Searcher:
         """The beam a search uses unless it names one: the config's, else the model's serving default."""
         return self.config.beam_size or self.runtime.cfg.serving.beam_size
 
+    @property
+    def recall_level(self) -> int:
+        """The ID level a search recalls its pool at: the config's, else the model's serving default."""
+        level = self.config.recall_level or self.runtime.cfg.recall_level
+        if level > self.runtime.cfg.levels:
+            raise ValueError(f"recall_level: {level} is more than the model's {self.runtime.cfg.levels} ID levels")
+        return level
+
     def recall_budget(self, max_pool: Optional[int] = None, trie: Optional[TrieSnapshot] = None) -> int:
         """The recall budget a search uses: `max_pool`, else the config's, else the model's share (config.json
         serving) of the postings of `trie` (default: the current snapshot; grdr_plugin.pool.default_max_pool)."""
@@ -241,12 +252,15 @@ class Searcher:
 
     def decode(self, queries: Queries, beam_size: Optional[int] = None,
                trie: Optional[TrieSnapshot] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Trie-constrained beam search (`ModelRuntime.beam_search`) over `trie` (default: the current snapshot)."""
+        """Trie-constrained beam search (`ModelRuntime.beam_search`) over `trie` (default: the current snapshot), to
+        the recall level (`recall_level`: whole IDs, or their prefixes)."""
         if trie is None:
             trie = self._connected().store.snapshot
-        masks = trie.masks if self.runtime.search_session is not None else None
+        level = self.recall_level
+        whole = level == self.runtime.cfg.levels
+        masks = trie.masks if whole and self.runtime.search_session is not None else None
         beam = self.beam_size if beam_size is None else beam_size
-        return self.runtime.beam_search(queries, trie.tables, beam, masks=masks)
+        return self.runtime.beam_search(queries, trie.tables[:level], beam, masks=masks)
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
                hybrid: HybridMode = "off", beam_size: Optional[int] = None,
@@ -335,7 +349,7 @@ class Searcher:
             grdr_hits = hits_of(grdr, q.ids, prefixes, **read)
             hits = fuse(plan.hybrid, grdr_hits, keyword_hits, plan.k,
                         weights=self.config.hybrid_weights, rank_constant=self.config.rrf_rank_constant)
-            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids),
+            results.append(SearchResult(hits=hits, recalled_ids=len(q.ids) + len(q.prefixes),
                                         pool_size=scored_pool(plan, q, recalled_total(grdr)), timings_ms={}))
         return results
 
@@ -358,7 +372,7 @@ class Searcher:
         if responses is None:
             return None
         read = {"id_field": plan.fields.ids, "with_source": with_source}
-        return [SearchResult(hits=hits_of(resp, q.ids, p, **read)[: plan.k], recalled_ids=len(q.ids),
+        return [SearchResult(hits=hits_of(resp, q.ids, p, **read)[: plan.k], recalled_ids=len(q.ids) + len(q.prefixes),
                              pool_size=recalled_total(resp), timings_ms={})
                 for q, p, resp in zip(plan.queries, prefixes, responses)]
 

@@ -29,7 +29,7 @@ import numpy as np
 from grdr_plugin.decoding import prefix_tables, validity_masks
 from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.index import ID_FIELD, alias_target
-from grdr_plugin.model.ids import children_pattern, parse_ids
+from grdr_plugin.model.ids import SEPARATOR, children_pattern, encode_prefix, parse_ids
 
 # IDs per terms-aggregation partition: under OpenSearch's default search.max_buckets (65,535) with
 # room for the cardinality estimate's error, and large, since each partition is one pass over the doc values.
@@ -113,6 +113,38 @@ class TrieSnapshot:
         per snapshot, not per search)."""
         return int(self.base_counts.sum()) + sum(self.delta.values())
 
+    @cached_property
+    def _prefix_counts(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per prefix length l = 1 .. L-1: the distinct prefixes (base-C integers, sorted) and the videos behind each,
+        with multiplicity (built on first use: only searches recalled at a shorter level read it)."""
+        ids = self.base.keys() + list(self.delta)
+        counts = np.array([int(self.base_counts[self.base.key_id(k)]) for k in ids[:len(self.base)]]
+                          + list(self.delta.values()), dtype=np.int64)
+        codes = parse_ids(ids, len(self.tables))
+        out = []
+        for length in range(1, len(self.tables)):
+            keys = encode_prefix(codes[:, :length], self.codebook_size)
+            order = np.argsort(keys, kind="stable")
+            keys, first = np.unique(keys[order], return_index=True)
+            out.append((keys, np.add.reduceat(counts[order], first) if keys.size else counts[:0]))
+        return out
+
+    def prefix_counts(self, prefixes: Sequence[str]) -> np.ndarray:
+        """`prefix_count` of many prefixes of one length, shorter than an ID, at once."""
+        counts = np.zeros(len(prefixes), dtype=np.int64)
+        if not prefixes:
+            return counts
+        length = prefixes[0].count(SEPARATOR) + 1
+        if not 1 <= length < len(self.tables):
+            raise ValueError(f"prefixes: {prefixes[0]!r} is not shorter than an ID of {len(self.tables)} levels")
+        keys, per_key = self._prefix_counts[length - 1]
+        wanted = encode_prefix(parse_ids(prefixes, length), self.codebook_size)
+        at = np.searchsorted(keys, wanted)
+        found = at < keys.size
+        found[found] = keys[at[found]] == wanted[found]
+        counts[found] = per_key[at[found]]
+        return counts
+
     def prefix_count(self, prefix: str) -> int:
         """Videos (with multiplicity) behind every ID that starts with `prefix`."""
         head = children_pattern(prefix)
@@ -120,11 +152,13 @@ class TrieSnapshot:
         return base + sum(n for k, n in self.delta.items() if k.startswith(head))
 
     def memory_bytes(self) -> int:
-        """Bytes of the recall structure: trie file + counts + prefix tables + validity masks (once
+        """Bytes of the recall structure: trie file + counts + prefix tables + validity masks and prefix counts (once
         built) + delta strings."""
         masks = self.__dict__.get("masks", [])  # cached_property's slot: only masks already built count
+        by_prefix = self.__dict__.get("_prefix_counts", [])
         return (self.trie_bytes + int(self.base_counts.nbytes) + sum(int(t.nbytes) for t in self.tables)
-                + sum(int(m.nbytes) for m in masks) + sum(len(k) + 8 for k in self.delta))
+                + sum(int(m.nbytes) for m in masks) + sum(int(k.nbytes + n.nbytes) for k, n in by_prefix)
+                + sum(len(k) + 8 for k in self.delta))
 
 
 class TrieStore:

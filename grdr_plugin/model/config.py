@@ -49,6 +49,8 @@ class TunedOn(BaseModel):
 
     model: str = Field(description="fingerprint of the model whose validation split was scored")
     queries: int = Field(ge=1, description="validation queries scored")
+    videos: Optional[int] = Field(None, ge=1, description="videos in the catalog they were scored over: the "
+                                                          "dataset's, or grown to `grdr tune --scale`")
     target: float = Field(gt=0, le=1, description="GRDR R@1/5/10 share of dense's the choice had to reach")
     target_candidate_recall: float = Field(ge=0, le=100, description="the candidate recall (%) it had to reach")
     met: bool = Field(description="whether it reached both targets (else: the cheapest setting reaching the recall "
@@ -67,6 +69,9 @@ class ServingRecord(BaseModel):
     beam_size: int = Field(DEFAULT_BEAM, ge=1, le=MAX_BEAM, description="decoded IDs per query")
     pool_share: float = Field(POOL_SHARE, gt=0, le=1, description="the recall budget as a share of the catalog's "
                                                                     "(video, ID) postings (pool.default_max_pool)")
+    recall_level: Optional[int] = Field(
+        None, ge=1, description="the ID level the pool is recalled at: None for whole IDs, fewer codes for prefixes "
+                                "whose every video the pool takes (the last levels are not decoded)")
     tuned_on: Optional[TunedOn] = None
 
 
@@ -121,12 +126,21 @@ class ModelConfig(BaseModel):
     serving: ServingRecord = Field(default_factory=ServingRecord)
     fingerprint: str = ""
 
+    @property
+    def recall_level(self) -> int:
+        """The ID level the model recalls its pool at by default: its serving record's, else whole IDs."""
+        return self.serving.recall_level or self.levels
+
     @model_validator(mode="after")
     def _ids_fit_their_encoding(self) -> "ModelConfig":
         # C >= 2, so L > 63 overflows too (and is refused without raising C to it)
         if self.levels > 63 or self.codebook_size ** self.levels > MAX_ID_SPACE:
             raise ValueError(f"levels, codebook_size: {self.codebook_size}**{self.levels} IDs exceed the int64 ID "
                              "encoding (2**63 - 1); lower --levels or --codebook-size")
+        level = self.serving.recall_level
+        if level is not None and level > self.levels:
+            raise ValueError(f"serving.recall_level: {level} is more than the IDs' {self.levels} levels; "
+                             "rerun `grdr tune`")
         return self
 
     @model_serializer(mode="wrap")

@@ -23,8 +23,8 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 
 from bench.loadtest import LoadConfig, LoadReport, read_texts, run_load
-from bench.scale import grow_dataset
 from grdr_plugin.cluster.paths import node_name
+from grdr_plugin.growth import grow_dataset
 from grdr_plugin.id_registry import REGISTRY_INDEX, publish_ids, read_head
 from grdr_plugin.settings import Settings
 from ingest.worker_process import celery_worker

@@ -21,9 +21,9 @@ from typing import Callable, Iterator, Optional
 import pytest
 import redis
 
-from bench.scale import grow_dataset
 from grdr_plugin.cluster import procs, redis_server
 from grdr_plugin.cluster.paths import ClusterPaths
+from grdr_plugin.growth import grow_dataset
 from grdr_plugin.index import drop_index
 from grdr_plugin.settings import Settings
 from ingest.submit import Plan, enqueue, make_plan, wait

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.scale import grow_dataset
+from grdr_plugin.growth import grow_dataset
 from ingest.schemas import Summary
 from ingest.submit import Plan, enqueue, make_plan, wait
 from ingest.target import prepare_target

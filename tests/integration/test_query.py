@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.evaluate import evaluate_through_opensearch
-from bench.scale import grow_dataset
 from grdr_plugin import index as gi
 from grdr_plugin.data import load_dataset
 from grdr_plugin.evaluation import evaluate
+from grdr_plugin.growth import grow_dataset
 from grdr_plugin.runtime import ModelRuntime
 from ingest.submit import enqueue, make_plan, wait
 from ingest.target import prepare_target
@@ -84,6 +84,23 @@ def test_recall_through_opensearch_equals_in_process_eval(searcher, catalog, tin
                       query_rows=rows)["grdr"]
     through = evaluate_through_opensearch(ds, searcher, limit=60)["grdr"]
     assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}
+
+
+def test_a_pool_recalled_at_prefixes_through_opensearch_equals_in_process_eval(catalog, tiny_model_dir, client):
+    """The same pool rule over the IDs' prefixes one level up (ServingRecord.recall_level): every video under the
+    leading decoded prefixes within the budget, matched on the prefixes field, hits naming the prefix."""
+    ds = load_dataset(catalog[1])
+    rows = ds.test_queries()[:60]
+    runtime = ModelRuntime(tiny_model_dir, threads=1)
+    level = runtime.cfg.levels - 1
+    short = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=POOL,
+                     recall_level=level).connect()
+    inproc = evaluate(ds, runtime, ("grdr",), beam=BEAM, max_pool=POOL, query_rows=rows, recall_level=level)["grdr"]
+    through = evaluate_through_opensearch(ds, short, limit=60)["grdr"]
+    assert {k: through[k] for k in ("R@1", "R@5", "R@10")} == {k: inproc[k] for k in ("R@1", "R@5", "R@10")}
+    res = short.search("a man is cooking in a kitchen", k=10)
+    assert len(res.hits) == 10 and 0 < res.recalled_ids <= BEAM
+    assert all(h.matched_id and h.matched_id.count("-") == level - 1 for h in res.hits)  # a prefix of `level` codes
 
 
 def window(searcher, text, max_pool):

@@ -161,3 +161,6 @@ def test_decode_paths_times_both_paths_where_the_folder_has_both(tmp_path_factor
             assert row["same_ids_share"] == 1.0 and row["max_score_diff"] < 1e-4
         else:
             assert "same_ids_share" not in row
+        # prefixes (a search recalled at a shorter level): the trie walk alone, whatever the folder holds
+        short = measure(runtime, TEXTS[:3], snap.tables[:2], beam=20, warmup=1)
+        assert "masks" not in short and short["trie_walk"]["p50_ms"] > 0

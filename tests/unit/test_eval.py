@@ -56,3 +56,22 @@ def test_evaluate_oracle(tmp_path):
     assert res["dense"]["R@1"] == 100.0
     assert res["grdr"]["pool_mean"] <= 5
     assert set(res["by_split"]) == {"seen", "unseen"} and res["grdr_unseen"]["R@10"] == 100.0
+    assert res["grdr"]["recall_level"] == 3  # whole IDs: the model's default
+
+
+def test_a_pool_recalled_at_a_shorter_level_holds_every_video_under_the_taken_prefixes(tmp_path):
+    from grdr_plugin.evaluation import encode_catalog
+
+    ds = load_dataset(make_dataset(tmp_path / "d"))
+    backend = OracleBackend(ds, {t: int(v) for t, v in zip(ds.query_text, ds.query_video)})
+    whole = evaluate(ds, backend, beam=1, max_pool=100)
+    short = evaluate(ds, backend, beam=1, max_pool=100, recall_level=2)
+    assert short["grdr"]["recall_level"] == 2 and short["grdr"]["candidate_recall"] == 100.0
+    # one decoded prefix recalls every video under it: at least the videos of the one whole ID
+    assert short["grdr"]["pool_mean"] >= whole["grdr"]["pool_mean"]
+    catalog = encode_catalog(ds, backend)
+    by_prefix = catalog.index_at(2)
+    first = catalog.codes[0, 0, :2]
+    pool = by_prefix.lookup_pool(first[None], np.zeros(1, np.float32), 100)
+    assert set(pool) == {v for v in range(ds.n_videos) if (catalog.codes[v, :, :2] == first).all(1).any()}
+    assert catalog.index_at(3) is catalog.index

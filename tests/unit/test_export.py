@@ -203,6 +203,30 @@ def test_search_graph_returns_the_level_search_ids(exported, request):
     assert (codes == -1).all() and np.isneginf(scores).all()
 
 
+def test_a_search_given_the_short_levels_tables_stops_at_their_prefixes(exported):
+    """A pool recalled at a shorter level (ServingRecord.recall_level): the search decodes only the levels whose
+    tables it is given, through the level graphs whatever the folder holds: the level search's prefixes, valid ones
+    only, every one for a beam as wide as their count."""
+    from grdr_plugin.runtime import ModelRuntime
+
+    ob = ModelRuntime(exported)
+    oq = ob.encode_queries(TEXTS)
+    ids = np.unique(np.random.default_rng(4).integers(0, 8, (60, 3)), axis=0)
+    tables = prefix_tables(ids, 8)
+    prefixes = {tuple(i) for i in ids[:, :2].tolist()}
+    codes, scores = ob.beam_search(oq, tables[:2], 5)
+    expected, expected_scores = constrained_beam_search(ob.step_fn(oq), len(TEXTS), 2, 8, tables[:2], 5)
+    assert codes.shape == (len(TEXTS), 5, 2)
+    np.testing.assert_array_equal(codes, expected)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    assert all(len(f) == 5 and set(f) <= prefixes for f in _finite_ids(codes, scores))
+    # a beam that keeps every prefix: the short search's prefixes, best first, are the whole search's own
+    wide_codes, wide_scores = ob.beam_search(oq, tables[:2], len(prefixes))
+    assert all(set(f) == prefixes for f in _finite_ids(wide_codes, wide_scores))
+    with pytest.raises(ValueError, match="valid_prefixes has 4 levels, expected 1 to 3"):
+        ob.beam_search(oq, [*tables, tables[-1]], 5)
+
+
 def test_search_graph_emits_only_valid_ids_from_a_broken_model(tmp_path):
     """A decoder whose every log-probability is NaN (corrupt weights) still yields exactly
     min(beam, valid) IDs, all of them valid: validity comes from the masks, not the model."""

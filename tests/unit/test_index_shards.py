@@ -112,6 +112,7 @@ class FakeSearcher:
         self.beam_size = 8
         self.recall_budget = lambda: max_pool
         self.runtime = SimpleNamespace(cfg=SimpleNamespace(levels=3))
+        self.recall_level = 3
         self.asked_k: list[int] = []
 
     def search(self, text, k, hybrid):
@@ -143,6 +144,14 @@ def test_eval_through_opensearch_ranks_the_whole_pool_and_keeps_in_process_keys(
     assert {"dataset", "queries", "videos", "grdr", "by_split", "grdr_seen", "grdr_unseen"} <= set(res)
     assert res["by_split"]["unseen"]["queries"] == 1 and res["grdr_unseen"]["candidate_recall"] == 0.0
     assert grdr["stages_ms"]["total"]["p50_ms"] == 6.0
+
+
+def test_a_search_recalled_at_prefixes_counts_its_prefix_hits_and_leaves_out_shorter_ones():
+    searcher = FakeSearcher({"q0": (["a", "b", "c"], 3), "q1": (["a", "w1", "b", "c"], 4), "q2": (["a", "b", "w2"], 3)})
+    searcher.recall_level = 2  # the "1-2" hits are the pool's own, not widened
+    grdr = evaluate_through_opensearch(_dataset(), searcher, k=full_pool_k(searcher))["grdr"]
+    # ranks 1 and 4 (w1 now counts), q2's truth absent from 3 hits: bound 4
+    assert (grdr["MdR"], grdr["MnR"], grdr["recall_level"]) == (4.0, 3.0, 2)
 
 
 def test_eval_k_is_capped_by_one_requests_size():

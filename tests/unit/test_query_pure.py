@@ -231,6 +231,14 @@ def test_a_searcher_serves_with_the_models_beam_and_budget_share_unless_told_oth
     assert (tuned.beam_size, tuned.recall_budget(trie=trie)) == (700, 10_000)
     told = Searcher(tuned_dir, "unused", client=_NoNetwork(), beam_size=50, max_pool=800)
     assert (told.beam_size, told.recall_budget(trie=trie), told.recall_budget(300, trie)) == (50, 800, 300)
+    levels = read_config(tiny_model_dir).levels
+    assert plain.recall_level == tuned.recall_level == levels  # whole IDs unless tuned or told
+    write_config(tuned_dir, read_config(tuned_dir).model_copy(
+        update={"serving": ServingRecord(beam_size=700, pool_share=0.1, recall_level=levels - 1)}))
+    assert Searcher(tuned_dir, "unused", client=_NoNetwork()).recall_level == levels - 1
+    assert Searcher(tuned_dir, "unused", client=_NoNetwork(), recall_level=levels).recall_level == levels
+    with pytest.raises(ValueError, match="recall_level: 9 is more than"):
+        Searcher(tuned_dir, "unused", client=_NoNetwork(), recall_level=9)
 
 
 class _NoNetwork:
@@ -273,6 +281,9 @@ class _Counts:
 
     def prefix_count(self, prefix):
         return self.prefixes.get(prefix, 0)
+
+    def prefix_counts(self, prefixes):
+        return np.array([self.prefix_count(p) for p in prefixes], dtype=np.int64)
 
 
 def test_decoded_ids_drop_padding_beams():
@@ -342,6 +353,24 @@ def test_ask_again_widens_only_pools_smaller_than_k():
     body = grdr_body(plan, plan.queries[0], prefixes[0])
     assert {"terms": {"grdr_prefixes": ["1-2", "4-5", "1"]}} in body["query"]["script_score"]["query"]["bool"][
         "filter"][0]["bool"]["should"]
+
+
+def test_a_search_recalled_at_a_shorter_level_takes_whole_prefixes_within_the_budget():
+    from query.planner import ask_again, grdr_body, plan_search
+
+    codes = np.array([[[1, 2], [4, 5], [6, 6]]])  # prefixes of 3-level IDs, best first
+    scores = np.array([[-0.1, -0.2, -0.3]], dtype=np.float32)
+    trie = _Counts({}, {"1-2": 12, "4-5": 20, "6-6": 3, "1": 30})
+    plan = plan_search(["a man cooks"], np.ones((1, 4), dtype=np.float32), codes, scores, trie, k=10, max_pool=35,
+                       hybrid="off", filters=[], levels=3)
+    q = plan.queries[0]
+    # 12 + 20 fit 35, 6-6's 3 more would too: every video under the three prefixes; no whole ID is asked for
+    assert (q.ids, q.prefixes, q.recalled_videos, plan.levels) == ([], ["1-2", "4-5", "6-6"], 35, 2)
+    pool = grdr_body(plan, q)["query"]["script_score"]["query"]["bool"]["filter"][0]
+    assert pool == {"terms": {"grdr_prefixes": ["1-2", "4-5", "6-6"]}}
+    # a pool under k is widened by the prefixes one level shorter, the pool's own kept
+    assert ask_again(plan, pool_sizes=[4], trie=trie) == ([["1-2", "4-5", "6-6", "1"]], [0])
+    assert ask_again(plan, pool_sizes=[35], trie=trie) == ([["1-2", "4-5", "6-6"]], [])
 
 
 def test_the_scored_pool_is_the_total_under_the_script_and_at_least_the_trie_count_under_exact_knn():
@@ -427,6 +456,15 @@ def test_a_snapshot_counts_base_and_delta():
     assert len(snap) == 5 and "1-3-0" in snap and "7-7-7" not in snap
     assert snap.video_count("1-2-5") == 4 and snap.video_count("1-3-0") == 1 and snap.video_count("7-7-7") == 0
     assert snap.prefix_count("1") == 7 and snap.prefix_count("1-2") == 6
+    # many prefixes of one length at once, as a search recalled at a shorter level counts them
+    np.testing.assert_array_equal(snap.prefix_counts(["1-2", "4-5", "1-3", "7-7"]), [6, 2, 1, 0])
+    np.testing.assert_array_equal(snap.prefix_counts(["1", "4", "2"]), [7, 2, 0])
+    with pytest.raises(ValueError, match="not shorter than an ID"):
+        snap.prefix_counts(["1-2-5"])
+    fresh = _snapshot({"1-3-0": 1, "4-5-6": 1})
+    before = fresh.memory_bytes()
+    fresh.prefix_counts(["1"])
+    assert fresh.memory_bytes() > before  # the prefix counts, once built, are part of the recall structure
     np.testing.assert_array_equal(snap.tables[0], [1, 4])
     assert snap.masks[2][1 * 8 + 3, 0] and snap.memory_bytes() > 0
 

@@ -7,21 +7,38 @@ import pytest
 
 from grdr_plugin.data import load_dataset
 from grdr_plugin.pool import MIN_POOL, POOL_SHARE
-from grdr_plugin.tuning import choose, settings_of, tune
+from grdr_plugin.tuning import (
+    DECODE_US_PER_BEAM,
+    SCORE_US_PER_VIDEO,
+    choose,
+    default_levels,
+    search_cost_us,
+    settings_of,
+    tune,
+)
 from tests.unit.test_data import make_dataset
 from tests.unit.test_eval import OracleBackend
 
 DENSE = {"R@1": 50.0, "R@5": 80.0, "R@10": 90.0}
 
 
-def _row(beam: int, max_pool: int, r1: float, r5: float, r10: float, cand: float = 96.0) -> dict:
-    return {"beam": beam, "max_pool": max_pool, "R@1": r1, "R@5": r5, "R@10": r10, "candidate_recall": cand}
+def _row(beam: int, max_pool: int, r1: float, r5: float, r10: float, cand: float = 96.0, cost: float = 0.0) -> dict:
+    return {"beam": beam, "max_pool": max_pool, "R@1": r1, "R@5": r5, "R@10": r10, "candidate_recall": cand,
+            "cost_us": cost or search_cost_us(beam, 3, 64, max_pool)}
 
 
 def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_smallest_share():
     # 10,000 postings: 0.025 and 0.05 both hit the floor (500); 0.1 gives 1,000
-    assert settings_of([500, 300], [0.1, 0.05, 0.025], 10_000) == [
-        (300, MIN_POOL, 0.025), (300, 1000, 0.1), (500, MIN_POOL, 0.025), (500, 1000, 0.1)]
+    assert settings_of([500, 300], [0.1, 0.05, 0.025], [3], 10_000) == [
+        (300, MIN_POOL, 3, 0.025), (300, 1000, 3, 0.1), (500, MIN_POOL, 3, 0.025), (500, 1000, 3, 0.1)]
+    assert settings_of([300], [0.025], [3, 2], 10_000) == [(300, MIN_POOL, 2, 0.025), (300, MIN_POOL, 3, 0.025)]
+
+
+def test_a_search_costs_its_decoded_beams_and_its_pool():
+    # whole IDs of C=256 at beam 1,000: 1 + 256 + 1,000 beams scored; their prefixes one level up: 1 + 256
+    assert search_cost_us(1000, 3, 256, 0) == DECODE_US_PER_BEAM * 1257
+    assert search_cost_us(1000, 2, 256, 10_000) == DECODE_US_PER_BEAM * 257 + SCORE_US_PER_VIDEO * 10_000
+    assert default_levels(3) == (2, 3) and default_levels(1) == (1,)
 
 
 def test_the_choice_is_the_cheapest_setting_reaching_the_target_on_every_recall():
@@ -31,10 +48,14 @@ def test_the_choice_is_the_cheapest_setting_reaching_the_target_on_every_recall(
             _row(300, 2000, 50.0, 80.0, 89.9)]  # reaches, at a larger budget
     assert choose(grid, DENSE, 0.98) == (grid[1], True)
     short = [{**grid[1], "candidate_recall": 94.0}, *grid[2:]]  # the pool misses the video too often
-    assert choose(short, DENSE, 0.98, candidate_recall=95.0) == (short[2], True)  # (300, 2000) before (1000, 500)
+    # (300, 2000) costs 0.6 ms of scoring more than (300, 1000); (1000, 500) 4.6 ms of decoding more
+    assert choose(short, DENSE, 0.98, candidate_recall=95.0) == (short[2], True)
     assert choose(short, DENSE, 0.98, candidate_recall=0.0) == (short[0], True)
     # no row reaches the candidate recall: the cheapest reaching the recall target, the record saying so
     assert choose(short, DENSE, 0.98, candidate_recall=99.0) == (short[0], False)
+    # the cost decides, not the beam: a wide beam of prefixes that decodes cheaply beats a narrower one of whole IDs
+    prefixes = _row(1000, 2000, 50.0, 80.0, 90.0, cost=search_cost_us(1000, 2, 64, 2000))
+    assert choose([grid[2], prefixes], DENSE, 0.98) == (prefixes, True)
 
 
 def test_where_no_setting_reaches_the_target_the_best_r10_is_chosen_and_said():
@@ -46,12 +67,20 @@ def test_tune_scores_every_setting_and_records_where_it_chose(tmp_path):
     ds = load_dataset(make_dataset(tmp_path / "d"))
     backend = OracleBackend(ds, {t: int(v) for t, v in zip(ds.query_text, ds.query_video)})
     record, result = tune(ds, backend, beams=[5, 2], shares=[POOL_SHARE, 0.5], target=0.98)
-    assert [(r["beam"], r["share"]) for r in result["grid"]] == [(2, POOL_SHARE), (5, POOL_SHARE)]  # one budget
+    # the oracle's IDs have 3 levels: whole IDs and their 2-code prefixes, each share giving one budget (the floor)
+    assert [(r["recall_level"], r["beam"], r["share"]) for r in result["grid"]] == [
+        (2, 2, POOL_SHARE), (2, 5, POOL_SHARE), (3, 2, POOL_SHARE), (3, 5, POOL_SHARE)]
     assert result["queries"] == len(ds.test_queries()) and result["dense"]["R@1"] == 100.0
+    for row in result["grid"]:
+        assert row["cost_us"] == round(search_cost_us(row["beam"], row["recall_level"], 4, row["pool_mean"]))
+        assert row["decode_ms"] >= 0
     # the oracle decodes each query's video first: every setting reaches dense, the cheapest is chosen
-    assert (record.beam_size, record.pool_share) == (2, POOL_SHARE)
+    cheapest = min(result["grid"], key=lambda r: (r["cost_us"], r["beam"]))
+    assert (record.beam_size, record.pool_share) == (cheapest["beam"], POOL_SHARE)
+    assert record.recall_level == (None if cheapest["recall_level"] == 3 else cheapest["recall_level"])
     assert record.tuned_on.met and record.tuned_on.of_dense == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0}
     assert record.tuned_on.queries == len(ds.test_queries()) and record.tuned_on.candidate_recall == 100.0
+    assert record.tuned_on.videos == ds.n_videos
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +120,7 @@ def test_grdr_tune_records_the_choice_which_eval_then_serves_with(holdout_model,
                     "--share", "0.05", "--json"])
     assert res.exit_code == 0, res.output
     result = json.loads(res.output.strip().splitlines()[-1])
-    assert {r["beam"] for r in result["grid"]} == {3, 7} and "chosen: beam" in res.output
+    assert {r["beam"] for r in result["grid"]} == {3, 7} and "chosen: level" in res.output
     after = read_config(holdout_model)
     assert after.serving.model_dump() == result["chosen"] and after.serving.beam_size in (3, 7)
     assert after.serving.tuned_on.model == before.fingerprint
@@ -100,6 +129,28 @@ def test_grdr_tune_records_the_choice_which_eval_then_serves_with(holdout_model,
     ev = run(app, ["eval", "--dataset", str(data), "--model", str(holdout_model), "--mode", "grdr", "--json"])
     assert ev.exit_code == 0, ev.output
     assert json.loads(ev.output.strip().splitlines()[-1])["grdr"]["beam"] == after.serving.beam_size
+
+
+def test_grdr_tune_scores_over_the_catalog_grown_to_the_size_it_will_serve(holdout_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from grdr_plugin.model.artifacts import read_config
+
+    data = make_dataset(tmp_path / "d", n_videos=40, caps_per_video=6, unseen=8)
+    run = CliRunner().invoke
+    base = ["tune", "--dataset", str(data), "--model", str(holdout_model), "--beam", "7", "--json"]
+    own = json.loads(run(app, [*base, "--dry-run"]).output.strip().splitlines()[-1])
+    res = run(app, [*base, "--scale", "400"])
+    assert res.exit_code == 0, res.output
+    grown = json.loads(res.output.strip().splitlines()[-1])
+    assert "over 400 videos, grown from 40 by noisy copies" in res.output
+    # the same validation queries, over ten times the videos: more postings, and the copies compete with them
+    assert grown["queries"] == own["queries"] and (own["videos"], grown["videos"]) == (40, 400)
+    assert grown["postings"] > 9 * own["postings"]
+    assert read_config(holdout_model).serving.tuned_on.videos == 400
+    refused = run(app, [*base, "--scale", "40"])
+    assert refused.exit_code == 2 and "--scale: 40 is not more than the dataset's 40 videos" in refused.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,4 +1,4 @@
-"""Grow a dataset to N videos for speed/memory benchmarks (quality is measured on the real ones).
+"""Grow a dataset to N videos: the catalog a benchmark serves, or a `grdr tune --scale` chooses defaults for.
 
 Rows 0..N0-1 are the source videos unchanged (their queries keep their ground truth); every
 further row copies a source video's frames plus Gaussian noise of expected norm `noise` per frame
@@ -7,13 +7,19 @@ far from its source as a real video's nearest other video is on the msrvtt proxy
 0.74 vs 0.75): each copy is a plausible distinct video about similar content, so grown corpora
 add realistic distractors instead of near-duplicates (with 0.35, the proxy's own noise, copies
 sit at cosine 0.98 and outrank the original). Scaled corpora also report overlap@10 with exact dense.
+
+`with_grown_catalog` puts a split's queries (a validation split, whose ground truth are original videos) over
+such a catalog, so recall can be measured at the size a catalog will be served at.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from grdr_plugin.data import Dataset, load_dataset
 
 DEFAULT_NOISE = 1.5  # a copy as far from its source as a real video's nearest neighbour (see above)
 # Rows grown per step: bounds the working copy (50k videos of 4 frames x 512-d float32 are ~400 MB).
@@ -64,3 +70,23 @@ def grow_dataset(src: Path | str, n: int, out: Path | str, *, noise: float = DEF
     if (src / "queries.jsonl").is_file():
         (out / "queries.jsonl").write_text((src / "queries.jsonl").read_text())
     return out
+
+
+def with_grown_catalog(ds: Dataset, n: int, work: Path | str, *, noise: float = DEFAULT_NOISE,
+                       seed: int = 0) -> Dataset:
+    """`ds` (its queries and splits untouched: e.g. a validation split of its folder's dataset) over its folder's
+    catalog grown to n videos in `work`; the added videos are unseen (no query is theirs)."""
+    if n <= ds.n_videos:
+        return ds
+    if ds.blank_lines:  # grow_dataset reads one video per feature row
+        raise ValueError(f"{ds.root}/catalog.jsonl: blank lines {ds.blank_lines[:5]} hold no video; remove them and "
+                         "their feature rows to grow the catalog")
+    grown = load_dataset(grow_dataset(ds.root, n, Path(work) / f"{ds.name}-{n}", noise=noise, seed=seed))
+    if grown.video_ids[:ds.n_videos] != ds.video_ids:
+        raise ValueError(f"{ds.root}: its catalog is not the one these queries were split from")
+    # the originals exactly as loaded (the grown files are float16)
+    grown.features[:ds.n_videos] = ds.features
+    grown.frames[:ds.n_videos] = ds.frames
+    added = np.zeros(n - ds.n_videos, dtype=bool)
+    return replace(ds, video_ids=grown.video_ids, video_split=np.concatenate([ds.video_split, added]),
+                   features=grown.features, frames=grown.frames, catalog=grown.catalog, _index=grown._index)
