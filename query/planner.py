@@ -14,7 +14,7 @@ from typing import Any, Optional, Protocol, Sequence
 import numpy as np
 
 from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields, Scorer
-from grdr_plugin.model.ids import children_pattern, format_id, id_prefix
+from grdr_plugin.model.ids import children_pattern, format_ids, id_prefix
 from grdr_plugin.pool import budget_ids
 from query.hybrid import (
     BM25_FIELDS,
@@ -39,7 +39,8 @@ class TrieCounts(Protocol):
 
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
     """Per query, its decoded IDs best first (padding beams, scored -inf, dropped)."""
-    return [[format_id(c) for c, s in zip(codes[i], scores[i]) if np.isfinite(s)] for i in range(len(codes))]
+    return [[sid for sid, real in zip(ids, finite) if real]
+            for ids, finite in zip(format_ids(codes), np.isfinite(scores).tolist())]
 
 
 def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, trie: TrieCounts) -> list[str]:
