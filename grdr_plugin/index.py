@@ -43,6 +43,10 @@ FLAT_EXACT_SETTINGS = {
     # are derived leaves its shards failing every later search that returns the vector (found on the local node).
     "knn.derived_source.enabled": False,
 }
+# A catalog's documents kept in the order of their smallest ID (`index.sort`, applied as segments are written
+# and merged): the videos under one ID prefix then sit together, and scoring a recalled pool reads its vectors
+# in runs rather than scattered (docs/QUERY.md#where-the-time-goes).  Fixed when the index is created.
+CATALOG_ORDER = {"sort.field": ID_FIELD, "sort.mode": "min"}
 # How an index's recalled videos are scored (`_meta.grdr.scorer`): `knn_exact`, a knn query filtered to the
 # pool over FLAT_EXACT vectors (grdr's catalogs); `knn_score`, the k-NN plugin's script over doc values
 # (attached indices, whose vector field is the user's index's kind, and catalogs made before FLAT_EXACT).
@@ -191,7 +195,8 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
     keyword = {"type": "keyword"}
     grdr = extension_mapping(spec, mode="catalog", scorer="knn_exact")
     return {
-        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas, **FLAT_EXACT_SETTINGS}},
+        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas, **FLAT_EXACT_SETTINGS,
+                               **CATALOG_ORDER}},
         "mappings": {
             "_meta": grdr["_meta"],
             # Catalog metadata beyond the known fields stays in _source and is filterable as keyword.
@@ -505,6 +510,8 @@ def index_info(client, alias: str) -> dict[str, Any]:
         "store_bytes": stats["store"]["size_in_bytes"],
         "shards": int(settings["number_of_shards"]),
         "replicas": int(settings["number_of_replicas"]),
+        # the field the documents are kept in order of (CATALOG_ORDER), None for an index made without it
+        "sorted_by": settings.get("sort", {}).get("field"),
         "health": client.cluster.health(index=target)["status"],
         "fields": {name: p.get("type", "object") + (f"[{p['dimension']}]" if "dimension" in p else "")
                    for name, p in sorted(props.items())},

@@ -86,6 +86,7 @@ def test_index_list_and_info_print_everything_on_stdout(client, catalog):
     assert info.returncode == 0 and info.stderr == "" and fingerprint in info.stdout  # whole, not cut
     data = last_json(grdr("index", "info", catalog, "--json"))
     assert (data["docs"], data["shards"], data["replicas"], data["health"]) == (VIDEOS, 1, 0, "green")
+    assert data["sorted_by"] == "grdr_ids" and "smallest of grdr_ids" in info.stdout
     hits = client.search(index=catalog, body={"size": VIDEOS})["hits"]["hits"]
     assert data["distinct_ids"] == len({i for h in hits for i in h["_source"]["grdr_ids"]})
     for line in ("distinct IDs", "shards / replicas", "health", "scorer"):

@@ -58,6 +58,19 @@ def test_terms_filter_then_knn_score_returns_exactly_the_filtered_docs_in_cosine
         assert "grdr_vec" not in h["_source"]
 
 
+def test_a_catalog_keeps_its_videos_in_the_order_of_their_smallest_id(client, alias):
+    target = gi.create_index(client, alias, gi.IndexSpec(rerank_dim=DIM, fingerprint="test-fingerprint-0006"))
+    vecs, ids, _ = make_docs(n=200, seed=6)
+    bulk_load(client, alias, vecs, ids)
+    client.indices.forcemerge(index=target, max_num_segments=1)
+    client.indices.refresh(index=target)
+    hits = client.search(index=alias, body={"size": 200, "sort": ["_doc"], "_source": False,
+                                            "docvalue_fields": ["grdr_ids"]})["hits"]["hits"]
+    smallest = [min(h["fields"]["grdr_ids"]) for h in hits]
+    assert len(hits) == 200 and smallest == sorted(smallest)
+    assert smallest != [min(ids[int(h["_id"][1:])]) for h in sorted(hits, key=lambda h: int(h["_id"][1:]))]
+
+
 def test_exact_dense_scores_every_document(client, alias):
     gi.create_index(client, alias, gi.IndexSpec(rerank_dim=DIM, fingerprint="test-fingerprint-0002"))
     vecs, ids, _ = make_docs(n=120, seed=3)

@@ -26,6 +26,7 @@ def test_mapping_has_the_design_fields():
     assert props["ingested_at"]["type"] == "date"
     index = body["settings"]["index"]
     assert index["knn"] is True and index["knn.advanced.approximate_threshold"] == -1
+    assert (index["sort.field"], index["sort.mode"]) == ("grdr_ids", "min")  # a pool's videos kept together
     meta = body["mappings"]["_meta"]["grdr"]
     assert meta["fingerprint"] == "abcdef0123456789" and meta["rerank_dim"] == 256 and meta["scorer"] == "knn_exact"
 
