@@ -86,7 +86,8 @@ def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
     table.add_row("shards / replicas", f"{data['shards']} / {data['replicas']}")
     table.add_row("health", data["health"])
     table.add_row("document order", f"smallest of {data['sorted_by']}" if data["sorted_by"] else
-                  "as ingested (`grdr ingest --reindex` builds a version ordered by smallest ID)")
+                  f"as ingested (`grdr ingest --dataset D --model M --index {data['alias']} --reindex` builds a "
+                  "version kept in ID order)")
     table.add_row("store", f"{data['store_bytes'] / 1e6:.2f} MB")
     table.add_row("fingerprint", str(data["fingerprint"]))
     if data["meta"]:

@@ -44,8 +44,8 @@ FLAT_EXACT_SETTINGS = {
     "knn.derived_source.enabled": False,
 }
 # A catalog's documents kept in the order of their smallest ID (`index.sort`, applied as segments are written
-# and merged): the videos under one ID prefix then sit together, and scoring a recalled pool reads its vectors
-# in runs rather than scattered (docs/QUERY.md#where-the-time-goes).  Fixed when the index is created.
+# and merged): videos whose smallest IDs share a prefix then sit together, and scoring a recalled pool reads
+# their vectors in runs rather than scattered (docs/QUERY.md#where-the-time-goes).  Fixed when the index is created.
 CATALOG_ORDER = {"sort.field": ID_FIELD, "sort.mode": "min"}
 # How an index's recalled videos are scored (`_meta.grdr.scorer`): `knn_exact`, a knn query filtered to the
 # pool over FLAT_EXACT vectors (grdr's catalogs); `knn_score`, the k-NN plugin's script over doc values
