@@ -67,6 +67,18 @@ def _children(table: np.ndarray, parents: np.ndarray, codebook_size: int) -> tup
     return parent, table[_run_indices(lo, counts)] - parents[parent] * C
 
 
+def _best_per_query(query_of: np.ndarray, score: np.ndarray, n_queries: int, k: int) -> list[np.ndarray]:
+    """Per query, the indices of its k best candidates (all, if it has fewer), best first.  Candidates come
+    grouped by query (`query_of` non-decreasing); equal scores keep the candidates' order."""
+    bounds = np.searchsorted(query_of, np.arange(n_queries + 1))
+    best = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        cost = -score[lo:hi]
+        top = np.argpartition(cost, k - 1)[:k] if hi - lo > k else np.arange(hi - lo)
+        best.append(top[np.argsort(cost[top], kind="stable")] + lo)
+    return best
+
+
 def constrained_beam_search(
     step_fn: StepFn,
     n_queries: int,
@@ -77,7 +89,7 @@ def constrained_beam_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (codes int64 [Q, beam, L], scores float32 [Q, beam]), best beam first.
 
-    Scores are summed log-probabilities.  Invalid codes are masked before the top-k, so a
+    Scores are summed log-probabilities.  Only valid continuations are scored and ranked, so a
     step function that puts all its mass on invalid codes still yields valid IDs (ordered by
     its remaining, possibly -inf-clipped, preferences).  Padding beams: codes -1, score -inf.
     """
@@ -89,25 +101,26 @@ def constrained_beam_search(
     scores = np.zeros((Q, 1), dtype=np.float64)
     enc = np.zeros((Q, 1), dtype=np.int64)  # encoded prefix of each beam
     for level in range(levels):
-        b = codes.shape[1]
+        k = min(B, codes.shape[1] * C)
+        # Each query's k best (parent beam, code); slots it cannot fill stay dead (score -inf).
+        parent = np.zeros((Q, k), dtype=np.int64)
+        code = np.zeros((Q, k), dtype=np.int64)
+        best = np.full((Q, k), -np.inf)
         qi, bi = np.nonzero(np.isfinite(scores))  # live beams; only they are sent to the model
-        total = np.full((Q, b * C), -np.inf)  # dead beams and invalid codes stay -inf
         if qi.size:
             out = np.asarray(step_fn(qi.astype(np.int64), codes[qi, bi]))
             if out.shape != (qi.size, C):
                 raise ValueError(f"step_fn returned shape {out.shape}, expected {(qi.size, C)}")
-            row, code = _children(valid_prefixes[level], enc[qi, bi], C)
+            # The valid continuations only (a few of the b x C a dense row would hold, deep in a sparse trie),
+            # grouped by query, in (beam, code) order.
+            row, child = _children(valid_prefixes[level], enc[qi, bi], C)
             # A model may emit -inf/NaN for codes it deems impossible; they stay selectable
             # (at the bottom) when valid, so validity never depends on the model's opinion.
-            logp = np.fmin(np.fmax(out[row, code], -LOGP_CLIP), LOGP_CLIP)  # fmax maps NaN to -LOGP_CLIP
-            total[qi[row], bi[row] * C + code] = scores[qi[row], bi[row]] + logp
-        k = min(B, b * C)
-        top = np.argpartition(-total, k - 1, axis=1)[:, :k] if k < b * C else np.tile(np.arange(b * C), (Q, 1))
-        top_scores = np.take_along_axis(total, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        scores = np.take_along_axis(top_scores, order, axis=1)
-        parent, code = top // C, top % C
+            logp = np.fmin(np.fmax(out[row, child], -LOGP_CLIP), LOGP_CLIP)  # fmax maps NaN to -LOGP_CLIP
+            total = scores[qi[row], bi[row]] + logp
+            for q, top in enumerate(_best_per_query(qi[row], total, Q, k)):
+                parent[q, : top.size], code[q, : top.size], best[q, : top.size] = bi[row[top]], child[top], total[top]
+        scores = best
         codes = np.concatenate([np.take_along_axis(codes, parent[:, :, None], axis=1), code[:, :, None]], axis=2)
         enc = np.take_along_axis(enc, parent, axis=1) * C + code
     # Pad to beam_size and mark dead beams explicitly.

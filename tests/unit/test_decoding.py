@@ -68,6 +68,20 @@ def test_fewer_valid_ids_than_beams_is_padded():
     assert (codes[0][~np.isfinite(scores[0])] == -1).all()
 
 
+def test_equal_scores_keep_the_order_of_their_beams_and_codes():
+    """Ties are ranked the same way every time: by parent beam, then code, so a batch and its queries one by
+    one decode the same IDs."""
+    C, L = 4, 2
+    ids = np.array([[a, b] for a in range(C) for b in range(C) if (a + b) % 2 == 0])
+    tables = prefix_tables(ids, C)
+    flat = lambda q, p: np.zeros((len(q), C))  # noqa: E731
+    codes, scores = constrained_beam_search(flat, 3, L, C, tables, beam_size=5)
+    assert codes[0].tolist() == [[0, 0], [0, 2], [1, 1], [1, 3], [2, 0]]
+    assert (codes == codes[0]).all() and np.isfinite(scores).all()
+    one, _ = constrained_beam_search(flat, 1, L, C, tables, beam_size=5)
+    assert one[0].tolist() == codes[1].tolist()
+
+
 def test_exhaustive_beam_finds_best_valid_id():
     """With a beam as wide as the ID set, the result is the exact arg-max over valid IDs."""
     rng = np.random.default_rng(1)
