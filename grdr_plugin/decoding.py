@@ -74,7 +74,11 @@ def _best_per_query(query_of: np.ndarray, score: np.ndarray, n_queries: int, k: 
     best = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         cost = -score[lo:hi]
-        top = np.argpartition(cost, k - 1)[:k] if hi - lo > k else np.arange(hi - lo)
+        top = np.arange(hi - lo)
+        if hi - lo > k:  # the k cheapest; of those tied with the k-th, the first ones
+            kth = np.partition(cost, k - 1)[k - 1]
+            below = np.flatnonzero(cost < kth)
+            top = np.concatenate([below, np.flatnonzero(cost == kth)[: k - below.size]])
         best.append(top[np.argsort(cost[top], kind="stable")] + lo)
     return best
 

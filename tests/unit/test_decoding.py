@@ -80,6 +80,10 @@ def test_equal_scores_keep_the_order_of_their_beams_and_codes():
     assert (codes == codes[0]).all() and np.isfinite(scores).all()
     one, _ = constrained_beam_search(flat, 1, L, C, tables, beam_size=5)
     assert one[0].tolist() == codes[1].tolist()
+    # a tie across the beam's edge keeps the first of the tied candidates: of codes 0, 2, 4, 6 (all -1), 0 and 2
+    alternating = lambda q, p: np.tile(np.arange(8) % 2 - 1.0, (len(q), 1))  # noqa: E731
+    edge, _ = constrained_beam_search(alternating, 1, 1, 8, prefix_tables(np.arange(8)[:, None], 8), beam_size=6)
+    assert edge[0, :, 0].tolist() == [1, 3, 5, 7, 0, 2]
 
 
 def test_exhaustive_beam_finds_best_valid_id():
