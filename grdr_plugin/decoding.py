@@ -121,9 +121,10 @@ def constrained_beam_search(
             # A model may emit -inf/NaN for codes it deems impossible; they stay selectable
             # (at the bottom) when valid, so validity never depends on the model's opinion.
             logp = np.fmin(np.fmax(out[row, child], -LOGP_CLIP), LOGP_CLIP)  # fmax maps NaN to -LOGP_CLIP
-            total = scores[qi[row], bi[row]] + logp
-            for q, top in enumerate(_best_per_query(qi[row], total, Q, k)):
-                parent[q, : top.size], code[q, : top.size], best[q, : top.size] = bi[row[top]], child[top], total[top]
+            query_of, beam_of = qi[row], bi[row]  # each continuation's query and parent beam
+            total = scores[query_of, beam_of] + logp
+            for q, top in enumerate(_best_per_query(query_of, total, Q, k)):
+                parent[q, : top.size], code[q, : top.size], best[q, : top.size] = beam_of[top], child[top], total[top]
         scores = best
         codes = np.concatenate([np.take_along_axis(codes, parent[:, :, None], axis=1), code[:, :, None]], axis=2)
         enc = np.take_along_axis(enc, parent, axis=1) * C + code
