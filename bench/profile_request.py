@@ -88,7 +88,8 @@ def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
     grdr = {}
     for scorer in scorers:
         plan = plan_search(texts, encoded.query_vec, codes, scores, trie, k=TOP_K, max_pool=budget, hybrid="off",
-                           filters=[], levels=searcher.runtime.cfg.levels, scorer=scorer)
+                           filters=[], levels=searcher.runtime.cfg.levels, scorer=scorer,
+                           hit_doc_values=searcher.hit_doc_values)
         grdr[scorer] = profile(searcher.client, index, first_round(plan))
     dense = profile(searcher.client, index, [exact_dense_request(v, k=TOP_K) for v in encoded.query_vec])
     dense["pool"] = searcher.client.count(index=index)["count"]  # the scan scores every video

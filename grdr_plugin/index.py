@@ -59,6 +59,12 @@ _VERSION_RE = re.compile(r"^(?P<alias>.+)-v(?P<n>\d{6})$")
 # Strings longer than this are kept in _source but not indexed as keywords: keyword terms serve filters
 # and exact matches, and Lucene refuses a term over 32 KB outright (which would fail the document).
 KEYWORD_IGNORE_ABOVE = 1024
+# Where a catalog hit's video ID and title are read, as doc values, when the search asks for no other field:
+# OpenSearch cuts a `_source` down to the title by parsing all of it, the 2 KB vector included, and reading `_id`
+# opens the stored fields; doc values skip both (docs/QUERY.md#the-one-request).  Every catalog document
+# holds both: ingest refuses a title longer than KEYWORD_IGNORE_ABOVE, which title.raw would leave out.
+HIT_ID_FIELD = "video_id"
+HIT_TITLE_FIELD = "title.raw"
 # The cardinality aggregation's highest precision: distinct-ID counts below it are near-exact, and a catalog's
 # ID count (views x videos, minus collisions) is rarely far above it.
 DISTINCT_IDS_PRECISION = 40_000
@@ -121,11 +127,15 @@ class GrdrMeta(BaseModel):
     registry_key: Optional[str] = Field(None, description="name new IDs are published under (attached indices)")
     detached: bool = False
     scorer: Scorer = "knn_score"  # records without one predate FLAT_EXACT
+    # Whether every document's ID and title are in HIT_ID_FIELD's and HIT_TITLE_FIELD's doc values (catalogs
+    # made since ingest bounds titles); records without one read hits from `_source`.
+    hit_doc_values: bool = False
 
 
 def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
-              registry_key: Optional[str] = None, scorer: Scorer = "knn_score") -> dict[str, Any]:
-    """The `_meta.grdr` record: which model's IDs the index holds, and how grdr may write it."""
+              registry_key: Optional[str] = None, scorer: Scorer = "knn_score",
+              hit_doc_values: bool = False) -> dict[str, Any]:
+    """The `_meta.grdr` record: which model's IDs the index holds, and how grdr may write and read it."""
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "fingerprint": spec.fingerprint,
@@ -136,6 +146,7 @@ def grdr_meta(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELD
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mode": mode,
         "scorer": scorer,
+        "hit_doc_values": hit_doc_values,
     }
     if fields != DEFAULT_FIELDS:
         meta["fields"] = fields.model_dump()
@@ -163,9 +174,10 @@ def grdr_properties(spec: IndexSpec, fields: GrdrFields = DEFAULT_FIELDS, *,
 
 def extension_mapping(spec: IndexSpec, *, mode: Mode, fields: GrdrFields = DEFAULT_FIELDS,
                       knn_enabled: bool = False, registry_key: Optional[str] = None,
-                      scorer: Scorer = "knn_score") -> dict[str, Any]:
+                      scorer: Scorer = "knn_score", hit_doc_values: bool = False) -> dict[str, Any]:
     """grdr's part of a mapping: its fields and `_meta.grdr`, the one definition every grdr index builds on."""
-    return {"_meta": {"grdr": grdr_meta(spec, mode=mode, fields=fields, registry_key=registry_key, scorer=scorer)},
+    return {"_meta": {"grdr": grdr_meta(spec, mode=mode, fields=fields, registry_key=registry_key, scorer=scorer,
+                                        hit_doc_values=hit_doc_values)},
             "properties": grdr_properties(spec, fields, knn_enabled=knn_enabled, scorer=scorer)}
 
 
@@ -193,7 +205,7 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
     """Settings + mappings + _meta of one catalog index (DESIGN.md "The index"): grdr's extension plus the
     catalog's own fields."""
     keyword = {"type": "keyword"}
-    grdr = extension_mapping(spec, mode="catalog", scorer="knn_exact")
+    grdr = extension_mapping(spec, mode="catalog", scorer="knn_exact", hit_doc_values=True)
     return {
         "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas, **FLAT_EXACT_SETTINGS,
                                **CATALOG_ORDER}},
@@ -205,8 +217,9 @@ def index_body(spec: IndexSpec, *, shards: int = 1, replicas: int = 0) -> dict[s
                                          "mapping": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}}
             ],
             "properties": {
-                "video_id": keyword,
+                HIT_ID_FIELD: keyword,
                 **grdr["properties"],
+                # title.raw: HIT_TITLE_FIELD
                 "title": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}},
                 "description": {"type": "text"},
                 "tags": keyword,
@@ -368,6 +381,8 @@ def served_meta(client, resolved: Resolved, fingerprint: str, model_dir: str | P
                          "different names; serve them under separate aliases")
     if any(m is not None and m.scorer == "knn_score" for m in metas.values()):
         meta = meta.model_copy(update={"scorer": "knn_score"})  # the script reads every kind of vector field
+    if any(m is not None and not m.hit_doc_values for m in metas.values()):
+        meta = meta.model_copy(update={"hit_doc_values": False})
     return meta, mappings[first]["mappings"]
 
 

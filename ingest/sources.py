@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from grdr_plugin.data import alignment_error, catalog_lines
-from grdr_plugin.index import ID_FIELD, PREFIX_FIELD, VECTOR_FIELD
+from grdr_plugin.index import ID_FIELD, KEYWORD_IGNORE_ABOVE, PREFIX_FIELD, VECTOR_FIELD
 from ingest.download import is_url
 from ingest.schemas import CatalogSlice, DatasetSlice, FileList, InlineLines, RecordError, Source
 
@@ -65,6 +65,15 @@ class CatalogEntry(BaseModel):
             raise ValueError("must be a non-empty string")
         if len(v.encode()) > MAX_ID_BYTES:
             raise ValueError(f"is longer than {MAX_ID_BYTES} bytes")
+        return v
+
+    @field_validator("title")
+    @classmethod
+    def _title_ok(cls, v: Optional[str]) -> Optional[str]:
+        # Hits read titles from title.raw's doc values (grdr_plugin.index.HIT_TITLE_FIELD), which hold this many.
+        if v is not None and len(v) > KEYWORD_IGNORE_ABOVE:
+            raise ValueError(f"longer than {KEYWORD_IGNORE_ABOVE} characters (got {len(v)}); put longer text in "
+                             "'description'")
         return v
 
     @field_validator("tags", mode="before")

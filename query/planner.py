@@ -9,6 +9,7 @@ query.executor sends what this module plans.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
@@ -34,13 +35,17 @@ class TrieCounts(Protocol):
 
     def prefix_count(self, prefix: str) -> int: ...
 
-    def prefix_counts(self, prefixes: Sequence[str]) -> np.ndarray: ...
+    def prefix_counts(self, codes: np.ndarray) -> np.ndarray: ...
+
+
+def real_beams(codes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
+    """Per query, its decoded IDs (or prefixes) as codes [B, l], best first (padding beams, scored -inf, dropped)."""
+    return [c[real] for c, real in zip(codes, np.isfinite(scores))]
 
 
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
-    """Per query, its decoded IDs best first (padding beams, scored -inf, dropped)."""
-    return [[sid for sid, real in zip(ids, finite) if real]
-            for ids, finite in zip(format_ids(codes), np.isfinite(scores).tolist())]
+    """Per query, its decoded IDs best first, formatted (padding beams dropped)."""
+    return [format_ids(beams[None])[0] for beams in real_beams(codes, scores)]
 
 
 def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, trie: TrieCounts) -> list[str]:
@@ -62,11 +67,16 @@ def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, t
 class QueryPlan:
     text: str
     query_vec: np.ndarray  # the rerank vector
-    decoded: list[str]  # every decoded ID (or prefix, recalled at a shorter level), best first (what widening shortens)
+    beams: np.ndarray  # every decoded ID (or prefix, recalled at a shorter level) as codes [B, l], best first
     ids: list[str]  # the pool's IDs: the leading decoded IDs within the recall budget
     counts: np.ndarray  # the trie's video count of each of `ids` (or of `prefixes`)
     # the pool's prefixes, recalled at a shorter level than whole IDs: the leading decoded prefixes within the budget
     prefixes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def decoded(self) -> list[str]:
+        """`beams` formatted (what widening shortens): only a query that widens reads them all."""
+        return format_ids(self.beams[None])[0]
 
     @property
     def recalled_videos(self) -> int:
@@ -84,6 +94,9 @@ class SearchPlan:
     fields: GrdrFields = DEFAULT_FIELDS  # where the index keeps grdr's fields
     text_fields: Sequence[str] = tuple(BM25_FIELDS)  # what BM25 reads (hybrid)
     source: dict[str, Any] = field(default_factory=lambda: HIT_SOURCE)  # the hits' `_source` includes
+    # GRDR hits read from doc values instead (query.request.hit_payload): a catalog's, when no field beyond the
+    # title is asked for
+    hit_doc_values: bool = False
     shards: int = 1  # the index's primary shards: how union's keyword candidates are reranked (query.hybrid)
     scorer: Scorer = "knn_score"  # how the index scores the pool (its `_meta.grdr.scorer`)
 
@@ -97,20 +110,26 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
                 levels: int, fields: GrdrFields = DEFAULT_FIELDS,
                 text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
-                shards: int = 1, scorer: Scorer = "knn_score") -> SearchPlan:
+                shards: int = 1, scorer: Scorer = "knn_score", hit_doc_values: bool = False) -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s): whole IDs of
     `levels` codes, or prefixes of fewer (a search recalled at a shorter level), taken under the same budget rule."""
     queries = []
     whole = codes.shape[-1] == levels
-    for text, vec, beams in zip(texts, query_vecs, decoded_ids(codes, scores)):
-        counts = (np.array([trie.video_count(b) for b in beams], dtype=np.int64) if whole
-                  else trie.prefix_counts(beams))
-        taken = budget_ids(counts, max_pool)
-        queries.append(QueryPlan(text=text, query_vec=vec, decoded=beams, ids=beams[:taken] if whole else [],
-                                 counts=counts[:taken], prefixes=[] if whole else beams[:taken]))
+    for text, vec, beams in zip(texts, query_vecs, real_beams(codes, scores)):
+        if whole:  # the trie's keys are the ID strings
+            decoded = format_ids(beams[None])[0]
+            counts = np.array([trie.video_count(b) for b in decoded], dtype=np.int64)
+            taken = budget_ids(counts, max_pool)
+            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=decoded[:taken], counts=counts[:taken]))
+        else:  # counted from the codes; only the taken prefixes are formatted
+            counts = trie.prefix_counts(beams)
+            taken = budget_ids(counts, max_pool)
+            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=[], counts=counts[:taken],
+                                     prefixes=format_ids(beams[None, :taken])[0]))
     levels = codes.shape[-1]
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
-                      fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer)
+                      fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer,
+                      hit_doc_values=hit_doc_values)
 
 
 # ---- request bodies ----
@@ -119,7 +138,7 @@ def grdr_body(plan: SearchPlan, q: QueryPlan, prefixes: Optional[Sequence[str]] 
     """The query's one GRDR request: its pool's IDs and prefixes (`prefixes`: those and the widening ones)."""
     prefixes = q.prefixes if prefixes is None else prefixes
     return grdr_request(q.ids, q.query_vec, k=plan.size, prefixes=prefixes, extra_filters=plan.filters,
-                        fields=plan.fields, source=plan.source, scorer=plan.scorer)
+                        fields=plan.fields, source=None if plan.hit_doc_values else plan.source, scorer=plan.scorer)
 
 
 def keyword_body(plan: SearchPlan, q: QueryPlan) -> Optional[dict[str, Any]]:

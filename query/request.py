@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from grdr_plugin.index import DEFAULT_FIELDS, VECTOR_FIELD, GrdrFields, Scorer
+from grdr_plugin.index import DEFAULT_FIELDS, HIT_ID_FIELD, HIT_TITLE_FIELD, VECTOR_FIELD, GrdrFields, Scorer
 
 
 def query_value(query_vec: np.ndarray | Sequence[float]) -> list[float]:
@@ -112,9 +112,19 @@ def pool_cosine_field(query_vec: np.ndarray | Sequence[float], field: str = VECT
                                      "params": {"field": field, "query_value": query_value(query_vec)}}}}
 
 
+def hit_payload(source: Optional[dict[str, Any]], fields: GrdrFields = DEFAULT_FIELDS) -> dict[str, Any]:
+    """What each hit carries: the IDs it holds (doc values, to intersect with the decoded IDs client side) and
+    its `_source` includes, or with `source` None its video ID and title from doc values alone (a catalog's hits:
+    grdr_plugin.index.HIT_TITLE_FIELD), no stored field read."""
+    if source is None:
+        return {"_source": False, "stored_fields": "_none_",
+                "docvalue_fields": [fields.ids, HIT_ID_FIELD, HIT_TITLE_FIELD]}
+    return {"_source": source, "docvalue_fields": [fields.ids]}
+
+
 def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[float], *, k: int = 10,
                  prefixes: Sequence[str] = (), extra_filters: Optional[list[dict[str, Any]]] = None,
-                 fields: GrdrFields = DEFAULT_FIELDS, source: dict[str, Any] = HIT_SOURCE,
+                 fields: GrdrFields = DEFAULT_FIELDS, source: Optional[dict[str, Any]] = HIT_SOURCE,
                  scorer: Scorer = "knn_score") -> dict[str, Any]:
     """One request: the pool = every video holding one of `semantic_ids` (the decoded IDs within the
     recall budget: grdr_plugin.pool) or, widening, an ID under one of `prefixes`, and passing the
@@ -124,14 +134,13 @@ def grdr_request(semantic_ids: Sequence[str], query_vec: np.ndarray | Sequence[f
     The pool is a filter, not a ranking, so the request is the same on one shard or many: each
     shard scores its part of the pool and the coordinating node merges the top k.
 
-    fields: where the index keeps grdr's fields; source: the hits' `_source` includes (`hit_source`)."""
+    fields: where the index keeps grdr's fields; source: the hits' `_source` includes (`hit_source`), or None
+    for a catalog's hits read from doc values (`hit_payload`)."""
     if k < 1:
         raise ValueError("k: must be at least 1")
     return {
         "size": k,
-        "_source": source,
-        # The recalled ID that matched: the ID field's values, to intersect with the decoded IDs client side.
-        "docvalue_fields": [fields.ids],
+        **hit_payload(source, fields),
         "query": (recalled_by_exact_knn_query(semantic_ids, query_vec, k, prefixes, extra_filters, fields)
                   if scorer == "knn_exact" else
                   recalled_by_cosine_query(semantic_ids, query_vec, prefixes, extra_filters, fields)),

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from grdr_plugin.index import ID_FIELD
+from grdr_plugin.index import HIT_ID_FIELD, HIT_TITLE_FIELD, ID_FIELD
 from grdr_plugin.model.ids import children_pattern
 from query.request import POOL_COSINE
 
@@ -45,12 +45,16 @@ def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, 
     """One response hit; matched_id is the best decoded ID the video holds, else the widening
     prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
     `_source` fields the request asked for."""
-    own = raw.get("fields", {}).get(id_field, [])
+    values = raw.get("fields", {})
+    own = values.get(id_field, [])
     matched = next((s for s in ids if s in own), None)
     if matched is None:
         matched = next((p for p in prefixes if any(o.startswith(children_pattern(p)) for o in own)), None)
     source = raw.get("_source") or {}
-    return Hit(video_id=raw["_id"], score=float(raw["_score"]), matched_id=matched, title=source.get("title"),
+    # a hit read from doc values (query.request.hit_payload) carries no `_id` and no `_source`
+    video_id = raw["_id"] if "_id" in raw else values[HIT_ID_FIELD][0]
+    title = source.get("title") if "_source" in raw else next(iter(values.get(HIT_TITLE_FIELD, [])), None)
+    return Hit(video_id=video_id, score=float(raw["_score"]), matched_id=matched, title=title,
                source=source if with_source else None)
 
 

@@ -133,6 +133,7 @@ class _Catalog:
     shards: int  # primary shards a search of the index reaches (union's candidates: query.hybrid)
     indices: tuple[str, ...]  # the concrete indices behind the name when connected (fingerprint-checked)
     scorer: Scorer  # how the pool is scored (the indices' `_meta.grdr.scorer`)
+    hit_doc_values: bool  # whether hits may be read from doc values (the indices' `_meta.grdr.hit_doc_values`)
 
 
 class Searcher:
@@ -187,7 +188,7 @@ class Searcher:
         native = NativeHybrid.detect(self.client) if forced is None else NativeHybrid(forced)
         return _Catalog(field_kinds=kinds, store=store, native_hybrid=native, fields=meta.fields,
                         text_fields=text_fields, shards=searched_shards(self.client, self.index),
-                        indices=resolved.indices, scorer=meta.scorer)
+                        indices=resolved.indices, scorer=meta.scorer, hit_doc_values=meta.hit_doc_values)
 
     def _text_fields(self, meta: GrdrMeta, kinds: dict[str, FieldKind]) -> tuple[str, ...]:
         """What BM25 reads: the fields the config names, else the catalog's own, else the index's text fields."""
@@ -220,6 +221,12 @@ class Searcher:
     def scorer(self) -> Scorer:
         """How the catalog scores a pool (grdr_plugin.index.Scorer)."""
         return self._catalog_for("scorer").scorer
+
+    @property
+    def hit_doc_values(self) -> bool:
+        """Whether hits are read from doc values when a search asks for no field (the catalog's
+        `_meta.grdr.hit_doc_values`: query.request.hit_payload)."""
+        return self._catalog_for("hit_doc_values").hit_doc_values
 
     @property
     def native_hybrid(self) -> bool:
@@ -310,7 +317,7 @@ class Searcher:
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
                            filters=clauses, levels=cfg.levels, fields=catalog.fields,
                            text_fields=catalog.text_fields, source=source_body, shards=catalog.shards,
-                           scorer=catalog.scorer)
+                           scorer=catalog.scorer, hit_doc_values=catalog.hit_doc_values and not source)
         with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
             native = self._native_rrf(plan, trie, catalog.native_hybrid, with_source)

@@ -29,7 +29,7 @@ import numpy as np
 from grdr_plugin.decoding import prefix_tables, validity_masks
 from grdr_plugin.id_registry import RegistryReader
 from grdr_plugin.index import ID_FIELD, alias_target
-from grdr_plugin.model.ids import SEPARATOR, children_pattern, encode_prefix, parse_ids
+from grdr_plugin.model.ids import children_pattern, encode_prefix, parse_ids
 
 # IDs per terms-aggregation partition: under OpenSearch's default search.max_buckets (65,535) with
 # room for the cardinality estimate's error, and large, since each partition is one pass over the doc values.
@@ -129,16 +129,17 @@ class TrieSnapshot:
             out.append((keys, np.add.reduceat(counts[order], first) if keys.size else counts[:0]))
         return out
 
-    def prefix_counts(self, prefixes: Sequence[str]) -> np.ndarray:
-        """`prefix_count` of many prefixes of one length, shorter than an ID, at once."""
-        counts = np.zeros(len(prefixes), dtype=np.int64)
-        if not prefixes:
-            return counts
-        length = prefixes[0].count(SEPARATOR) + 1
+    def prefix_counts(self, codes: np.ndarray) -> np.ndarray:
+        """`prefix_count` of many prefixes of one length, shorter than an ID, given as codes [M, l] (a decoder's
+        beams, or parse_ids of prefix strings), at once."""
+        counts = np.zeros(len(codes), dtype=np.int64)
+        length = codes.shape[-1]
         if not 1 <= length < len(self.tables):
-            raise ValueError(f"prefixes: {prefixes[0]!r} is not shorter than an ID of {len(self.tables)} levels")
+            raise ValueError(f"prefixes: {length} codes each, not shorter than an ID of {len(self.tables)} levels")
+        if not len(codes):
+            return counts
         keys, per_key = self._prefix_counts[length - 1]
-        wanted = encode_prefix(parse_ids(prefixes, length), self.codebook_size)
+        wanted = encode_prefix(codes, self.codebook_size)
         at = np.searchsorted(keys, wanted)
         found = at < keys.size
         found[found] = keys[at[found]] == wanted[found]

@@ -58,6 +58,26 @@ def test_search_reranks_the_recalled_pool_in_one_request(searcher):
     assert 0 < res.recalled_ids <= BEAM
 
 
+def test_a_catalogs_hits_read_from_doc_values_are_those_read_from_source(searcher, client, catalog, monkeypatch):
+    sent: list[dict] = []
+    real = searcher.client.msearch
+
+    def recording(body, **kw):
+        sent.extend(body[1::2])  # the request lines (each follows its header)
+        return real(body=body, **kw)
+
+    monkeypatch.setattr(searcher.client, "msearch", recording)
+    text = "a man is cooking in a kitchen"
+    plain = searcher.search(text, k=10)
+    asked = searcher.search(text, k=10, source=["title"])  # a field asked for: `_source`, as any index
+    assert sent[0]["_source"] is False and sent[0]["stored_fields"] == "_none_" and sent[1]["_source"] == {
+        "includes": ["title"]}
+    assert [h.model_dump(exclude={"source"}) for h in plain.hits] == [h.model_dump(exclude={"source"})
+                                                                      for h in asked.hits]
+    docs = client.mget(index=catalog[0], body={"ids": [h.video_id for h in plain.hits]}, _source=["title"])["docs"]
+    assert [h.title for h in plain.hits] == [d["_source"]["title"] for d in docs] and all(h.title for h in plain.hits)
+
+
 def test_one_search_request_per_query(searcher, monkeypatch):
     """Recall, pool cut and rerank travel in one request: one _msearch line pair per query."""
     calls: list[int] = []

@@ -29,6 +29,10 @@ def test_mapping_has_the_design_fields():
     assert (index["sort.field"], index["sort.mode"]) == ("grdr_ids", "min")  # a pool's videos kept together
     meta = body["mappings"]["_meta"]["grdr"]
     assert meta["fingerprint"] == "abcdef0123456789" and meta["rerank_dim"] == 256 and meta["scorer"] == "knn_exact"
+    # every document's video ID and title in doc values (ingest bounds titles to what title.raw keeps): hits read them
+    assert meta["hit_doc_values"] is True and props["video_id"] == {"type": "keyword"}
+    assert props["title"]["fields"]["raw"] == {"type": "keyword", "ignore_above": gi.KEYWORD_IGNORE_ABOVE}
+    assert gi.GrdrMeta.model_validate({"fingerprint": "f"}).hit_doc_values is False  # an older catalog: `_source`
 
 
 def test_hnsw_body_uses_lucene_engine():

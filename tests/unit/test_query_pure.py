@@ -282,8 +282,8 @@ class _Counts:
     def prefix_count(self, prefix):
         return self.prefixes.get(prefix, 0)
 
-    def prefix_counts(self, prefixes):
-        return np.array([self.prefix_count(p) for p in prefixes], dtype=np.int64)
+    def prefix_counts(self, codes):
+        return np.array([self.prefix_count("-".join(map(str, c))) for c in codes.tolist()], dtype=np.int64)
 
 
 def test_decoded_ids_drop_padding_beams():
@@ -437,6 +437,28 @@ def test_a_hit_names_the_best_decoded_id_it_holds_else_its_widening_prefix():
     assert recalled_total(response) == 70  # the pool: every recalled video
 
 
+def test_a_catalog_hit_is_read_from_doc_values_alone_unless_fields_are_asked_for():
+    from dataclasses import replace
+
+    from query.planner import grdr_body
+    from query.request import HIT_SOURCE, hit_payload
+    from query.results import hit_of
+
+    plan, _ = _plan()
+    assert grdr_body(plan, plan.queries[0])["_source"] == HIT_SOURCE  # an index that predates it: `_source`
+    body = grdr_body(replace(plan, hit_doc_values=True), plan.queries[0])
+    # no stored field read: no `_source` and no `_id`, the ID, video ID and title from doc values
+    assert {k: body[k] for k in ("_source", "stored_fields", "docvalue_fields")} == hit_payload(None) == {
+        "_source": False, "stored_fields": "_none_", "docvalue_fields": ["grdr_ids", "video_id", "title.raw"]}
+    raw = {"_index": "c-v000001", "_score": 0.5,
+           "fields": {"grdr_ids": ["1-2-3"], "video_id": ["v1"], "title.raw": ["a man cooks"]}}
+    from_source = {"_id": "v1", "_score": 0.5, "_source": {"title": "a man cooks"}, "fields": {"grdr_ids": ["1-2-3"]}}
+    assert hit_of(raw, ["1-2-3"], []) == hit_of(from_source, ["1-2-3"], [])
+    untitled = {**raw, "fields": {"grdr_ids": ["1-2-3"], "video_id": ["v2"]}}
+    assert hit_of(untitled, ["1-2-3"], []).model_dump() == {"video_id": "v2", "score": 0.5, "matched_id": "1-2-3",
+                                                             "title": None}
+
+
 # ---- the trie snapshot: one immutable view of the valid IDs ----
 
 def _snapshot(delta=None):
@@ -457,13 +479,14 @@ def test_a_snapshot_counts_base_and_delta():
     assert snap.video_count("1-2-5") == 4 and snap.video_count("1-3-0") == 1 and snap.video_count("7-7-7") == 0
     assert snap.prefix_count("1") == 7 and snap.prefix_count("1-2") == 6
     # many prefixes of one length at once, as a search recalled at a shorter level counts them
-    np.testing.assert_array_equal(snap.prefix_counts(["1-2", "4-5", "1-3", "7-7"]), [6, 2, 1, 0])
-    np.testing.assert_array_equal(snap.prefix_counts(["1", "4", "2"]), [7, 2, 0])
+    np.testing.assert_array_equal(snap.prefix_counts(np.array([[1, 2], [4, 5], [1, 3], [7, 7]])), [6, 2, 1, 0])
+    np.testing.assert_array_equal(snap.prefix_counts(np.array([[1], [4], [2]])), [7, 2, 0])
+    assert snap.prefix_counts(np.zeros((0, 2), dtype=np.int64)).shape == (0,)
     with pytest.raises(ValueError, match="not shorter than an ID"):
-        snap.prefix_counts(["1-2-5"])
+        snap.prefix_counts(np.array([[1, 2, 5]]))
     fresh = _snapshot({"1-3-0": 1, "4-5-6": 1})
     before = fresh.memory_bytes()
-    fresh.prefix_counts(["1"])
+    fresh.prefix_counts(np.array([[1]]))
     assert fresh.memory_bytes() > before  # the prefix counts, once built, are part of the recall structure
     np.testing.assert_array_equal(snap.tables[0], [1, 4])
     assert snap.masks[2][1 * 8 + 3, 0] and snap.memory_bytes() > 0
