@@ -8,6 +8,11 @@ from pathlib import Path
 SCALES = (100_000,)  # the smallest corpus size the product's scale targets are set for
 QUERIES = 500  # test queries per system and setting: R@10 to about ±2 points (one standard error)
 CLIENTS = (1, 4)  # 1: latency without queueing; 4: throughput on a small machine without starving the node
+# Timing (bench.suite.measure): ROUNDS passes over the queries, each pass taking them BLOCK at a time and every
+# system running a block in turn, so a slow spell of a shared machine falls on all systems alike; a block is long
+# enough that each system runs warm, as on a node serving it alone, and not after another system's cache misses.
+ROUNDS = 3
+BLOCK = 30
 THROUGHPUT_QUERIES = 200  # queries per throughput run: a few seconds per system and client count
 BEAMS = (20, 50, 100, 200, 300)  # from the fast end of the curve to the default beam (grdr_plugin.pool)
 EF_SEARCH = (10, 32, 100, 256)  # HNSW's recall/latency curve around its headline setting

@@ -6,7 +6,8 @@ share of queries whose hits equal the first layout's, beside exact dense and HNS
         --scale 100000 --shards 1,3 --queries 300 --grdr 300
 
 The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
-that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
+that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).  On each
+layout the systems are timed together, taking turns a block of queries each (bench.suite.measure).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _settings(text: str) -> list[GrdrSetting]:
 
 def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries: int,
         grdr_settings: list[GrdrSetting], ef_search: int = defaults.DEFAULT_EF_SEARCH,
-        keep: bool = False) -> dict[str, Any]:
+        keep: bool = False, rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK) -> dict[str, Any]:
     settings = Settings()
     client = settings.opensearch_client()
     src = load_dataset(dataset)
@@ -98,22 +99,25 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     reference: dict[GrdrSetting, list[list[str]]] = {}
     for s in shard_counts:
         searcher = Searcher(model, aliases[s], settings=settings, client=client).connect()
-        dense, dense_hits = measure(vector_fn(searcher, aliases[s], lambda q: exact_dense_request(q, k=TOP_K)),
-                                    texts, truth)
-        layout: dict[str, Any] = {"dense_exact": dense, "grdr": []}
-        for beam, pool, level in grdr_settings:
-            at_level = searcher if level is None else Searcher(model, aliases[s], settings=settings, client=client,
-                                                               recall_level=level).connect()
-            m, hits = measure(grdr_fn(at_level, beam, pool), texts, truth, dense_hits)
-            same = reference.setdefault((beam, pool, level), hits)
-            m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
-            layout["grdr"].append({"beam": beam, "max_pool": at_level.recall_budget(pool),
-                                   "recall_level": at_level.recall_level, **m})
         hnsw_name = f"{aliases[s]}-hnsw"
         build = build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
                            defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s)
-        hnsw, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef_search)), texts, truth, dense_hits)
-        layout["hnsw"] = {"ef_search": ef_search, "build": build, **hnsw}
+        at_level = {level: searcher if level is None else Searcher(model, aliases[s], settings=settings, client=client,
+                                                                   recall_level=level).connect()
+                    for _, _, level in grdr_settings}
+        fns = {"dense": vector_fn(searcher, aliases[s], lambda q: exact_dense_request(q, k=TOP_K)),
+               **{f"grdr {(beam, pool, level)}": grdr_fn(at_level[level], beam, pool)
+                  for beam, pool, level in grdr_settings},
+               "hnsw": vector_fn(searcher, hnsw_name, hnsw_body(ef_search))}
+        measured = measure(fns, texts, truth, reference="dense", rounds=rounds, block=block)
+        layout: dict[str, Any] = {"dense_exact": measured["dense"][0], "grdr": [],
+                                  "hnsw": {"ef_search": ef_search, "build": build, **measured["hnsw"][0]}}
+        for beam, pool, level in grdr_settings:
+            m, hits = measured[f"grdr {(beam, pool, level)}"]
+            same = reference.setdefault((beam, pool, level), hits)
+            m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
+            layout["grdr"].append({"beam": beam, "max_pool": at_level[level].recall_budget(pool),
+                                   "recall_level": at_level[level].recall_level, **m})
         out["layouts"][str(s)] = layout
         if not keep:
             client.indices.delete(index=hnsw_name, ignore=[404])
@@ -150,9 +154,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--grdr", type=_settings, default=[(300, None, None)],
                     help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
+    ap.add_argument("--rounds", type=int, default=defaults.ROUNDS, help="timed passes over the queries")
+    ap.add_argument("--block", type=int, default=defaults.BLOCK,
+                    help="queries a system runs before the next system's turn")
     add_json_flag(ap)
     args = ap.parse_args(argv)
-    result = run(args.dataset, args.model, args.scale, args.shards, args.queries, args.grdr, keep=args.keep)
+    result = run(args.dataset, args.model, args.scale, args.shards, args.queries, args.grdr, keep=args.keep,
+                 rounds=args.rounds, block=args.block)
     return emit(result, table(result), args.json)
 
 

@@ -71,6 +71,8 @@ class BenchConfig(BaseModel):
     hnsw_ef_construction: int = defaults.HNSW_EF_CONSTRUCTION
     ef_search: list[int] = Field(default_factory=lambda: list(defaults.EF_SEARCH))
     default_ef_search: int = defaults.DEFAULT_EF_SEARCH
+    rounds: int = Field(defaults.ROUNDS, ge=1, description="timed passes over the queries (measure)")
+    block: int = Field(defaults.BLOCK, ge=1, description="queries a system runs before the next one's turn (measure)")
     noise: float = DEFAULT_NOISE  # see grdr_plugin.growth
     batch_size: Optional[int] = None  # videos per ingest task; None: GRDR_INGEST_BATCH_SIZE
     keep_indices: bool = False
@@ -193,21 +195,40 @@ def hnsw_body(ef: int) -> Callable[[np.ndarray], dict]:
     return body
 
 
-def measure(fn: QueryFn, texts: list[str], truth: list[str],
-            reference: Optional[list[list[str]]] = None) -> tuple[dict, list]:
-    fn(texts[0])  # warm-up (sessions, caches)
-    results, stages = [], {}
-    for text in texts:
-        ids, timing = fn(text)
-        results.append(ids)
-        for k, v in timing.items():
-            stages.setdefault(k, []).append(v)
-    out = recall_at([rank_of(r, t) for r, t in zip(results, truth)])
-    if reference is not None:
-        out["overlap@10"] = overlap_at(results, reference, k=TOP_K)
-    out.update(latency_summary(stages["total"], TAIL_PERCENTILES))
-    out["stages_ms"] = {k: latency_summary(v) for k, v in stages.items()}
-    return out, results
+def measure(fns: dict[str, QueryFn], texts: list[str], truth: list[str], *, reference: Optional[str] = None,
+            rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK) -> dict[str, tuple[dict, list]]:
+    """Every system over the same queries, taking turns: `rounds` passes, each over the queries `block` at a time,
+    every system running a block in turn (the order rotated from block to block and pass to pass), so that a slow
+    spell of the machine falls on all systems alike and their ratios hold within one run.  -> per system (R@k and
+    the latency of every stage over all passes, its hit lists); the answers of the first pass count (they do not
+    change), overlap@10 against the system named `reference`."""
+    if rounds < 1 or block < 1:
+        raise ValueError("rounds, block: at least 1")
+    names = list(fns)
+    for fn in fns.values():
+        fn(texts[0])  # warm-up (sessions, caches)
+    results: dict[str, list] = {name: [] for name in names}
+    stages: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    blocks = [texts[i:i + block] for i in range(0, len(texts), block)]
+    for r in range(rounds):
+        for b, queries in enumerate(blocks):
+            turn = (b + r) % len(names)
+            for name in names[turn:] + names[:turn]:
+                for text in queries:
+                    ids, timing = fns[name](text)
+                    if r == 0:
+                        results[name].append(ids)
+                    for k, v in timing.items():
+                        stages[name].setdefault(k, []).append(v)
+    out = {}
+    for name in names:
+        m = recall_at([rank_of(got, t) for got, t in zip(results[name], truth)])
+        if reference is not None and name != reference:
+            m["overlap@10"] = overlap_at(results[name], results[reference], k=TOP_K)
+        m.update(latency_summary(stages[name]["total"], TAIL_PERCENTILES))
+        m["stages_ms"] = {k: latency_summary(v) for k, v in stages[name].items()}
+        out[name] = (m, results[name])
+    return out
 
 
 def throughput(fn: QueryFn, texts: list[str], clients: int) -> float:
@@ -268,31 +289,31 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
     rows = src.test_queries()[: cfg.queries]
     texts = [src.query_text[r] for r in rows]
     truth = [src.video_ids[src.query_video[r]] for r in rows]
-    log(f"[{n:,}] {len(texts)} queries: exact dense")
     dense_fn = vector_fn(searcher, alias, lambda q: exact_dense_request(q, k=TOP_K))
-    dense, dense_results = measure(dense_fn, texts, truth)
-    curves: dict[str, list[dict]] = {"grdr": [], "grdr_pool": [], "hnsw": []}
-    for beam in cfg.beams:
-        log(f"[{n:,}] GRDR beam {beam}")
-        m, _ = measure(grdr_fn(searcher, beam), texts, truth, dense_results)
-        curves["grdr"].append({"beam": beam, "max_pool": searcher.recall_budget(), **m})
-    for beam in cfg.pool_beams:
-        for pool in sorted(set(cfg.pools) - {searcher.recall_budget()}):
-            log(f"[{n:,}] GRDR beam {beam}, budget {pool}")
-            m, _ = measure(grdr_fn(searcher, beam, pool), texts, truth, dense_results)
-            curves["grdr_pool"].append({"beam": beam, "max_pool": pool, **m})
-    for ef in cfg.ef_search:
-        log(f"[{n:,}] HNSW ef_search {ef}")
-        m, _ = measure(vector_fn(searcher, hnsw_name, hnsw_body(ef)), texts, truth, dense_results)
-        curves["hnsw"].append({"ef_search": ef, **m})
+    pools = sorted(set(cfg.pools) - {searcher.recall_budget()})
+    fns: dict[str, QueryFn] = {
+        "dense": dense_fn,
+        **{f"grdr {beam}": grdr_fn(searcher, beam) for beam in cfg.beams},
+        **{f"grdr {beam} {pool}": grdr_fn(searcher, beam, pool) for beam in cfg.pool_beams for pool in pools},
+        **{f"hnsw {ef}": vector_fn(searcher, hnsw_name, hnsw_body(ef)) for ef in cfg.ef_search}}
+    log(f"[{n:,}] {len(texts)} queries x {len(fns)} systems and settings, {cfg.rounds} passes in turns of "
+        f"{cfg.block} queries")
+    measured = measure(fns, texts, truth, reference="dense", rounds=cfg.rounds, block=cfg.block)
+    dense = measured["dense"][0]
+    curves: dict[str, list[dict]] = {
+        "grdr": [{"beam": beam, "max_pool": searcher.recall_budget(), **measured[f"grdr {beam}"][0]}
+                 for beam in cfg.beams],
+        "grdr_pool": [{"beam": beam, "max_pool": pool, **measured[f"grdr {beam} {pool}"][0]}
+                      for beam in cfg.pool_beams for pool in pools],
+        "hnsw": [{"ef_search": ef, **measured[f"hnsw {ef}"][0]} for ef in cfg.ef_search]}
     grdr = next(c for c in curves["grdr"] if c["beam"] == cfg.default_beam)
     hnsw_default = next(c for c in curves["hnsw"] if c["ef_search"] == cfg.default_ef_search)
 
     log(f"[{n:,}] throughput with {cfg.clients} clients")
     tq = texts[: cfg.throughput_queries]
-    fns = {"grdr": grdr_fn(searcher, cfg.default_beam), "dense_exact": dense_fn,
-           "hnsw": vector_fn(searcher, hnsw_name, hnsw_body(cfg.default_ef_search))}
-    qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in fns.items()}
+    headline = {"grdr": fns[f"grdr {cfg.default_beam}"], "dense_exact": dense_fn,
+                "hnsw": fns[f"hnsw {cfg.default_ef_search}"]}
+    qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in headline.items()}
 
     hnsw_ram = hnsw_recall_bytes(store["hnsw"]["parts"])
     systems = {
