@@ -14,7 +14,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from opensearchpy import helpers
@@ -195,31 +195,38 @@ def hnsw_body(ef: int) -> Callable[[np.ndarray], dict]:
     return body
 
 
-def measure(fns: dict[str, QueryFn], texts: list[str], truth: list[str], *, reference: Optional[str] = None,
-            rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK) -> dict[str, tuple[dict, list]]:
-    """Every system over the same queries, taking turns: `rounds` passes, each over the queries `block` at a time,
+def turns(names: list[str], texts: list[str], *, rounds: int = defaults.ROUNDS,
+          block: int = defaults.BLOCK) -> Iterator[tuple[int, str, int, str]]:
+    """The order systems run in when timed together: `rounds` passes, each over the queries `block` at a time,
     every system running a block in turn (the order rotated from block to block and pass to pass), so that a slow
-    spell of the machine falls on all systems alike and their ratios hold within one run.  -> per system (R@k and
-    the latency of every stage over all passes, its hit lists); the answers of the first pass count (they do not
-    change), overlap@10 against the system named `reference`."""
+    spell of the machine falls on all systems alike.  -> (pass, system, position in its block, query text)."""
     if rounds < 1 or block < 1:
         raise ValueError("rounds, block: at least 1")
-    names = list(fns)
-    for fn in fns.values():
-        fn(texts[0])  # warm-up (sessions, caches)
-    results: dict[str, list] = {name: [] for name in names}
-    stages: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     blocks = [texts[i:i + block] for i in range(0, len(texts), block)]
     for r in range(rounds):
         for b, queries in enumerate(blocks):
             turn = (b + r) % len(names)
             for name in names[turn:] + names[:turn]:
-                for text in queries:
-                    ids, timing = fns[name](text)
-                    if r == 0:
-                        results[name].append(ids)
-                    for k, v in timing.items():
-                        stages[name].setdefault(k, []).append(v)
+                for i, text in enumerate(queries):
+                    yield r, name, i, text
+
+
+def measure(fns: dict[str, QueryFn], texts: list[str], truth: list[str], *, reference: Optional[str] = None,
+            rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK) -> dict[str, tuple[dict, list]]:
+    """Every system over the same queries, taking `turns`, so that their ratios hold within one run.  -> per system
+    (R@k and the latency of every stage over all passes, its hit lists); the answers of the first pass count (they
+    do not change), overlap@10 against the system named `reference`."""
+    names = list(fns)
+    for fn in fns.values():
+        fn(texts[0])  # warm-up (sessions, caches)
+    results: dict[str, list] = {name: [] for name in names}
+    stages: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for r, name, _, text in turns(names, texts, rounds=rounds, block=block):
+        ids, timing = fns[name](text)
+        if r == 0:
+            results[name].append(ids)
+        for k, v in timing.items():
+            stages[name].setdefault(k, []).append(v)
     out = {}
     for name in names:
         m = recall_at([rank_of(got, t) for got, t in zip(results[name], truth)])

@@ -43,3 +43,16 @@ def test_a_block_of_queries_runs_on_one_system_before_the_next_takes_it():
 def test_at_least_one_pass_of_blocks_of_one(bad):
     with pytest.raises(ValueError, match="at least 1"):
         measure({"a": _system("a", [], {"q": []})}, ["q"], ["v"], **bad)
+
+
+def test_the_encode_after_each_kind_of_work_is_timed_in_turns_leaving_out_each_turns_first():
+    from bench.encode_context import encode_after
+
+    order: list[tuple[str, str]] = []
+    between = {kind: (lambda text, q, kind=kind: order.append((kind, text))) for kind in ("idle", "search")}
+    out = encode_after(lambda text: order.append(("encode", text)), between, ["q1", "q2", "q3"], rounds=2, block=2)
+    assert order[:6] == [("encode", "q1"), ("idle", "q1"), ("encode", "q2"), ("idle", "q2"),
+                         ("encode", "q1"), ("search", "q1")]  # each encode, then the kind whose turn it is
+    # per kind: 2 passes of two turns (q1 q2, then q3); each turn's first encode left out: q2 timed, twice
+    assert {kind: s["samples"] for kind, s in out.items()} == {"idle": 2, "search": 2}
+    assert sum(1 for kind, _ in order if kind == "idle") == 6 and len(order) == 24
