@@ -19,12 +19,10 @@ from typing import Any, Callable, Optional
 
 from bench import defaults
 from bench.baselines import exact_dense_request
-from bench.output import add_json_flag, emit
-from bench.suite import TOP_K, hnsw_body, turns
-from grdr_plugin.data import load_dataset
+from bench.output import add_json_flag, add_kept_catalog_flags, emit
+from bench.suite import TOP_K, hnsw_body, kept_catalog, turns
 from grdr_plugin.metrics import latency_summary
 from grdr_plugin.runtime import Queries
-from query.searcher import Searcher
 
 SLEEP_S = 0.001  # about an HNSW request's round trip: the process idles as long as it waits on one
 
@@ -47,11 +45,8 @@ def encode_after(encode: Callable[[str], Queries], between: dict[str, Between], 
 
 def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
         rounds: int = defaults.ROUNDS) -> dict[str, Any]:
-    src = load_dataset(dataset)
-    texts = [src.query_text[r] for r in src.test_queries()[:queries]]
-    searcher = Searcher(model, index).connect()
-    trie = searcher.store.snapshot
-    client = searcher.client
+    searcher, texts = kept_catalog(model, dataset, index, queries)
+    trie, client = searcher.store.snapshot, searcher.client
     between: dict[str, Between] = {
         "nothing": lambda text, q: None,
         "a 1 ms sleep": lambda text, q: time.sleep(SLEEP_S),
@@ -75,11 +70,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--dataset", type=Path, required=True, help="its test queries are encoded")
-    ap.add_argument("--index", required=True, help="the grdr catalog")
-    ap.add_argument("--hnsw-index", required=True, help="the HNSW baseline's index (bench.suite.build_hnsw)")
-    ap.add_argument("--queries", type=int, default=300)
+    add_kept_catalog_flags(ap, queries=300, dataset_help="its test queries are encoded")
     ap.add_argument("--rounds", type=int, default=defaults.ROUNDS, help="passes over the queries")
     add_json_flag(ap)
     args = ap.parse_args(argv)

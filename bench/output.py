@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -13,6 +14,16 @@ def int_list(text: str) -> list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: comma-separated integers, e.g. 1000,10000") from None
+
+
+def add_kept_catalog_flags(ap: argparse.ArgumentParser, *, queries: int, dataset_help: str) -> None:
+    """The flags of a bench over the catalog and HNSW baseline `bench.shards --keep` leaves: the model, the dataset
+    whose test queries it runs, both indices, and how many queries."""
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--dataset", type=Path, required=True, help=dataset_help)
+    ap.add_argument("--index", required=True, help="the grdr catalog (one shard)")
+    ap.add_argument("--hnsw-index", required=True, help="the HNSW baseline's index (bench.suite.build_hnsw)")
+    ap.add_argument("--queries", type=int, default=queries)
 
 
 def add_json_flag(ap: argparse.ArgumentParser) -> None:

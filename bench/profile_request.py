@@ -22,13 +22,11 @@ import numpy as np
 
 from bench import defaults
 from bench.baselines import exact_dense_request
-from bench.output import add_json_flag, emit
-from bench.suite import TOP_K, hnsw_body, hnsw_recall_bytes, storage
-from grdr_plugin.data import load_dataset
+from bench.output import add_json_flag, add_kept_catalog_flags, emit
+from bench.suite import TOP_K, hnsw_body, hnsw_recall_bytes, kept_catalog, storage
 from grdr_plugin.index import Scorer
 from query.planner import first_round, plan_search
 from query.results import recalled_total
-from query.searcher import Searcher
 
 NS_PER_MS = 1e6
 
@@ -76,9 +74,7 @@ def profile(client, index: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
         ef_search: int = defaults.DEFAULT_EF_SEARCH) -> dict[str, Any]:
-    src = load_dataset(dataset)
-    texts = [src.query_text[r] for r in src.test_queries()[:queries]]
-    searcher = Searcher(model, index).connect()
+    searcher, texts = kept_catalog(model, dataset, index, queries)
     trie = searcher.store.snapshot
     encoded = searcher.runtime.encode_queries(texts)
     codes, scores = searcher.decode(encoded, trie=trie)
@@ -123,11 +119,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--dataset", type=Path, required=True, help="its test queries are profiled")
-    ap.add_argument("--index", required=True, help="the grdr catalog (one shard)")
-    ap.add_argument("--hnsw-index", required=True, help="the HNSW baseline's index (bench.suite.build_hnsw)")
-    ap.add_argument("--queries", type=int, default=100)
+    add_kept_catalog_flags(ap, queries=100, dataset_help="its test queries are profiled")
     add_json_flag(ap)
     args = ap.parse_args(argv)
     result = run(args.model, args.dataset, args.index, args.hnsw_index, args.queries)

@@ -165,6 +165,13 @@ def hnsw_recall_bytes(parts: dict[str, int]) -> int:
 
 # ---- running queries ----
 
+def kept_catalog(model: Path, dataset: Path, index: str, queries: int) -> tuple[Searcher, list[str]]:
+    """A connected Searcher on a catalog `bench.shards --keep` left, and the dataset's first `queries` test queries:
+    what the benches over such a catalog start from."""
+    src = load_dataset(dataset)
+    return Searcher(model, index).connect(), [src.query_text[r] for r in src.test_queries()[:queries]]
+
+
 QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
 
 
