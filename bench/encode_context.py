@@ -8,7 +8,7 @@ one query's encode and the next's.
 GRDR search runs it): nothing; a 1 ms sleep; the query's decode; an HNSW request; a whole GRDR search; an exact
 dense request.  On one machine the node shares the processor's last-level cache with the query process, so what
 the node touches between two queries can push the encoder's weights out of it; a sleep shows whether idling alone
-does.  Reported: encode p50 / p99 per kind, in ms, over `--rounds` passes in turns (bench.suite.measure's order).
+does.  Reported: encode p50 / p99 per kind, in ms, over `--rounds` passes, the kinds taking turns (bench.suite.turns).
 """
 from __future__ import annotations
 
