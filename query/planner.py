@@ -15,7 +15,7 @@ from typing import Any, Optional, Protocol, Sequence
 import numpy as np
 
 from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields, Scorer
-from grdr_plugin.model.ids import children_pattern, format_ids, id_prefix
+from grdr_plugin.model.ids import children_pattern, format_rows, id_prefix
 from grdr_plugin.pool import budget_ids
 from query.hybrid import (
     BM25_FIELDS,
@@ -45,7 +45,7 @@ def real_beams(codes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
 
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
     """Per query, its decoded IDs best first, formatted (padding beams dropped)."""
-    return [format_ids(beams[None])[0] for beams in real_beams(codes, scores)]
+    return [format_rows(beams) for beams in real_beams(codes, scores)]
 
 
 def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, trie: TrieCounts) -> list[str]:
@@ -76,7 +76,7 @@ class QueryPlan:
     @cached_property
     def decoded(self) -> list[str]:
         """`beams` formatted (what widening shortens): only a query that widens reads them all."""
-        return format_ids(self.beams[None])[0]
+        return format_rows(self.beams)
 
     @property
     def recalled_videos(self) -> int:
@@ -117,7 +117,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
     whole = codes.shape[-1] == levels
     for text, vec, beams in zip(texts, query_vecs, real_beams(codes, scores)):
         if whole:  # the trie's keys are the ID strings
-            decoded = format_ids(beams[None])[0]
+            decoded = format_rows(beams)
             counts = np.array([trie.video_count(b) for b in decoded], dtype=np.int64)
             taken = budget_ids(counts, max_pool)
             queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=decoded[:taken], counts=counts[:taken]))
@@ -125,7 +125,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
             counts = trie.prefix_counts(beams)
             taken = budget_ids(counts, max_pool)
             queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=[], counts=counts[:taken],
-                                     prefixes=format_ids(beams[None, :taken])[0]))
+                                     prefixes=format_rows(beams[:taken])))
     levels = codes.shape[-1]
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer,

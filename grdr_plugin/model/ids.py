@@ -52,10 +52,19 @@ def children_pattern(prefix: str) -> str:
     return prefix + SEPARATOR
 
 
+def _joined(rows: list[list[int]]) -> list[str]:
+    return [SEPARATOR.join(map(str, row)) for row in rows]
+
+
 def format_ids(codes: np.ndarray) -> list[list[str]]:
     """codes int [N, K, L] -> per video (or query), its K ID strings.  Formatted from Python ints in one
     pass: a search formats its whole beam, a thousand IDs, and numpy scalars one by one cost 3x as much."""
-    return [[SEPARATOR.join(map(str, view)) for view in video] for video in np.asarray(codes).tolist()]
+    return [_joined(video) for video in np.asarray(codes).tolist()]
+
+
+def format_rows(codes: np.ndarray) -> list[str]:
+    """codes int [M, L] -> its M ID (or prefix) strings: one query's beams, as format_ids formats them."""
+    return _joined(np.asarray(codes).tolist())
 
 
 def encode_prefix(codes: np.ndarray, codebook_size: int) -> np.ndarray:

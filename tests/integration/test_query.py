@@ -48,6 +48,19 @@ def searcher(catalog, tiny_model_dir, client):
     return searcher.connect()
 
 
+def recorded_msearch(searcher, monkeypatch) -> list[list[dict]]:
+    """Every `_msearch` the Searcher sends from now on, as its body lines (header, request, header, ...)."""
+    calls: list[list[dict]] = []
+    real = searcher.client.msearch
+
+    def recording(body, **kw):
+        calls.append(list(body))
+        return real(body=body, **kw)
+
+    monkeypatch.setattr(searcher.client, "msearch", recording)
+    return calls
+
+
 def test_search_reranks_the_recalled_pool_in_one_request(searcher):
     res = searcher.search("a man is cooking in a kitchen", k=10)
     assert len(res.hits) == 10
@@ -59,17 +72,11 @@ def test_search_reranks_the_recalled_pool_in_one_request(searcher):
 
 
 def test_a_catalogs_hits_read_from_doc_values_are_those_read_from_source(searcher, client, catalog, monkeypatch):
-    sent: list[dict] = []
-    real = searcher.client.msearch
-
-    def recording(body, **kw):
-        sent.extend(body[1::2])  # the request lines (each follows its header)
-        return real(body=body, **kw)
-
-    monkeypatch.setattr(searcher.client, "msearch", recording)
+    calls = recorded_msearch(searcher, monkeypatch)
     text = "a man is cooking in a kitchen"
     plain = searcher.search(text, k=10)
     asked = searcher.search(text, k=10, source=["title"])  # a field asked for: `_source`, as any index
+    sent = [line for body in calls for line in body[1::2]]  # the request lines (each follows its header)
     assert sent[0]["_source"] is False and sent[0]["stored_fields"] == "_none_" and sent[1]["_source"] == {
         "includes": ["title"]}
     assert [h.model_dump(exclude={"source"}) for h in plain.hits] == [h.model_dump(exclude={"source"})
@@ -80,18 +87,11 @@ def test_a_catalogs_hits_read_from_doc_values_are_those_read_from_source(searche
 
 def test_one_search_request_per_query(searcher, monkeypatch):
     """Recall, pool cut and rerank travel in one request: one _msearch line pair per query."""
-    calls: list[int] = []
-    real = searcher.client.msearch
-
-    def counting(body, **kw):
-        calls.append(len(body))
-        return real(body=body, **kw)
-
-    monkeypatch.setattr(searcher.client, "msearch", counting)
+    calls = recorded_msearch(searcher, monkeypatch)
     texts = ["a man is cooking in a kitchen", "a cat plays with a ball"]
     # a budget that takes all 8 decoded IDs, whose videos fill k: no widening round
     results = searcher.search_many(texts, k=10, max_pool=1000)
-    assert calls == [4] and all(len(r.hits) == 10 for r in results)
+    assert [len(body) for body in calls] == [4] and all(len(r.hits) == 10 for r in results)
     for text, r in zip(texts, results):
         _, ids, counts = window(searcher, text, 1000)
         assert r.recalled_ids == len(ids) == BEAM and 10 <= r.pool_size <= counts.sum()  # every video of the IDs
@@ -143,17 +143,10 @@ def test_stale_trie_counts_widen_the_pool_and_lose_nothing(searcher, tiny_model_
     texts = ["a man is cooking in a kitchen", "a cat plays with a ball"]
     unbounded = Searcher(tiny_model_dir, catalog[0], client=client, beam_size=BEAM, max_pool=100_000)
     expected = unbounded.search_many(texts, k=10)
-    calls: list[int] = []
-    real = searcher.client.msearch
-
-    def counting(body, **kw):
-        calls.append(len(body))
-        return real(body=body, **kw)
-
-    monkeypatch.setattr(searcher.client, "msearch", counting)
+    calls = recorded_msearch(searcher, monkeypatch)
     monkeypatch.setattr(TrieSnapshot, "video_count", lambda self, sid: 0)
     stale = searcher.search_many(texts, k=10)
-    assert calls == [4]
+    assert [len(body) for body in calls] == [4]
     assert [r.hits for r in stale] == [r.hits for r in expected]
     assert [r.recalled_ids for r in stale] == [r.recalled_ids for r in expected]  # every decoded ID taken
 

@@ -182,6 +182,15 @@ def test_parse_ids():
         parse_ids(["1-2"], 3)
 
 
+def test_format_rows_writes_one_querys_beams_as_format_ids_writes_a_batch():
+    from grdr_plugin.model.ids import format_ids, format_rows
+
+    beams = np.array([[1, 2], [30, 4]])
+    assert format_rows(beams) == format_ids(beams[None])[0] == ["1-2", "30-4"]
+    assert format_rows(np.zeros((0, 2), dtype=np.int64)) == []
+    np.testing.assert_array_equal(parse_ids(format_rows(beams), 2), beams)
+
+
 def test_searcher_refuses_a_budget_past_the_bound():
     from query.searcher import Searcher
 
