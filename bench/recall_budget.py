@@ -6,7 +6,8 @@ on the validation queries of a model trained with `grdr train --holdout` (never 
 
 Each catalog is the dataset grown to that size (grdr_plugin.growth); the pool rule is the query layer's
 (grdr_plugin.pool), applied by `grdr_plugin.evaluation.sweep` (each catalog encoded and each query decoded
-once for all budgets).  The default budget's row is marked.
+once for all budgets).  The default budget's row is marked.  `--level L` takes the pool at prefixes of L codes
+(the recall level a tuned model may serve at) instead of whole IDs.
 """
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ def validation_split(src: Dataset, model: Path) -> Dataset:
     return holdout_split(src, spec)
 
 
-def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM) -> dict[str, Any]:
+def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM,
+        level: Optional[int] = None) -> dict[str, Any]:
+    """`level`: the recall level the pool takes (default: whole IDs)."""
     val = validation_split(load_dataset(dataset), model)
     runtime = ModelRuntime(model)
-    out: dict[str, Any] = {"dataset": val.name, "model": str(model), "beam": beam,
+    level = runtime.cfg.levels if level is None else level
+    if not 1 <= level <= runtime.cfg.levels:
+        raise SystemExit(f"--level: {level} is not one of the model's ID levels (1 to {runtime.cfg.levels})")
+    out: dict[str, Any] = {"dataset": val.name, "model": str(model), "beam": beam, "recall_level": level,
                            "queries": len(val.test_queries()), "scales": []}
     for n in scales:
         with tempfile.TemporaryDirectory(prefix="grdr-recall-budget-") as work:
@@ -44,7 +50,7 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
             catalog = encode_catalog(ds, runtime)
             default = default_max_pool(catalog.index.postings)
             dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
-                                [(beam, budget, runtime.cfg.levels) for budget in dict.fromkeys([default, *budgets])])
+                                [(beam, budget, level) for budget in dict.fromkeys([default, *budgets])])
             rows = [{"default": r["max_pool"] == default, "dense_R@10": dense["R@10"], **r} for r in grid]
             out["scales"].append({"videos": ds.n_videos, "rows": rows})
     return out
@@ -68,9 +74,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--scales", type=int_list, default=[1000, 10000, 100000])
     ap.add_argument("--budgets", type=int_list, default=[300, 1000, 3000, 10000])
     ap.add_argument("--beam", type=int, default=DEFAULT_BEAM)
+    ap.add_argument("--level", type=int, default=None,
+                    help="the recall level: codes of an ID the pool is taken at (default: whole IDs)")
     add_json_flag(ap)
     args = ap.parse_args(argv)
-    result = run(args.dataset, args.model, args.scales, args.budgets, args.beam)
+    result = run(args.dataset, args.model, args.scales, args.budgets, args.beam, args.level)
     return emit(result, table(result), args.json)
 
 

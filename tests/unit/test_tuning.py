@@ -6,6 +6,7 @@ import json
 import pytest
 
 from grdr_plugin.data import load_dataset
+from grdr_plugin.model.artifacts import read_config
 from grdr_plugin.pool import MIN_POOL, POOL_SHARE
 from grdr_plugin.tuning import (
     DECODE_US_PER_BEAM,
@@ -28,9 +29,9 @@ def _row(beam: int, max_pool: int, r1: float, r5: float, r10: float, cand: float
 
 
 def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_smallest_share():
-    # 10,000 postings: 0.025 and 0.05 both hit the floor (500); 0.1 gives 1,000
-    assert settings_of([500, 300], [0.1, 0.05, 0.025], [3], 10_000) == [
-        (300, MIN_POOL, 3, 0.025), (300, 1000, 3, 0.1), (500, MIN_POOL, 3, 0.025), (500, 1000, 3, 0.1)]
+    # 20,000 postings: 0.025 and 0.05 both give the floor (1,000); 0.1 gives 2,000
+    assert settings_of([500, 300], [0.1, 0.05, 0.025], [3], 20_000) == [
+        (300, MIN_POOL, 3, 0.025), (300, 2000, 3, 0.1), (500, MIN_POOL, 3, 0.025), (500, 2000, 3, 0.1)]
     assert settings_of([300], [0.025], [3, 2], 10_000) == [(300, MIN_POOL, 2, 0.025), (300, MIN_POOL, 3, 0.025)]
 
 
@@ -108,7 +109,7 @@ def test_grdr_tune_records_the_choice_which_eval_then_serves_with(holdout_model,
     from typer.testing import CliRunner
 
     from cli.main import app
-    from grdr_plugin.model.artifacts import compute_fingerprint, read_config
+    from grdr_plugin.model.artifacts import compute_fingerprint
 
     data = make_dataset(tmp_path / "d", n_videos=40, caps_per_video=6, unseen=8)
     run = CliRunner().invoke
@@ -135,7 +136,6 @@ def test_grdr_tune_scores_over_the_catalog_grown_to_the_size_it_will_serve(holdo
     from typer.testing import CliRunner
 
     from cli.main import app
-    from grdr_plugin.model.artifacts import read_config
 
     data = make_dataset(tmp_path / "d", n_videos=40, caps_per_video=6, unseen=8)
     run = CliRunner().invoke
@@ -174,7 +174,7 @@ def test_grdr_tune_needs_a_validation_split_of_a_model_shaped_alike(tiny_model, 
     from typer.testing import CliRunner
 
     from cli.main import app
-    from grdr_plugin.model.artifacts import read_config, write_config
+    from grdr_plugin.model.artifacts import write_config
 
     data = make_dataset(tmp_path / "d")
     run = CliRunner().invoke
@@ -184,3 +184,18 @@ def test_grdr_tune_needs_a_validation_split_of_a_model_shaped_alike(tiny_model, 
     write_config(other, read_config(other).model_copy(update={"codebook_size": 16}))
     res = run(app, ["tune", "--dataset", str(data), "--model", str(tiny_model), "--validation-model", str(other)])
     assert res.exit_code == 2 and "codebook_size 16 != 8" in res.output
+
+
+def test_the_recall_budget_sweep_recalls_at_the_level_asked(holdout_model, tmp_path):
+    from bench.recall_budget import run as sweep_budgets
+
+    data = make_dataset(tmp_path / "d", n_videos=40, caps_per_video=6, unseen=8)
+    levels = read_config(holdout_model).levels
+    at_prefixes = sweep_budgets(data, holdout_model, scales=[40], budgets=[5, 20], beam=7, level=levels - 1)
+    rows = at_prefixes["scales"][0]["rows"]
+    assert at_prefixes["recall_level"] == levels - 1 and {r["recall_level"] for r in rows} == {levels - 1}
+    assert {r["max_pool"] for r in rows} >= {5, 20}
+    whole = sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7)
+    assert whole["recall_level"] == levels
+    with pytest.raises(SystemExit, match="--level"):
+        sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7, level=levels + 1)
