@@ -11,6 +11,7 @@ from rich.table import Table
 from cli.console import console, fail, out, print_json, user_errors
 from grdr_plugin import index as grdr_index
 from grdr_plugin.capacity import CapacityReport
+from grdr_plugin.model.artifacts import read_config
 from grdr_plugin.settings import get_settings
 
 app = typer.Typer(help="Create, list, inspect and drop catalog indices (an alias over versioned indices).",
@@ -66,15 +67,25 @@ def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
          max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1,
                                                 help="the recall budget the capacity report measures IDs against "
                                                      "(grdr serve's; default: the catalog's)"),
+         model: Optional[Path] = typer.Option(None, "--model", help="the model serving the index: the report then "
+                                              "measures the budget against its serving defaults (config.json)"),
          as_json: bool = typer.Option(False, "--json", help="one JSON object on the last line")) -> None:
     """Documents, distinct semantic IDs, shards, replicas, health, store size, versions, fields, model, and
-    capacity: videos per ID and whether the catalog has outgrown its codebook (a warning naming the fix)."""
+    capacity: videos per ID, the budget's share, and whether the catalog has outgrown its codebook or the
+    serving model's defaults (a warning naming the fix)."""
     from query.catalog_capacity import index_capacity  # the query layer's ID reader, loaded only here
 
     with user_errors():
         client = get_settings().opensearch_client()
         data = grdr_index.index_info(client, grdr_index.validate_name(name))
-        report = index_capacity(client, data["alias"], data["index"], data["meta"], max_pool)
+        serving = None
+        if model is not None:
+            cfg = read_config(model)
+            if cfg.fingerprint != data["fingerprint"]:
+                raise ValueError(f"--model: {model} is model {cfg.fingerprint[:12]}, but {data['alias']} holds the "
+                                 f"IDs of {str(data['fingerprint'])[:12]}; name the model that serves it")
+            serving = cfg.serving
+        report = index_capacity(client, data["alias"], data["index"], data["meta"], max_pool, serving)
     data["capacity"] = report.model_dump() if report is not None else None
     if as_json:
         print_json(data)
@@ -111,6 +122,8 @@ def _capacity_rows(table: Table, c: CapacityReport) -> None:
     table.add_row("(video, ID) pairs", f"{c.postings:,} ({c.videos:,} videos, K={c.views})")
     table.add_row(f"IDs over the budget ({c.max_pool:,})",
                   f"{c.crowded_ids:,}, holding {c.crowded_share:.2%} of the pairs")
+    tuned = f"; tuned on {c.tuned_videos:,} videos" if c.tuned_videos else ""
+    table.add_row("budget share", f"{c.budget_share:.2%} of the pairs (the model recalls at {c.pool_share:.1%}{tuned})")
 
 
 @app.command()

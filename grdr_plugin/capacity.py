@@ -1,10 +1,13 @@
-"""Whether a catalog has outgrown its codebook, from the number of videos behind each semantic ID (pure).
+"""Whether a catalog has outgrown its model, from the number of videos behind each semantic ID (pure).
 
 A query's pool takes the decoded IDs whole, best first, within the recall budget `max_pool` (grdr_plugin.pool).
-An ID holding more videos than that fills the budget alone: a query decoding it first recalls that one ID's
-videos and none of the other decoded IDs', at more rerank work than the budget. As a catalog grows under a
-fixed tokenizer such IDs multiply, and recall decays; retokenizing the model on the grown catalog with a larger
-codebook (`grdr retokenize`) spreads them out.
+Three things make recall decay as a catalog grows under a fixed model, and the report names each with its fix:
+- an ID holding more videos than the budget fills it alone: a query decoding it first recalls that one ID's
+  videos and none of the other decoded IDs' (retokenize the model with a larger codebook, `grdr retokenize`);
+- the budget covers a smaller share of the catalog than the model recalls at (its `serving.pool_share`), as
+  when the default budget reaches its ceiling: pools hold fewer of the right videos' look-alikes (a larger
+  `--max-pool`);
+- the catalog is many times the size the model's serving defaults were tuned on (`grdr tune --scale`).
 """
 from __future__ import annotations
 
@@ -15,12 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grdr_plugin.index import Mode
 from grdr_plugin.model.config import choose_codebook_size
-from grdr_plugin.pool import default_max_pool
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, POOL_SHARE, default_max_pool
 
 # Warn once this share of (video, ID) pairs sits in over-full IDs. Measured on msrvtt grown to 100,000 videos
 # (docs/INDEX.md#capacity): 10.2 % at pool 300 (R@10 68 % of exact dense), 0.29 % at pool 1,000 (86 %), 0 at
 # 3,000 (96 %); at 10,000 videos 0 (94 %). Not 0: a few near-duplicate uploads in one ID of a large catalog are noise.
 CROWDED_WARN_SHARE = 0.001
+# Warn once a catalog holds this many times the videos its model's serving defaults were tuned on (`grdr tune`'s
+# record). msrvtt's model, tuned on 1,000 videos, keeps 95.8 % of exact dense's R@10 on validation queries over
+# 100,000 at prefixes (99.2 % tuned there); actnet's, tuned on 14,926, 98.2 % over 100,000 (docs/MODEL.md).
+RETUNE_GROWTH = 10
 # The suggested codebook at least doubles C: each level then splits a crowded code's videos in about two,
 # and the ID space grows 2^L-fold, where a retrain at the same C would redraw similar IDs.
 CODEBOOK_GROWTH = 2
@@ -55,6 +62,10 @@ class CapacityReport(BaseModel):
         description="share of the videos sitting in crowded IDs, counted in (video, ID) pairs (the per-ID counts "
                     "say no more): the pairs whose ID holds more than max_pool videos over all pairs. A video counts "
                     "once per crowded ID it holds; its uncrowded IDs count in the denominator only")
+    pool_share: float = Field(description="the share of the postings the model recalls at (its serving.pool_share)")
+    budget_share: float = Field(description="max_pool / postings: the share the budget covers")
+    tuned_videos: Optional[int] = Field(description="videos the model's serving defaults were tuned on (None: not "
+                                                    "tuned, or not known)")
     warning: Optional[str] = Field(description="None when healthy; else what is wrong and the commands that fix it")
 
 
@@ -74,17 +85,51 @@ def fix_commands(index: str, codebook_size: int, mode: Optional[Mode]) -> list[s
     return [retokenize, *(refits.values() if mode is None else [refits[mode]])]
 
 
+def _crowded(share: float, crowded: np.ndarray, max_pool: int, fullest: int, videos: int, views: int, levels: int,
+             codebook_size: int, index: str, mode: Optional[Mode]) -> str:
+    bigger = suggested_codebook_size(videos, views, levels, codebook_size)
+    retokenize, *refits = fix_commands(index, bigger, mode)
+    return (f"The catalog has outgrown its codebook: {share:.2%} of its (video, ID) pairs sit in "
+            f"{crowded.size:,} ID{'s' if crowded.size > 1 else ''} holding more than {max_pool:,} videos "
+            f"(the recall budget; the fullest holds {fullest:,}), so a query decoding one of them recalls that "
+            "ID's videos only. Retokenize the "
+            f"model on the catalog with a larger codebook (C={codebook_size} -> {bigger}; its reranker and "
+            f"vectors stay) and refit: `{retokenize}`, then "
+            + " or ".join(f"`{c}`" for c in refits)
+            + " (DATASET: the catalog as a dataset folder; docs/RETOKENIZE.md). Until "
+            "then a larger budget (`--max-pool` of grdr serve) takes more IDs after them, at more rerank work.")
+
+
+def _thin_budget(max_pool: int, postings: int, pool_share: float) -> str:
+    ceiling = " (the default budget's ceiling)" if max_pool == DEFAULT_MAX_BUDGET else ""
+    return (f"The recall budget, {max_pool:,} videos{ceiling}, covers {max_pool / postings:.2%} of the catalog's "
+            f"(video, ID) pairs, under the {pool_share:.1%} the model recalls at (serving.pool_share): pools hold "
+            "fewer of the right videos' look-alikes and recall falls (docs/INDEX.md#capacity). A larger budget "
+            f"(`--max-pool` of grdr serve, up to {MAX_POOL:,}; about {pool_share * postings:,.0f} restores the "
+            "share) costs more rerank work a query.")
+
+
+def _untuned_size(videos: int, tuned_videos: int) -> str:
+    return (f"The model's serving defaults were tuned on {tuned_videos:,} videos and the catalog holds {videos:,}: "
+            "a larger catalog may need a larger budget share or another recall level. Tune them at its size: "
+            f"`grdr tune --dataset DATASET --model MODEL_DIR --validation-model M_VAL --scale {videos}` "
+            "(docs/MODEL.md#at-the-serving-catalogs-size).")
+
+
 def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int, codebook_size: int,
-                    max_pool: Optional[int], index: str, mode: Optional[Mode]) -> CapacityReport:
+                    max_pool: Optional[int], index: str, mode: Optional[Mode], pool_share: Optional[float] = None,
+                    tuned_videos: Optional[int] = None) -> CapacityReport:
     """counts: videos behind each ID (one entry per ID holding any); max_pool: the recall budget (None: the
     query layer's default for this catalog); index: the name the warning's fix names; mode: how grdr writes
-    that index (`_meta.grdr.mode`; None: unknown)."""
+    that index (`_meta.grdr.mode`; None: unknown); pool_share, tuned_videos: the serving model's budget share
+    and the catalog size its defaults were tuned on (`ServingRecord`; None: the pool rule's share, not known)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size and counts.min() < 1:
         raise ValueError("counts: every ID listed must hold at least one video")
     postings = int(counts.sum())
+    pool_share = POOL_SHARE if pool_share is None else pool_share
     if max_pool is None:
-        max_pool = default_max_pool(postings)
+        max_pool = default_max_pool(postings, pool_share)
     if counts.size:
         # inverted_cdf: observed counts, not interpolations between two IDs
         p50, p99 = (int(v) for v in np.percentile(counts, [50, 99], method="inverted_cdf"))
@@ -94,21 +139,18 @@ def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int,
     crowded = counts[counts > max_pool]
     share = float(crowded.sum()) / postings if postings else 0.0
     id_space = codebook_size ** levels
-    warning = None
+    problems = []
     if share >= CROWDED_WARN_SHARE:
-        bigger = suggested_codebook_size(videos, views, levels, codebook_size)
-        retokenize, *refits = fix_commands(index, bigger, mode)
-        warning = (f"the catalog has outgrown its codebook: {share:.2%} of its (video, ID) pairs sit in "
-                   f"{crowded.size:,} ID{'s' if crowded.size > 1 else ''} holding more than {max_pool:,} videos "
-                   f"(the recall budget; the fullest holds {fullest:,}), so a query decoding one of them recalls that "
-                   "ID's videos only. Retokenize the "
-                   f"model on the catalog with a larger codebook (C={codebook_size} -> {bigger}; its reranker and "
-                   f"vectors stay) and refit: `{retokenize}`, then "
-                   + " or ".join(f"`{c}`" for c in refits)
-                   + " (DATASET: the catalog as a dataset folder; docs/RETOKENIZE.md). Until "
-                   "then a larger budget (`--max-pool` of grdr serve) takes more IDs after them, at more rerank work")
+        problems.append(_crowded(share, crowded, max_pool, fullest, videos, views, levels, codebook_size, index, mode))
+    if max_pool < pool_share * postings:
+        problems.append(_thin_budget(max_pool, postings, pool_share))
+    if tuned_videos is not None and videos > RETUNE_GROWTH * tuned_videos:
+        problems.append(_untuned_size(videos, tuned_videos))
+    warning = " ".join(problems) or None
     return CapacityReport(videos=videos, views=views, levels=levels, codebook_size=codebook_size, max_pool=max_pool,
                           distinct_ids=int(counts.size), id_space=id_space,
                           occupancy=counts.size / id_space, postings=postings,
                           videos_per_id=VideosPerId(p50=p50, p99=p99, max=fullest), crowded_ids=int(crowded.size),
-                          crowded_share=share, warning=warning)
+                          crowded_share=share, pool_share=pool_share,
+                          budget_share=max_pool / postings if postings else 0.0, tuned_videos=tuned_videos,
+                          warning=warning)

@@ -155,10 +155,12 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY, *
     @app.get("/health")
     def health() -> dict:
         """Open to all (liveness probes): no key is asked. capacity: whether the catalog has outgrown its
-        codebook, from the trie snapshot (counts as of the trie build, plus IDs published since)."""
+        codebook or the served model's budget share and tuned size, from the trie snapshot (counts as of the trie
+        build, plus IDs published since)."""
         store, cfg = searcher.store, searcher.runtime.cfg
         report = capacity.report(store, alias=searcher.index, views=cfg.views, levels=cfg.levels,
-                                 codebook_size=cfg.codebook_size, max_pool=searcher.recall_budget())
+                                 codebook_size=cfg.codebook_size, max_pool=searcher.recall_budget(),
+                                 serving=cfg.serving)
         return {"status": "ok", "index": searcher.index, "fingerprint": searcher.runtime.fingerprint,
                 "ids": len(store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
                 "rrf_fusion": "opensearch" if searcher.native_hybrid else "client",  # where hybrid="rrf" is fused

@@ -9,22 +9,31 @@ import numpy as np
 
 from grdr_plugin.capacity import CapacityReport, capacity_report
 from grdr_plugin.index import GrdrMeta
+from grdr_plugin.model.config import ServingRecord
 from query.trie_store import TrieSnapshot, TrieStore, id_counts, indexed_videos
 
 SHAPE_KEYS = ("views", "levels", "codebook_size")  # what `_meta.grdr` records of the model's ID shape
 
 
-def index_capacity(client, alias: str, index: str, meta: dict[str, Any],
-                   max_pool: Optional[int] = None) -> Optional[CapacityReport]:
+def serving_terms(serving: Optional[ServingRecord]) -> dict[str, Any]:
+    """What the report reads of a model's serving record: its budget share and the catalog size it was tuned on."""
+    if serving is None:
+        return {}
+    return {"pool_share": serving.pool_share, "tuned_videos": serving.tuned_on.videos if serving.tuned_on else None}
+
+
+def index_capacity(client, alias: str, index: str, meta: dict[str, Any], max_pool: Optional[int] = None,
+                   serving: Optional[ServingRecord] = None) -> Optional[CapacityReport]:
     """From the index itself (one terms-aggregation pass per 50,000 IDs and a count); None when its
-    `_meta.grdr` does not record the model's ID shape (not a grdr index)."""
+    `_meta.grdr` does not record the model's ID shape (not a grdr index). serving: the serving model's record
+    (None: the pool rule's share, tuning not known)."""
     if not all(isinstance(meta.get(k), int) for k in SHAPE_KEYS):
         return None
     grdr = GrdrMeta.model_validate(meta)
     counts = np.array([n for _, n in id_counts(client, index, field=grdr.fields.ids)], dtype=np.int64)
     return capacity_report(counts, videos=indexed_videos(client, index, field=grdr.fields.ids), views=meta["views"],
                            levels=meta["levels"], codebook_size=meta["codebook_size"], max_pool=max_pool, index=alias,
-                           mode=grdr.mode)
+                           mode=grdr.mode, **serving_terms(serving))
 
 
 def snapshot_counts(snapshot: TrieSnapshot) -> np.ndarray:
@@ -43,12 +52,12 @@ class SnapshotCapacity:
         self._cached: Optional[tuple[TrieSnapshot, CapacityReport]] = None
 
     def report(self, store: TrieStore, *, alias: str, views: int, levels: int, codebook_size: int,
-               max_pool: Optional[int]) -> CapacityReport:
+               max_pool: Optional[int], serving: Optional[ServingRecord] = None) -> CapacityReport:
         snapshot = store.snapshot
         with self._lock:  # one computation per snapshot, however many probes arrive at once
             if self._cached is None or self._cached[0] is not snapshot:
                 report = capacity_report(snapshot_counts(snapshot), videos=store.base_videos, views=views,
                                          levels=levels, codebook_size=codebook_size, max_pool=max_pool,
-                                         index=alias, mode=None)
+                                         index=alias, mode=None, **serving_terms(serving))
                 self._cached = (snapshot, report)
             return self._cached[1]

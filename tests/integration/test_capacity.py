@@ -12,7 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from grdr_plugin import index as gi
+from grdr_plugin.capacity import RETUNE_GROWTH
 from grdr_plugin.id_registry import REGISTRY_INDEX, publish_ids
+from grdr_plugin.model.artifacts import read_config, write_config
+from grdr_plugin.model.config import TunedOn
 from grdr_plugin.pool import default_max_pool
 from ingest.docs import build_sources
 from ingest.indexer import RetryPolicy, bulk_index
@@ -85,6 +88,31 @@ def test_index_info_reports_what_the_index_holds_and_warns_when_ids_outgrow_the_
     said = " ".join(table.stdout.split())
     assert f"IDs over the budget ({POOL})" in said and f"max {held['1-1-1']}" in said
     assert fix in " ".join(table.stderr.split())  # the warning goes with the other warnings, to stderr
+
+
+def test_index_info_measures_the_budget_against_the_model_that_serves_the_index(catalog, tiny_model_dir, tmp_path):
+    """--model: the report reads the serving record (its budget share, the catalog size it was tuned on); the model
+    of other IDs is refused by name. Only config.json is read, so a folder holding it stands for the model."""
+    served = read_config(tiny_model_dir)
+    tuned_on = VIDEOS // (RETUNE_GROWTH + 1)  # the catalog is more than RETUNE_GROWTH times that
+    record = served.serving.model_copy(update={"pool_share": 0.5, "tuned_on": TunedOn(
+        model=served.fingerprint, queries=1, videos=tuned_on, target=0.98, target_candidate_recall=95.0, met=True,
+        of_dense={"R@1": 99.0, "R@5": 99.0, "R@10": 99.0}, candidate_recall=96.0)})
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    write_config(tuned, served.model_copy(update={"serving": record}))
+    res = grdr("index", "info", catalog, "--model", tuned, "--json")
+    assert res.returncode == 0, res.stderr
+    cap = json.loads(res.stdout.strip().splitlines()[-1])["capacity"]
+    assert (cap["pool_share"], cap["tuned_videos"]) == (0.5, tuned_on)
+    assert cap["max_pool"] == default_max_pool(cap["postings"], 0.5)
+    assert f"tuned on {tuned_on} videos" in cap["warning"] and f"--scale {VIDEOS}`" in cap["warning"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_config(other, served.model_copy(update={"fingerprint": "0" * 64}))
+    refused = grdr("index", "info", catalog, "--model", other)
+    assert refused.returncode == 1 and "name the model that serves it" in " ".join(refused.stderr.split())
 
 
 def test_health_carries_the_report_of_the_trie_snapshot(client, catalog, tiny_model_dir):

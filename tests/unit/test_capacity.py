@@ -13,8 +13,15 @@ import typer
 from fastapi.testclient import TestClient
 
 from cli.main import app as grdr_app
-from grdr_plugin.capacity import CROWDED_WARN_SHARE, capacity_report, fix_commands, suggested_codebook_size
-from grdr_plugin.model.config import choose_codebook_size
+from grdr_plugin.capacity import (
+    CROWDED_WARN_SHARE,
+    RETUNE_GROWTH,
+    capacity_report,
+    fix_commands,
+    suggested_codebook_size,
+)
+from grdr_plugin.model.config import ServingRecord, choose_codebook_size
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET
 from grdr_plugin.settings import Settings
 from query.api import create_app
 from query.catalog_capacity import SnapshotCapacity, index_capacity, snapshot_counts
@@ -55,13 +62,15 @@ def test_a_crowded_catalog_names_its_over_full_ids_and_the_commands_that_fix_the
 
 
 def test_the_warning_starts_at_its_threshold():
-    # one over-full ID of 301 videos among many single-video IDs, its share just under and at the threshold
+    # one over-full ID of 301 videos among many single-video IDs, its share just under and at the threshold; a
+    # model recalling 0.05 % of the postings, so that a budget of 300 covers its share
+    share = dict(pool_share=0.0005)
     under = int(301 / CROWDED_WARN_SHARE) - 301 + 1
-    assert report([301] + [1] * under, videos=under).warning is None
+    assert report([301] + [1] * under, videos=under, **share).warning is None
     at = int(301 / CROWDED_WARN_SHARE) - 301
-    assert report([301] + [1] * at, videos=at).crowded_share == pytest.approx(CROWDED_WARN_SHARE)
-    assert report([301] + [1] * at, videos=at).warning is not None
-    assert report([301] + [1] * at, videos=at, max_pool=301).warning is None  # the same IDs fit a larger pool
+    assert report([301] + [1] * at, videos=at, **share).crowded_share == pytest.approx(CROWDED_WARN_SHARE)
+    assert report([301] + [1] * at, videos=at, **share).warning is not None
+    assert report([301] + [1] * at, videos=at, max_pool=301, **share).warning is None  # the IDs fit a larger pool
 
 
 def test_an_empty_index_reports_zeros():
@@ -138,13 +147,45 @@ def test_health_carries_the_capacity_of_the_current_snapshot():
     searcher = SimpleNamespace(index="videos", native_hybrid=False, store=Store(snapshot(counts), videos=401),
                                recall_budget=lambda: 300,  # the searcher's budget is what IDs are measured by
                                runtime=SimpleNamespace(fingerprint="f" * 64,
-                                                       cfg=SimpleNamespace(views=4, levels=3, codebook_size=8)))
+                                                       cfg=SimpleNamespace(views=4, levels=3, codebook_size=8,
+                                                                           serving=ServingRecord(pool_share=0.5))))
     api = TestClient(create_app(searcher, settings=Settings(), http=HttpSettings()))
     health = api.get("/health").json()
     capacity = health["capacity"]
     assert health["ids"] == capacity["distinct_ids"] == 3
     assert (capacity["videos"], capacity["postings"], capacity["crowded_ids"]) == (401, 403, 1)
     assert capacity["videos_per_id"] == {"p50": 2, "p99": 400, "max": 400}
+    # the budget is measured against the served model's share: 300 of 403 pairs is more than its 50 %
+    assert (capacity["pool_share"], capacity["budget_share"]) == (0.5, pytest.approx(300 / 403))
+    assert "covers" not in capacity["warning"]
     # a query process does not know whether grdr writes the index or is attached to it: both refits are named
     assert "grdr ingest --dataset DATASET --model MODEL_DIR --index videos --reindex --wait" in capacity["warning"]
     assert "grdr backfill --index videos --model MODEL_DIR --dataset DATASET --reindex --wait" in capacity["warning"]
+
+
+# ---- the budget against the model's share, and the catalog against the size its defaults were tuned on ----
+
+def test_a_budget_under_the_models_share_says_so_and_what_restores_it():
+    counts = [4] * 250_000  # 1,000,000 postings: the 2.5 % share asks for 25,000, the default stops at the ceiling
+    r = report(counts, videos=250_000, max_pool=None)
+    assert (r.max_pool, r.pool_share, r.budget_share) == (DEFAULT_MAX_BUDGET, 0.025, DEFAULT_MAX_BUDGET / 1_000_000)
+    assert r.crowded_ids == 0 and "covers 2.00% of the catalog's (video, ID) pairs, under the 2.5%" in r.warning
+    assert "(the default budget's ceiling)" in r.warning and "about 25,000 restores the share" in r.warning
+    assert report(counts, videos=250_000, max_pool=25_000).warning is None  # the share, asked for
+    # a model tuned to recall at a smaller share is measured against its own
+    tuned = report(counts, videos=250_000, max_pool=None, pool_share=0.01)
+    assert (tuned.max_pool, tuned.warning) == (10_000, None)
+
+
+def test_a_catalog_many_times_the_size_the_model_was_tuned_on_is_told_to_tune_again():
+    kw = dict(videos=50_000, max_pool=None, pool_share=0.025)
+    grown = report([2] * 20_000, tuned_videos=50_000 // RETUNE_GROWTH - 1, **kw)
+    assert "tuned on 4,999 videos and the catalog holds 50,000" in grown.warning
+    assert "grdr tune --dataset DATASET --model MODEL_DIR --validation-model M_VAL --scale 50000" in grown.warning
+    assert grown.tuned_videos == 4_999
+    tune = next(c for c in re.findall(r"`([^`]+)`", grown.warning) if c.startswith("grdr tune"))
+    name, *args = shlex.split(tune)[1:]
+    with typer.main.get_command(grdr_app).commands[name].make_context(name, list(args)) as ctx:
+        assert ctx.params["scale"] == 50_000  # the command parses under the real CLI (nothing runs)
+    assert report([2] * 20_000, tuned_videos=50_000 // RETUNE_GROWTH, **kw).warning is None
+    assert report([2] * 20_000, tuned_videos=None, **kw).warning is None  # untuned: nothing to compare
