@@ -6,7 +6,8 @@ share of queries whose hits equal the first layout's, beside exact dense and HNS
         --scale 100000 --shards 1,3 --queries 300 --grdr 300
 
 The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
-that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).  On each
+that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
+`--keep` leaves the indices; `--reuse` measures those a kept run left instead of building them again.  On each
 layout the systems are timed together, taking turns a block of queries each (bench.suite.measure).
 """
 from __future__ import annotations
@@ -72,24 +73,36 @@ def _settings(text: str) -> list[GrdrSetting]:
                                          "300,100:3000,1000:20000:2") from None
 
 
+def holds(client, name: str, videos: int) -> bool:
+    """Whether index or alias `name` exists and holds exactly `videos` documents (what `--reuse` measures)."""
+    return bool(client.indices.exists(index=name)) and client.count(index=name)["count"] == videos
+
+
 def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries: int,
         grdr_settings: list[GrdrSetting], ef_search: int = defaults.DEFAULT_EF_SEARCH,
-        keep: bool = False, rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK) -> dict[str, Any]:
+        keep: bool = False, rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK,
+        reuse: bool = False) -> dict[str, Any]:
+    """reuse: measure the catalogs and HNSW baselines an earlier `keep` run left, where each holds the grown
+    catalog's videos, instead of ingesting and building them again (a 1M catalog takes about 16 minutes)."""
     settings = Settings()
     client = settings.opensearch_client()
     src = load_dataset(dataset)
     n = max(scale, src.n_videos)
     aliases = {s: f"bench-shards-{src.name}-{n}-{s}" for s in shard_counts}
     first = shard_counts[0]
-    with tempfile.TemporaryDirectory(prefix="grdr-bench-shards-") as work:
-        data = dataset if scale <= src.n_videos else grow_dataset(dataset, scale, Path(work) / "data")
-        ingest = ingest_corpus(client, data, model, aliases[first], get_ingest_settings().batch_size, shards=first)
-    for s in shard_counts[1:]:
-        copy_layout(client, aliases[first], aliases[s], model, s)
-    client.cluster.health(wait_for_status="green", request_timeout=REINDEX_TIMEOUT_S)
-    for alias in aliases.values():  # one segment per shard, as the HNSW baseline is built: the same footing
-        client.indices.forcemerge(index=alias, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
-        client.indices.refresh(index=alias)
+    if reuse and all(holds(client, alias, n) for alias in aliases.values()):
+        ingest: dict[str, Any] = {"videos": n, "reused": True}
+    else:
+        with tempfile.TemporaryDirectory(prefix="grdr-bench-shards-") as work:
+            data = dataset if scale <= src.n_videos else grow_dataset(dataset, scale, Path(work) / "data")
+            ingest = ingest_corpus(client, data, model, aliases[first], get_ingest_settings().batch_size,
+                                   shards=first)
+        for s in shard_counts[1:]:
+            copy_layout(client, aliases[first], aliases[s], model, s)
+        client.cluster.health(wait_for_status="green", request_timeout=REINDEX_TIMEOUT_S)
+        for alias in aliases.values():  # one segment per shard, as the HNSW baseline is built: the same footing
+            client.indices.forcemerge(index=alias, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
+            client.indices.refresh(index=alias)
 
     rows = src.test_queries()[:queries]
     texts = [src.query_text[r] for r in rows]
@@ -100,8 +113,9 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     for s in shard_counts:
         searcher = Searcher(model, aliases[s], settings=settings, client=client).connect()
         hnsw_name = f"{aliases[s]}-hnsw"
-        build = build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
-                           defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s)
+        build = ({"videos": n, "reused": True} if ingest.get("reused") and holds(client, hnsw_name, n) else
+                 build_hnsw(client, aliases[s], hnsw_name, searcher.runtime.cfg.rerank_dim, defaults.HNSW_M,
+                            defaults.HNSW_EF_CONSTRUCTION, ef_search, shards=s))
         at_level = {level: searcher if level is None else Searcher(model, aliases[s], settings=settings, client=client,
                                                                    recall_level=level).connect()
                     for _, _, level in grdr_settings}
@@ -154,13 +168,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--grdr", type=_settings, default=[(300, None, None)],
                     help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure the indices a --keep run left (when they hold the catalog's videos) instead of "
+                         "ingesting and building them again")
     ap.add_argument("--rounds", type=int, default=defaults.ROUNDS, help="timed passes over the queries")
     ap.add_argument("--block", type=int, default=defaults.BLOCK,
                     help="queries a system runs before the next system's turn")
     add_json_flag(ap)
     args = ap.parse_args(argv)
     result = run(args.dataset, args.model, args.scale, args.shards, args.queries, args.grdr, keep=args.keep,
-                 rounds=args.rounds, block=args.block)
+                 rounds=args.rounds, block=args.block, reuse=args.reuse)
     return emit(result, table(result), args.json)
 
 

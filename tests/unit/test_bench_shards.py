@@ -1,0 +1,27 @@
+"""bench.shards' pure parts: the --grdr settings it parses and which kept indices --reuse may measure."""
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+import pytest
+
+from bench.shards import _settings, holds
+
+
+def stub_client(counts: dict[str, int]):
+    return SimpleNamespace(indices=SimpleNamespace(exists=lambda index: index in counts),
+                           count=lambda index: {"count": counts[index]})
+
+
+def test_reuse_measures_only_an_index_holding_the_catalogs_videos():
+    client = stub_client({"bench-shards-msrvtt-1000000-1": 1_000_000, "half": 500_000})
+    assert holds(client, "bench-shards-msrvtt-1000000-1", 1_000_000)
+    assert not holds(client, "half", 1_000_000)  # an interrupted ingest: built again
+    assert not holds(client, "missing", 1_000_000)
+
+
+def test_grdr_settings_name_beam_budget_and_level():
+    assert _settings("300,300:19141,1000:-:2") == [(300, None, None), (300, 19141, None), (1000, None, 2)]
+    with pytest.raises(argparse.ArgumentTypeError, match="beam\\[:budget\\[:level\\]\\]"):
+        _settings("300:1:2:3")
