@@ -11,6 +11,7 @@ Three things make recall decay as a catalog grows under a fixed model, and the r
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -102,11 +103,14 @@ def _crowded(share: float, crowded: np.ndarray, max_pool: int, fullest: int, vid
 
 def _thin_budget(max_pool: int, postings: int, pool_share: float) -> str:
     ceiling = " (the default budget's ceiling)" if max_pool == DEFAULT_MAX_BUDGET else ""
+    needed = math.ceil(pool_share * postings)
+    fix = (f"A budget of {needed:,} (`--max-pool` of grdr serve) restores the share, at more rerank work a query."
+           if needed <= MAX_POOL else
+           f"The share needs {needed:,}, more than the {MAX_POOL:,} one query may recall: `--max-pool {MAX_POOL}` "
+           "comes closest, at more rerank work a query.")
     return (f"The recall budget, {max_pool:,} videos{ceiling}, covers {max_pool / postings:.2%} of the catalog's "
             f"(video, ID) pairs, under the {pool_share:.1%} the model recalls at (serving.pool_share): pools hold "
-            "fewer of the right videos' look-alikes and recall falls (docs/INDEX.md#capacity). A larger budget "
-            f"(`--max-pool` of grdr serve, up to {MAX_POOL:,}; about {pool_share * postings:,.0f} restores the "
-            "share) costs more rerank work a query.")
+            f"fewer of the right videos' look-alikes and recall falls (docs/INDEX.md#capacity). {fix}")
 
 
 def _untuned_size(videos: int, tuned_videos: int) -> str:

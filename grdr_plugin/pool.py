@@ -32,13 +32,13 @@ MAX_BEAM = 3000
 # 95 % between 500 and 750 postings and 97.7 % at 1,000, for ~240 more videos scored exactly (~0.04 ms).
 POOL_SHARE = 0.025
 MIN_POOL = 1000
-# The default's ceiling: the exact score costs OpenSearch about 0.3 µs a pool video (bench.profile_request:
-# 1.75 ms for 5,592 at 100k, 4.57 ms for 15,272 at 1M), so 20,000 postings bound it near 5 ms a query on two
-# cores.  Catalogs that need more have outgrown their codebook (the capacity report says so): retraining
-# with a larger one is the fix.
-DEFAULT_MAX_BUDGET = 20_000
-# What one query may be asked to recall (`--max-pool`).
+# What one query may be asked to recall (`--max-pool`), and the default's ceiling: the share holds up to about
+# 1M videos (4M postings).  Below the share recall falls: msrvtt grown to 1M kept 80 % of exact dense's R@10 at a
+# budget of 20,000 and 98.2 % at its share, 91,425, whose exact score costs about 0.17 µs a pool video on one
+# shard (16 ms a search there, a third of the scan's; docs/SIZING.md).  Larger catalogs get the capacity
+# report's warning and its fixes.
 MAX_POOL = 100_000
+DEFAULT_MAX_BUDGET = MAX_POOL
 # IDs are taken until their counts reach at least this many videos, whatever the budget: a search's default
 # k, so a small first ID followed by a crowded one does not leave a pool that widening by prefixes must fill.
 MIN_POOL_VIDEOS = 10

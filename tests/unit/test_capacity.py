@@ -166,15 +166,20 @@ def test_health_carries_the_capacity_of_the_current_snapshot():
 # ---- the budget against the model's share, and the catalog against the size its defaults were tuned on ----
 
 def test_a_budget_under_the_models_share_says_so_and_what_restores_it():
-    counts = [4] * 250_000  # 1,000,000 postings: the 2.5 % share asks for 25,000, the default stops at the ceiling
-    r = report(counts, videos=250_000, max_pool=None)
-    assert (r.max_pool, r.pool_share, r.budget_share) == (DEFAULT_MAX_BUDGET, 0.025, DEFAULT_MAX_BUDGET / 1_000_000)
-    assert r.crowded_ids == 0 and "covers 2.00% of the catalog's (video, ID) pairs, under the 2.5%" in r.warning
-    assert "(the default budget's ceiling)" in r.warning and "about 25,000 restores the share" in r.warning
+    counts = [4] * 250_000  # 1,000,000 postings: the 2.5 % share is a budget of 25,000
+    assert report(counts, videos=250_000, max_pool=None).max_pool == 25_000
+    thin = report(counts, videos=250_000, max_pool=10_000)
+    assert (thin.pool_share, thin.budget_share, thin.crowded_ids) == (0.025, 0.01, 0)
+    assert "covers 1.00% of the catalog's (video, ID) pairs, under the 2.5%" in thin.warning
+    assert "A budget of 25,000 (`--max-pool` of grdr serve) restores the share" in thin.warning
     assert report(counts, videos=250_000, max_pool=25_000).warning is None  # the share, asked for
     # a model tuned to recall at a smaller share is measured against its own
-    tuned = report(counts, videos=250_000, max_pool=None, pool_share=0.01)
-    assert (tuned.max_pool, tuned.warning) == (10_000, None)
+    assert report(counts, videos=250_000, max_pool=10_000, pool_share=0.01).warning is None
+    # past the ceiling no budget restores it: the report says which comes closest
+    huge = report([4] * 2_500_000, videos=2_500_000, max_pool=None)
+    assert (huge.max_pool, huge.budget_share) == (DEFAULT_MAX_BUDGET, DEFAULT_MAX_BUDGET / 10_000_000)
+    assert "(the default budget's ceiling)" in huge.warning and "The share needs 250,000" in huge.warning
+    assert f"`--max-pool {DEFAULT_MAX_BUDGET}` comes closest" in huge.warning
 
 
 def test_a_catalog_many_times_the_size_the_model_was_tuned_on_is_told_to_tune_again():

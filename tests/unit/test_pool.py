@@ -35,7 +35,8 @@ def test_default_budget_is_a_share_of_the_catalog_between_floor_and_ceiling():
     assert default_max_pool(0) == MIN_POOL
     assert default_max_pool(3_663) == MIN_POOL == 1000  # msrvtt's 1k videos
     assert default_max_pool(382_827) == 9_571  # msrvtt grown to 100k: a fortieth of its postings
-    assert default_max_pool(10**9) == DEFAULT_MAX_BUDGET < MAX_POOL  # a cost ceiling; --max-pool goes higher
+    assert default_max_pool(3_656_998) == 91_425  # msrvtt grown to 1M: still the share
+    assert default_max_pool(10**9) == DEFAULT_MAX_BUDGET == MAX_POOL  # the ceiling: what one query may recall
 
 
 def test_budget_out_of_bounds_is_refused_naming_the_field():
