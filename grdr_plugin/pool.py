@@ -34,7 +34,7 @@ POOL_SHARE = 0.025
 MIN_POOL = 1000
 # What one query may be asked to recall (`--max-pool`), and the default's ceiling: the share holds up to about
 # 1M videos (4M postings).  Below the share recall falls: msrvtt grown to 1M kept 80 % of exact dense's R@10 at a
-# budget of 20,000 and 98.2 % at its share, 91,425, whose exact score costs about 0.17 µs a pool video on one
+# budget of 20,000 and 98.2 % at its share, 91,425, whose exact score costs about 0.16 µs a pool video on one
 # shard (16 ms a search there, a third of the scan's; docs/SIZING.md).  Larger catalogs get the capacity
 # report's warning and its fixes.
 MAX_POOL = 100_000
