@@ -11,7 +11,6 @@ Three things make recall decay as a catalog grows under a fixed model, and the r
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grdr_plugin.index import Mode
 from grdr_plugin.model.config import choose_codebook_size
-from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, POOL_SHARE, default_max_pool
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, POOL_SHARE, default_max_pool, share_budget
 
 # Warn once this share of (video, ID) pairs sits in over-full IDs. Measured on msrvtt grown to 100,000 videos
 # (docs/INDEX.md#capacity): 10.2 % at pool 300 (R@10 68 % of exact dense), 0.29 % at pool 1,000 (86 %), 0 at
@@ -101,9 +100,8 @@ def _crowded(share: float, crowded: np.ndarray, max_pool: int, fullest: int, vid
             "then a larger budget (`--max-pool` of grdr serve) takes more IDs after them, at more rerank work.")
 
 
-def _thin_budget(max_pool: int, postings: int, pool_share: float) -> str:
+def _thin_budget(max_pool: int, postings: int, pool_share: float, needed: int) -> str:
     ceiling = " (the default budget's ceiling)" if max_pool == DEFAULT_MAX_BUDGET else ""
-    needed = math.ceil(pool_share * postings)
     fix = (f"A budget of {needed:,} (`--max-pool` of grdr serve) restores the share, at more rerank work a query."
            if needed <= MAX_POOL else
            f"The share needs {needed:,}, more than the {MAX_POOL:,} one query may recall: `--max-pool {MAX_POOL}` "
@@ -146,8 +144,9 @@ def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int,
     problems = []
     if share >= CROWDED_WARN_SHARE:
         problems.append(_crowded(share, crowded, max_pool, fullest, videos, views, levels, codebook_size, index, mode))
-    if max_pool < pool_share * postings:
-        problems.append(_thin_budget(max_pool, postings, pool_share))
+    needed = share_budget(postings, pool_share)  # the budget the model's share asks for, unbounded
+    if max_pool < needed:
+        problems.append(_thin_budget(max_pool, postings, pool_share, needed))
     if tuned_videos is not None and videos > RETUNE_GROWTH * tuned_videos:
         problems.append(_untuned_size(videos, tuned_videos))
     warning = " ".join(problems) or None

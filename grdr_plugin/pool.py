@@ -44,10 +44,15 @@ DEFAULT_MAX_BUDGET = MAX_POOL
 MIN_POOL_VIDEOS = 10
 
 
+def share_budget(postings: int, share: float = POOL_SHARE) -> int:
+    """`share` of a catalog's `postings` (video, ID) pairs, before the floor and the ceiling."""
+    return math.ceil(share * max(postings, 0))
+
+
 def default_max_pool(postings: int, share: float = POOL_SHARE) -> int:
     """The recall budget for a catalog of `postings` (video, ID) pairs at `share` of them (a model's
     `ServingRecord.pool_share`)."""
-    return min(DEFAULT_MAX_BUDGET, max(MIN_POOL, math.ceil(share * max(postings, 0))))
+    return min(DEFAULT_MAX_BUDGET, max(MIN_POOL, share_budget(postings, share)))
 
 
 def check_beam_size(beam_size: int) -> int:
