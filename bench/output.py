@@ -10,10 +10,19 @@ from typing import Any
 
 def int_list(text: str) -> list[int]:
     """An argparse type: "1000,10000" -> [1000, 10000]."""
+    return _number_list(text, int, "integers, e.g. 1000,10000")
+
+
+def float_list(text: str) -> list[float]:
+    """An argparse type: "0,0.5" -> [0.0, 0.5]."""
+    return _number_list(text, float, "numbers, e.g. 0,0.5,1")
+
+
+def _number_list(text: str, kind, example: str) -> list:
     try:
-        return [int(x) for x in text.split(",")]
+        return [kind(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated integers, e.g. 1000,10000") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated {example}") from None
 
 
 def add_kept_catalog_flags(ap: argparse.ArgumentParser, *, queries: int, dataset_help: str) -> None:

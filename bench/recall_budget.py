@@ -7,7 +7,8 @@ on the validation queries of a model trained with `grdr train --holdout` (never 
 Each catalog is the dataset grown to that size (grdr_plugin.growth); the pool rule is the query layer's
 (grdr_plugin.pool), applied by `grdr_plugin.evaluation.sweep` (each catalog encoded and each query decoded
 once for all budgets).  The default budget's row is marked.  `--level L` takes the pool at prefixes of L codes
-(the recall level a tuned model may serve at) instead of whole IDs.
+(the recall level a tuned model may serve at) instead of whole IDs; `--size-penalties 0,0.5,1` sweeps the pool
+rule's turn (grdr_plugin.pool.SIZE_PENALTY: 0 takes the decoded IDs in the decoder's order).
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.output import add_json_flag, emit, int_list
+from bench.output import add_json_flag, emit, float_list, int_list
 from grdr_plugin.data import Dataset, load_dataset
 from grdr_plugin.evaluation import encode_catalog, sweep
 from grdr_plugin.growth import with_grown_catalog
 from grdr_plugin.metrics import share_of
-from grdr_plugin.pool import DEFAULT_BEAM, default_max_pool
+from grdr_plugin.pool import DEFAULT_BEAM, SIZE_PENALTY, default_max_pool
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.validation import holdout_split, load_spec
 
@@ -35,8 +36,9 @@ def validation_split(src: Dataset, model: Path) -> Dataset:
 
 
 def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM,
-        level: Optional[int] = None) -> dict[str, Any]:
-    """`level`: the recall level the pool takes (default: whole IDs)."""
+        level: Optional[int] = None, size_penalties: tuple[float, ...] = (SIZE_PENALTY,)) -> dict[str, Any]:
+    """`level`: the recall level the pool takes (default: whole IDs); `size_penalties`: the pool rule's, each a
+    sweep of its own."""
     val = validation_split(load_dataset(dataset), model)
     runtime = ModelRuntime(model)
     level = runtime.cfg.levels if level is None else level
@@ -49,21 +51,25 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
             ds = with_grown_catalog(val, n, work)
             catalog = encode_catalog(ds, runtime)
             default = default_max_pool(catalog.index.postings)
-            dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
-                                [(beam, budget, level) for budget in dict.fromkeys([default, *budgets])])
-            rows = [{"default": r["max_pool"] == default, "dense_R@10": dense["R@10"], **r} for r in grid]
+            rows = []
+            for penalty in size_penalties:
+                dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
+                                    [(beam, budget, level) for budget in dict.fromkeys([default, *budgets])],
+                                    size_penalty=penalty)
+                rows += [{"default": r["max_pool"] == default, "size_penalty": penalty, "dense_R@10": dense["R@10"],
+                          **r} for r in grid]
             out["scales"].append({"videos": ds.n_videos, "rows": rows})
     return out
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["| videos | budget | candidate recall | R@10 | % of dense R@10 | mean pool |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| videos | budget | size penalty | candidate recall | R@10 | % of dense R@10 | mean pool |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for scale in result["scales"]:
-        for r in sorted(scale["rows"], key=lambda r: r["max_pool"]):
+        for r in sorted(scale["rows"], key=lambda r: (r["max_pool"], r["size_penalty"])):
             budget = f"**{r['max_pool']:,}** (default)" if r["default"] else f"{r['max_pool']:,}"
-            lines.append(f"| {scale['videos']:,} | {budget} | {r['candidate_recall']:.2f} | {r['R@10']:.2f} | "
-                         f"{share_of(r['R@10'], r['dense_R@10']):.1f} | {r['pool_mean']:,.0f} |")
+            lines.append(f"| {scale['videos']:,} | {budget} | {r['size_penalty']:g} | {r['candidate_recall']:.2f} | "
+                         f"{r['R@10']:.2f} | {share_of(r['R@10'], r['dense_R@10']):.1f} | {r['pool_mean']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -76,9 +82,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--beam", type=int, default=DEFAULT_BEAM)
     ap.add_argument("--level", type=int, default=None,
                     help="the recall level: codes of an ID the pool is taken at (default: whole IDs)")
+    ap.add_argument("--size-penalties", type=float_list, default=[SIZE_PENALTY],
+                    help="the pool rule's size penalties to sweep (0: the decoder's order)")
     add_json_flag(ap)
     args = ap.parse_args(argv)
-    result = run(args.dataset, args.model, args.scales, args.budgets, args.beam, args.level)
+    result = run(args.dataset, args.model, args.scales, args.budgets, args.beam, args.level,
+                 tuple(args.size_penalties))
     return emit(result, table(result), args.json)
 
 

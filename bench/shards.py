@@ -7,7 +7,8 @@ share of queries whose hits equal the first layout's, beside exact dense and HNS
 
 The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
 that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
-`--keep` leaves the indices; `--reuse` measures those a kept run left instead of building them again.  On each
+`--keep` leaves the indices; `--reuse` measures those a kept run left instead of building them again, and leaves
+them too.  On each
 layout the systems are timed together, taking turns a block of queries each (bench.suite.measure).
 """
 from __future__ import annotations
@@ -83,7 +84,8 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
         keep: bool = False, rounds: int = defaults.ROUNDS, block: int = defaults.BLOCK,
         reuse: bool = False) -> dict[str, Any]:
     """reuse: measure the catalogs and HNSW baselines an earlier `keep` run left, where each holds the grown
-    catalog's videos, instead of ingesting and building them again (a 1M catalog takes about 16 minutes)."""
+    catalog's videos, instead of ingesting and building them again (a 1M catalog takes about 16 minutes); what a run
+    reused it keeps (`leaves_indices`)."""
     settings = Settings()
     client = settings.opensearch_client()
     src = load_dataset(dataset)
@@ -104,6 +106,7 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
             client.indices.forcemerge(index=alias, max_num_segments=1, request_timeout=FORCEMERGE_TIMEOUT_S)
             client.indices.refresh(index=alias)
 
+    keep = leaves_indices(keep, ingest)
     rows = src.test_queries()[:queries]
     texts = [src.query_text[r] for r in rows]
     truth = [src.video_ids[src.query_video[r]] for r in rows]
@@ -141,6 +144,12 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
     return out
 
 
+def leaves_indices(keep: bool, ingest: dict[str, Any]) -> bool:
+    """Whether a run leaves its indices: asked to (`--keep`), or measuring the catalogs a kept run left, which a
+    later `--reuse` run will want again."""
+    return keep or bool(ingest.get("reused"))
+
+
 def table(result: dict[str, Any]) -> str:
     """The Markdown table docs/CLUSTER.md shows."""
     lines = ["| shards | system | setting | R@10 | % of dense | identical hits | p50 ms | p99 ms |",
@@ -169,8 +178,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     ap.add_argument("--reuse", action="store_true",
-                    help="measure the indices a --keep run left (when they hold the catalog's videos) instead of "
-                         "ingesting and building them again")
+                    help="measure (and leave) the indices a --keep run left (when they hold the catalog's videos) "
+                         "instead of ingesting and building them again")
     ap.add_argument("--rounds", type=int, default=defaults.ROUNDS, help="timed passes over the queries")
     ap.add_argument("--block", type=int, default=defaults.BLOCK,
                     help="queries a system runs before the next system's turn")

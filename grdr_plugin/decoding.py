@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from grdr_plugin.model.ids import encode_prefix
-from grdr_plugin.pool import budget_ids
+from grdr_plugin.pool import SIZE_PENALTY, pool_ids
 
 # step_fn(query_rows int64 [R], prefixes int64 [R, t]) -> log-probabilities float [R, C]
 StepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -184,15 +184,16 @@ class InvertedIndex:
         """(video, ID) pairs: what the recall budget is a share of (grdr_plugin.pool.default_max_pool)."""
         return int(self.vids.size)
 
-    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int) -> np.ndarray:
+    def lookup_pool(self, ids: np.ndarray, scores: np.ndarray, max_pool: int,
+                    size_penalty: float = SIZE_PENALTY) -> np.ndarray:
         """The pool of decoded IDs `ids` [B, level] (best first, -inf skipped) under the query layer's
-        rule (`grdr_plugin.pool`): every video of the leading IDs whose video counts fit `max_pool`
-        (at least the first ID), each video once, sorted."""
-        ids = ids[np.isfinite(scores)]
+        rule (`grdr_plugin.pool.pool_ids`): every video of the IDs taken within `max_pool`, each video once, sorted."""
+        real = np.isfinite(scores)
+        ids = ids[real]
         if ids.size == 0:
             return np.zeros(0, dtype=np.int64)
         keys = encode_prefix(ids, self.codebook_size)
         lo = np.searchsorted(self.keys, keys, side="left")
         lengths = np.searchsorted(self.keys, keys, side="right") - lo
-        taken = budget_ids(lengths, max_pool)
-        return np.unique(self.vids[_run_indices(lo[:taken], lengths[:taken])])
+        taken = pool_ids(scores[real], lengths, max_pool, size_penalty)
+        return np.unique(self.vids[_run_indices(lo[taken], lengths[taken])])

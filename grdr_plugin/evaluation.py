@@ -4,7 +4,7 @@ Protocol: every video of the dataset (seen and unseen) is encoded by the trained
 encoder; unseen videos get their IDs from the tokenizer only.  Every `test` query is
 decoded with the trie-constrained beam search over the IDs that exist (the in-process stand-in
 for the OpenSearch `terms` filter is a numpy inverted index); the pool is chosen by the query
-layer's rule (`grdr_plugin.pool`: every video of the leading decoded IDs within the recall budget),
+layer's rule (`grdr_plugin.pool`: every video of the decoded IDs taken within the recall budget),
 so both recall the same videos; the pool is reranked by the reranker's cosine.  A
 ground-truth video outside the pool is ranked after the whole pool, in dense order among the
 remaining videos (so MdR/MnR stay defined and comparable).
@@ -21,7 +21,7 @@ import numpy as np
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
 from grdr_plugin.metrics import percent, rank_metrics
-from grdr_plugin.pool import default_max_pool
+from grdr_plugin.pool import SIZE_PENALTY, default_max_pool
 
 # Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
 QUERY_CHUNK = 64
@@ -64,11 +64,12 @@ def encode_catalog(ds: Dataset, backend) -> EncodedCatalog:
 
 
 def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[Setting],
-                 chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None
+                 chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
+                 size_penalty: float = SIZE_PENALTY
                  ) -> tuple[np.ndarray, dict[Setting, PoolRanks], dict[tuple[int, int], float]]:
     """The relevant video's dense rank of each query of `rows`, its GRDR ranks under each (beam, max_pool, level)
     of `settings` (each beam decoded once per level, whatever the budgets), and the mean decoding time per query (ms)
-    of each (beam, level)."""
+    of each (beam, level).  `size_penalty`: the pool rule's (grdr_plugin.pool.pool_ids)."""
     gt = ds.query_video[rows]
     dense_rank = np.zeros(len(rows), dtype=np.int64)
     out = {s: PoolRanks(np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool),
@@ -91,8 +92,8 @@ def rank_queries(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray
             for (b, max_pool, lv), ranks in out.items():
                 if (b, lv) == (beam, level):
                     for j in range(len(texts)):
-                        _rank_in_pool(ranks, s + j, index.lookup_pool(ids[j], sc[j], max_pool), scores[j],
-                                      g[j], gscore[j])
+                        _rank_in_pool(ranks, s + j, index.lookup_pool(ids[j], sc[j], max_pool, size_penalty),
+                                      scores[j], g[j], gscore[j])
         if progress is not None:
             progress(len(texts))
     return dense_rank, out, {d: 1000 * t / max(len(rows), 1) for d, t in decode_s.items()}
@@ -149,10 +150,12 @@ def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), b
 
 
 def sweep(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, settings: Sequence[Setting],
-          progress: Callable[[int], None] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+          progress: Callable[[int], None] | None = None,
+          size_penalty: float = SIZE_PENALTY) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Dense's metrics on `rows`, and GRDR's under each (beam, max_pool, level) of `settings`, in their order, each
     with its mean decoding time per query (`decode_ms`)."""
-    dense_rank, by_setting, decode_ms = rank_queries(ds, backend, catalog, rows, settings, progress=progress)
+    dense_rank, by_setting, decode_ms = rank_queries(ds, backend, catalog, rows, settings, progress=progress,
+                                                     size_penalty=size_penalty)
     grid = [{"beam": beam, "max_pool": max_pool, "recall_level": level, **rank_metrics(r.rank),
              "candidate_recall": percent(r.in_pool), "pool_mean": round(float(r.pool_size.mean()), 1),
              "decode_ms": round(decode_ms[beam, level], 2)}

@@ -1,13 +1,15 @@
 """Which recalled videos make up the pool: one rule for in-process eval and OpenSearch.
 
-The decoded IDs are taken best first, each one whole, while the videos behind the IDs taken so
+The decoded IDs are taken in turn, each one whole, while the videos behind the IDs taken so
 far (counted per ID, as the trie counts them: a video under two of them counts twice) stay
-within the recall budget `max_pool`; the first ID is always taken.  Every video under the taken
+within the recall budget `max_pool`.  The decoder's best ID goes first and is always taken; the
+others' turn is their score less a share of the log of their video count (`pool_ids`): a crowded
+ID spends more of the budget for the one right video it may hold.  Every video under the taken
 IDs is the pool, and the dense reranker scores all of them exactly.  OpenSearch applies the rule
 as a `terms` filter on the taken IDs under the k-NN scorer (`query.request.grdr_request`), so
 the pool needs no ordering of its own: the same request is correct on one shard or many (each
 shard scores its part of the pool, the coordinating node merges the top k).  In-process
-evaluation applies it with `budget_ids` over the same counts (`grdr_plugin.decoding.InvertedIndex`).
+evaluation applies it with `pool_ids` over the same counts (`grdr_plugin.decoding.InvertedIndex`).
 
 The budget grows with the catalog (`default_max_pool`): a fixed pool holds the families of fewer
 and fewer distinct videos as a catalog grows, so the right video falls out of it.  The beam and the
@@ -26,22 +28,28 @@ DEFAULT_BEAM = 300
 # fine codebooks need thousands to fill a budget (actnet's C=256 IDs hold 1.3 videos each).
 MAX_BEAM = 3000
 # The budget as a share of the catalog's (video, ID) postings, and its floor.  From the validation
-# sweeps in docs/MODEL.md#recall-budget (held-out train queries): R@10 reaches 97-99 % of dense at
+# sweeps in docs/MODEL.md#recall-budget (held-out train queries): R@10 reaches 98-99 % of dense at
 # about a fortieth of the postings of msrvtt grown to 10k, 30k and 100k videos, and rises little after;
 # on the small catalogs (msrvtt's 1k, msvd's 2k videos) the floor decides, and candidate recall reaches
-# 95 % between 500 and 750 postings and 97.7 % at 1,000, for ~240 more videos scored exactly (~0.04 ms).
+# 95 % at 500 postings and 98 % at 1,000, for ~240 more videos scored exactly (~0.04 ms).
 POOL_SHARE = 0.025
 MIN_POOL = 1000
 # What one query may be asked to recall (`--max-pool`), and the default's ceiling: the share holds up to about
-# 1M videos (4M postings).  Below the share recall falls: msrvtt grown to 1M kept 80 % of exact dense's R@10 at a
-# budget of 20,000 and 98.2 % at its share, 91,425, whose exact score costs about 0.16 µs a pool video on one
-# shard (16 ms a search there, a third of the scan's; docs/SIZING.md).  Larger catalogs get the capacity
-# report's warning and its fixes.
+# 1M videos (4M postings).  Below the share recall falls: msrvtt grown to 1M kept 84.6 % of exact dense's R@10 at
+# a budget of 20,000, 97.1 % at 60,000 and 100.4 % at its share, 91,425, whose exact score costs about 0.16 µs a
+# pool video on one shard (16 ms a search there, a third of the scan's; docs/SIZING.md).  Larger catalogs get
+# the capacity report's warning and its fixes.
 MAX_POOL = 100_000
 DEFAULT_MAX_BUDGET = MAX_POOL
 # IDs are taken until their counts reach at least this many videos, whatever the budget: a search's default
 # k, so a small first ID followed by a crowded one does not leave a pool that widening by prefixes must fill.
 MIN_POOL_VIDEOS = 10
+# An ID's turn in the pool after the decoder's best: its score (summed natural log-probabilities) less this times
+# the log of its video count, i.e. its probability over count ** SIZE_PENALTY.  1 would rank IDs by probability
+# per video, what a budget in videos buys (a knapsack's greedy order); the decoder's scores are not probabilities
+# of holding the right video, and validation sweeps (catalogs of 1k to 1M videos) put the best between 0.5 and 1,
+# 0.75 within 0.4 point of candidate recall of the best everywhere (docs/MODEL.md#an-ids-turn).
+SIZE_PENALTY = 0.75
 
 
 def share_budget(postings: int, share: float = POOL_SHARE) -> int:
@@ -67,8 +75,20 @@ def check_max_pool(max_pool: int) -> int:
     return max_pool
 
 
+def pool_ids(scores: np.ndarray, counts: np.ndarray, max_pool: int, size_penalty: float = SIZE_PENALTY) -> np.ndarray:
+    """The decoded IDs the pool takes, as positions in the decoder's list (`scores`, `counts`: one per ID, best
+    first, padding dropped), in the order taken: the decoder's best, then the rest by score less `size_penalty` x
+    ln(count) (a count of 0, a stale trie's, as 1; ties in the decoder's order), within `max_pool` by `budget_ids`.
+    The best goes first whatever its size: under a budget thinner than the IDs are crowded it is the one ID taken,
+    the likeliest to hold the right video."""
+    counts = np.asarray(counts, dtype=np.int64)
+    turn = np.asarray(scores, dtype=np.float64)[1:] - size_penalty * np.log(np.maximum(counts[1:], 1))
+    order = np.r_[0, 1 + np.argsort(-turn, kind="stable")] if counts.size else np.zeros(0, dtype=np.int64)
+    return order[: budget_ids(counts[order], max_pool)]
+
+
 def budget_ids(counts: np.ndarray | list[int], max_pool: int) -> int:
-    """How many leading IDs (best first) the pool takes: while their `counts` sum to at most
+    """How many leading IDs (in their turn's order) the pool takes: while their `counts` sum to at most
     `max_pool`, and at least until they reach MIN_POOL_VIDEOS (so at least one, when there is one)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size == 0:

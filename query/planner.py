@@ -16,7 +16,7 @@ import numpy as np
 
 from grdr_plugin.index import DEFAULT_FIELDS, GrdrFields, Scorer
 from grdr_plugin.model.ids import children_pattern, format_rows, id_prefix
-from grdr_plugin.pool import budget_ids
+from grdr_plugin.pool import pool_ids
 from query.hybrid import (
     BM25_FIELDS,
     KEYWORD_CANDIDATES,
@@ -38,14 +38,15 @@ class TrieCounts(Protocol):
     def prefix_counts(self, codes: np.ndarray) -> np.ndarray: ...
 
 
-def real_beams(codes: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
-    """Per query, its decoded IDs (or prefixes) as codes [B, l], best first (padding beams, scored -inf, dropped)."""
-    return [c[real] for c, real in zip(codes, np.isfinite(scores))]
+def real_beams(codes: np.ndarray, scores: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query, its decoded IDs (or prefixes) as codes [B, l] and their scores [B], best first (padding beams,
+    scored -inf, dropped)."""
+    return [(c[real], s[real]) for c, s, real in zip(codes, scores, np.isfinite(scores))]
 
 
 def decoded_ids(codes: np.ndarray, scores: np.ndarray) -> list[list[str]]:
     """Per query, its decoded IDs best first, formatted (padding beams dropped)."""
-    return [format_rows(beams) for beams in real_beams(codes, scores)]
+    return [format_rows(beams) for beams, _ in real_beams(codes, scores)]
 
 
 def widening_prefixes(beams: Sequence[str], k: int, have: int, *, levels: int, trie: TrieCounts) -> list[str]:
@@ -68,9 +69,9 @@ class QueryPlan:
     text: str
     query_vec: np.ndarray  # the rerank vector
     beams: np.ndarray  # every decoded ID (or prefix, recalled at a shorter level) as codes [B, l], best first
-    ids: list[str]  # the pool's IDs: the leading decoded IDs within the recall budget
+    ids: list[str]  # the pool's IDs: the decoded IDs taken within the recall budget (grdr_plugin.pool), in turn
     counts: np.ndarray  # the trie's video count of each of `ids` (or of `prefixes`)
-    # the pool's prefixes, recalled at a shorter level than whole IDs: the leading decoded prefixes within the budget
+    # the pool's prefixes, recalled at a shorter level than whole IDs: the decoded prefixes taken within the budget
     prefixes: list[str] = field(default_factory=list)
 
     @cached_property
@@ -115,17 +116,18 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
     `levels` codes, or prefixes of fewer (a search recalled at a shorter level), taken under the same budget rule."""
     queries = []
     whole = codes.shape[-1] == levels
-    for text, vec, beams in zip(texts, query_vecs, real_beams(codes, scores)):
+    for text, vec, (beams, beam_scores) in zip(texts, query_vecs, real_beams(codes, scores)):
         if whole:  # the trie's keys are the ID strings
             decoded = format_rows(beams)
             counts = np.array([trie.video_count(b) for b in decoded], dtype=np.int64)
-            taken = budget_ids(counts, max_pool)
-            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=decoded[:taken], counts=counts[:taken]))
+            taken = pool_ids(beam_scores, counts, max_pool)
+            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=[decoded[i] for i in taken],
+                                     counts=counts[taken]))
         else:  # counted from the codes; only the taken prefixes are formatted
             counts = trie.prefix_counts(beams)
-            taken = budget_ids(counts, max_pool)
-            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=[], counts=counts[:taken],
-                                     prefixes=format_rows(beams[:taken])))
+            taken = pool_ids(beam_scores, counts, max_pool)
+            queries.append(QueryPlan(text=text, query_vec=vec, beams=beams, ids=[], counts=counts[taken],
+                                     prefixes=format_rows(beams[taken])))
     levels = codes.shape[-1]
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer,

@@ -125,15 +125,16 @@ def test_a_pool_recalled_at_prefixes_through_opensearch_equals_in_process_eval(c
 
 def window(searcher, text, max_pool):
     """The query's encoding, pool IDs and their trie counts, as the Searcher plans them (query.planner)."""
-    from grdr_plugin.pool import budget_ids
+    from grdr_plugin.pool import pool_ids
     from query.planner import decoded_ids
 
     q = searcher.runtime.encode_queries([text])
     trie = searcher.store.snapshot
-    beams = decoded_ids(*searcher.decode(q, trie=trie))[0]
+    codes, scores = searcher.decode(q, trie=trie)
+    beams = decoded_ids(codes, scores)[0]
     counts = np.array([trie.video_count(b) for b in beams], dtype=np.int64)
-    taken = budget_ids(counts, max_pool)
-    return q, beams[:taken], counts[:taken]
+    taken = pool_ids(scores[0][np.isfinite(scores[0])], counts, max_pool)
+    return q, [beams[i] for i in taken], counts[taken]
 
 
 def test_stale_trie_counts_widen_the_pool_and_lose_nothing(searcher, tiny_model_dir, catalog, client, monkeypatch):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.shards import _settings, holds
+from bench.shards import _settings, holds, leaves_indices
 
 
 def stub_client(counts: dict[str, int]):
@@ -19,6 +19,12 @@ def test_reuse_measures_only_an_index_holding_the_catalogs_videos():
     assert holds(client, "bench-shards-msrvtt-1000000-1", 1_000_000)
     assert not holds(client, "half", 1_000_000)  # an interrupted ingest: built again
     assert not holds(client, "missing", 1_000_000)
+
+
+def test_a_run_leaves_the_indices_it_was_asked_to_keep_or_reused():
+    assert leaves_indices(True, {"videos": 10})
+    assert leaves_indices(False, {"videos": 10, "reused": True})  # a later --reuse run wants them again
+    assert not leaves_indices(False, {"videos": 10})  # built for this run alone
 
 
 def test_grdr_settings_name_beam_budget_and_level():

@@ -119,8 +119,12 @@ def test_inverted_index_pool_stops_at_the_budget_once_the_minimum_is_reached():
     video_codes = np.array([[[v // 12 if v < 12 else 1 + (v - 12) // 6] * 3] for v in range(24)])
     inv = InvertedIndex(video_codes, 4)
     ids = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]])
-    assert inv.lookup_pool(ids, np.zeros(3), 18).tolist() == list(range(18))  # 12 + 6 fit; + 6 would not
-    assert inv.lookup_pool(ids, np.zeros(3), 5).tolist() == list(range(12))  # the first ID whole, however full
+    scores = np.array([0.0, -1.0, -2.0])  # far enough apart that the counts do not reorder them
+    assert inv.lookup_pool(ids, scores, 18).tolist() == list(range(18))  # 12 + 6 fit; + 6 would not
+    assert inv.lookup_pool(ids, scores, 5).tolist() == list(range(12))  # the first ID whole, however full
+    # after the best, at equal scores the smaller IDs go first (grdr_plugin.pool.pool_ids): 6 + 6 fit 18, 12 more
+    # would not
+    assert inv.lookup_pool(ids[[1, 0, 2]], np.zeros(3), 18).tolist() == list(range(12, 24))
 
 
 def test_inverted_index_counts_a_video_once_per_id():

@@ -6,9 +6,11 @@ from grdr_plugin.pool import (
     MAX_POOL,
     MIN_POOL,
     MIN_POOL_VIDEOS,
+    SIZE_PENALTY,
     budget_ids,
     check_max_pool,
     default_max_pool,
+    pool_ids,
 )
 
 
@@ -44,3 +46,23 @@ def test_budget_out_of_bounds_is_refused_naming_the_field():
     for bad in (0, MAX_POOL + 1):
         with pytest.raises(ValueError, match="max_pool"):
             check_max_pool(bad)
+
+
+def test_after_the_best_ids_take_their_turn_by_score_less_a_share_of_their_log_count():
+    assert SIZE_PENALTY == 0.75
+    scores = np.log([0.5, 0.3, 0.2])  # the decoder's order
+    counts = np.array([40, 100, 25])  # after the best, turns: 0.3 / 100 ** 0.75 < 0.2 / 25 ** 0.75
+    assert pool_ids(scores, counts, 1000).tolist() == [0, 2, 1]  # all fit: the smaller, likelier-per-video next
+    assert pool_ids(scores, counts, 100).tolist() == [0, 2]  # 40 + 25 fit; 100 more would not
+    assert pool_ids(scores, counts, 100, size_penalty=0).tolist() == [0]  # the decoder's order: 40 + 100 would not
+    assert pool_ids(scores, [10, 10, 10], 1000).tolist() == [0, 1, 2]  # equal counts keep the decoder's order
+
+
+def test_the_best_id_goes_first_whatever_its_size():
+    # a budget thinner than the IDs are crowded: the best alone, not the small ones behind it
+    assert pool_ids(np.log([0.5, 0.3, 0.2]), np.array([400, 100, 25]), 200).tolist() == [0]
+
+
+def test_a_stale_zero_count_is_taken_like_a_single_video():
+    assert pool_ids(np.array([-1.0, -1.0, -1.0]), np.array([5, 0, 1]), 10).tolist() == [0, 1, 2]  # ties: in order
+    assert pool_ids(np.array([], dtype=np.float32), np.array([], dtype=np.int64), 10).tolist() == []

@@ -317,7 +317,8 @@ def _plan(hybrid="off", k=10, max_pool=40, filters=(), videos=None):
     from query.planner import plan_search
 
     codes = np.array([[[1, 2, 3], [4, 5, 6]], [[1, 2, 4], [-1, -1, -1]]])
-    scores = np.array([[-0.1, -0.2], [-0.3, -np.inf]], dtype=np.float32)
+    # far enough apart that the IDs' counts leave them in the decoder's order (grdr_plugin.pool.pool_ids)
+    scores = np.array([[-0.1, -2.0], [-0.3, -np.inf]], dtype=np.float32)
     trie = _Counts(videos or {"1-2-3": 3, "4-5-6": 2, "1-2-4": 1}, {"1-2": 4, "4-5": 2, "1": 20, "4": 2})
     return plan_search(["a man cooks", "a cat"], np.ones((2, 4), dtype=np.float32), codes, scores, trie, k=k,
                        max_pool=max_pool, hybrid=hybrid, filters=list(filters), levels=3), trie
@@ -334,6 +335,19 @@ def test_a_plan_holds_each_querys_pool_ids_within_the_budget_and_sizes_the_reque
     filtered, _ = _plan(max_pool=30, videos=crowded, filters=[{"term": {"split": "seen"}}])
     assert [q.ids for q in filtered.queries] == [["1-2-3"], ["1-2-4"]]  # the same rule under user filters
     assert _plan("rrf")[0].size == 50  # rrf fuses KEYWORD_CANDIDATES of each side
+
+
+def test_a_plan_takes_a_crowded_id_after_a_smaller_one_of_a_close_score():
+    from query.planner import plan_search
+
+    codes = np.array([[[1, 2, 3], [4, 5, 6], [7, 8, 9]]])
+    # after the best, turns: -0.2 - 0.75 ln 40 = -2.97 < -0.3 - 0.75 ln 10 = -2.03
+    scores = np.array([[-0.1, -0.2, -0.3]], dtype=np.float32)
+    trie = _Counts({"1-2-3": 5, "4-5-6": 40, "7-8-9": 10}, {})
+    plan = plan_search(["a man cooks"], np.ones((1, 4), dtype=np.float32), codes, scores, trie, k=10, max_pool=45,
+                       hybrid="off", filters=[], levels=3)
+    assert plan.queries[0].ids == ["1-2-3", "7-8-9"] and plan.queries[0].counts.tolist() == [5, 10]  # 40 more: 55
+    assert plan.queries[0].decoded == ["1-2-3", "4-5-6", "7-8-9"]  # widening still reads the decoder's order
 
 
 @pytest.mark.parametrize("hybrid,per_query", [("off", 1), ("union", 2), ("rrf", 2)])
@@ -368,7 +382,7 @@ def test_a_search_recalled_at_a_shorter_level_takes_whole_prefixes_within_the_bu
     from query.planner import ask_again, grdr_body, plan_search
 
     codes = np.array([[[1, 2], [4, 5], [6, 6]]])  # prefixes of 3-level IDs, best first
-    scores = np.array([[-0.1, -0.2, -0.3]], dtype=np.float32)
+    scores = np.array([[-0.1, -2.0, -4.0]], dtype=np.float32)  # apart enough to keep this order
     trie = _Counts({}, {"1-2": 12, "4-5": 20, "6-6": 3, "1": 30})
     plan = plan_search(["a man cooks"], np.ones((1, 4), dtype=np.float32), codes, scores, trie, k=10, max_pool=35,
                        hybrid="off", filters=[], levels=3)
