@@ -6,9 +6,8 @@ numbers: same IDs, same vectors, same pool rule (grdr_plugin.pool).
 With k = the recall budget (full_pool_k; `grdr eval --index`), a video the pool holds gets its exact rank. A video
 outside the hits counts for no R@k, and for MdR/MnR ranks len(hits) + 1: a lower bound of the in-process
 rank, which goes on to order every other video by dense score (a full scan OpenSearch is not asked for).
-A query whose decoded IDs hold fewer than k videos is widened by ID prefixes up to k (as for users); the
-hits only a prefix recalled are left out of the ranking, so the ranks are the pool's, as in process
-(which does not widen).
+Searches do not widen (`widen=False`): a pool of fewer than k videos stays as it is, as in process, since a
+widened request's top k could push the pool's own videos out.
 """
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ import numpy as np
 
 from grdr_plugin.data import Dataset
 from grdr_plugin.metrics import latency_summary, percent, rank_metrics, rank_of, recall_at
-from grdr_plugin.model.ids import parse_id
 from query.hybrid import bm25_request
-from query.results import Hit
 from query.searcher import MAX_K, Searcher
 
 # evaluation modes besides "bm25" (keyword only) -> the Searcher's hybrid setting
@@ -31,12 +28,6 @@ MODES = ("grdr", *[m for m in HYBRID_OF_MODE if m != "grdr"], "bm25")
 def full_pool_k(searcher: Searcher) -> int:
     """The k that returns a query's whole pool (so its video's rank is exact), within one request's size."""
     return min(searcher.recall_budget(), MAX_K)
-
-
-def widened(hit: Hit, level: int) -> bool:
-    """Recalled only by a widening prefix (its matched_id is shorter than what the search recalls at: a semantic ID,
-    or the prefix of its recall level)."""
-    return hit.matched_id is not None and len(parse_id(hit.matched_id)) < level
 
 
 def _metrics(ranks: np.ndarray, bounds: np.ndarray) -> dict[str, float]:
@@ -69,9 +60,9 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
                 hits = searcher.client.search(index=searcher.index, body=bm25_request(text, size=k, filters=[]))
                 ids = [h["_id"] for h in hits["hits"]["hits"]]
             else:
-                res = searcher.search(text, k=k, hybrid=HYBRID_OF_MODE[mode])
-                ids = [h.video_id for h in res.hits if not widened(h, level)]
-                pools[i] = res.pool_size - (len(res.hits) - len(ids))  # the pool, without the widened hits
+                res = searcher.search(text, k=k, hybrid=HYBRID_OF_MODE[mode], widen=False)
+                ids = [h.video_id for h in res.hits]
+                pools[i] = res.pool_size
                 for stage, ms in res.timings_ms.items():
                     stages[stage].append(ms)
             ranks[i] = rank_of(ids, truth[i])

@@ -100,6 +100,9 @@ class SearchPlan:
     hit_doc_values: bool = False
     shards: int = 1  # the index's primary shards: how union's keyword candidates are reranked (query.hybrid)
     scorer: Scorer = "knn_score"  # how the index scores the pool (its `_meta.grdr.scorer`)
+    # a pool of fewer than k videos is widened by shorter prefixes (`ask_again`); evaluation turns it off, since a
+    # widened request's top k may push pool videos out, and in-process eval does not widen
+    widen: bool = True
 
     @property
     def size(self) -> int:
@@ -111,7 +114,8 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
                 trie: TrieCounts, *, k: int, max_pool: int, hybrid: HybridMode, filters: list[dict[str, Any]],
                 levels: int, fields: GrdrFields = DEFAULT_FIELDS,
                 text_fields: Sequence[str] = tuple(BM25_FIELDS), source: dict[str, Any] = HIT_SOURCE,
-                shards: int = 1, scorer: Scorer = "knn_score", hit_doc_values: bool = False) -> SearchPlan:
+                shards: int = 1, scorer: Scorer = "knn_score", hit_doc_values: bool = False,
+                widen: bool = True) -> SearchPlan:
     """The plan of a batch from its decoder output (codes, scores: `ModelRuntime.beam_search`'s): whole IDs of
     `levels` codes, or prefixes of fewer (a search recalled at a shorter level), taken under the same budget rule."""
     queries = []
@@ -131,7 +135,7 @@ def plan_search(texts: Sequence[str], query_vecs: np.ndarray, codes: np.ndarray,
     levels = codes.shape[-1]
     return SearchPlan(queries=queries, k=k, hybrid=hybrid, filters=filters, levels=levels,
                       fields=fields, text_fields=tuple(text_fields), source=source, shards=shards, scorer=scorer,
-                      hit_doc_values=hit_doc_values)
+                      hit_doc_values=hit_doc_values, widen=widen)
 
 
 # ---- request bodies ----
@@ -181,7 +185,7 @@ def ask_again(plan: SearchPlan, pool_sizes: Sequence[int],
     prefixes: list[list[str]] = [list(q.prefixes) for q in plan.queries]
     again = []
     for i, q in enumerate(plan.queries):
-        if pool_sizes[i] < plan.k and q.decoded:
+        if plan.widen and pool_sizes[i] < plan.k and q.decoded:
             widening = widening_prefixes(q.decoded, plan.k, pool_sizes[i], levels=plan.levels, trie=trie)
             if widening:
                 prefixes[i] += widening
@@ -194,7 +198,7 @@ def native_hybrid_bodies(plan: SearchPlan, trie: TrieCounts,
     """hybrid="rrf" as one neural-search `hybrid` request per query, and the prefixes each is
     widened by, planned up front from the trie's counts."""
     prefixes = [[*q.prefixes, *(widening_prefixes(q.decoded, plan.k, q.recalled_videos, levels=plan.levels, trie=trie)
-                                if q.decoded else [])] for q in plan.queries]
+                                if plan.widen and q.decoded else [])] for q in plan.queries]
     bodies = [native_hybrid_request(q.ids, q.query_vec, q.text, size=plan.size, filters=plan.filters,
                                     prefixes=p, pipeline=pipeline, text_fields=plan.text_fields, source=plan.source,
                                     fields=plan.fields) for q, p in zip(plan.queries, prefixes)]

@@ -271,14 +271,15 @@ class Searcher:
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
                hybrid: HybridMode = "off", beam_size: Optional[int] = None,
-               max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None) -> SearchResult:
+               max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None,
+               widen: bool = True) -> SearchResult:
         return self.search_many([text], k=k, filters=filters, hybrid=hybrid, beam_size=beam_size, max_pool=max_pool,
-                                source=source)[0]
+                                source=source, widen=widen)[0]
 
     def search_many(self, texts: Sequence[str], k: int = 10, filters: Optional[SearchFilters | dict] = None,
                     hybrid: HybridMode = "off", beam_size: Optional[int] = None,
                     max_pool: Optional[int] = None, source: Optional[Sequence[str]] = None,
-                    reconnect: bool = True) -> list[SearchResult]:
+                    reconnect: bool = True, widen: bool = True) -> list[SearchResult]:
         """Batched: one encode and one decode for all texts, then the planned requests
         (query.planner) in one _msearch, and a second only for the queries that need it
         (query.executor).
@@ -289,6 +290,8 @@ class Searcher:
         source: the `_source` fields each hit carries (`Hit.source`; names or wildcards).
         reconnect: when hits come from an index the name did not point at on connect (the alias moved),
         connect again and search once more (refused, with the fix, if that index holds another model's IDs).
+        widen: a pool of fewer than k videos is widened by shorter ID prefixes (query.planner.ask_again); False
+        returns the pool's hits alone (what evaluation compares with in-process eval, which does not widen).
         """
         mode = check_hybrid_mode(hybrid)
         check_k(k)
@@ -317,7 +320,7 @@ class Searcher:
         plan = plan_search(texts, queries.query_vec, codes, scores, trie, k=k, max_pool=cap, hybrid=mode,
                            filters=clauses, levels=cfg.levels, fields=catalog.fields,
                            text_fields=catalog.text_fields, source=source_body, shards=catalog.shards,
-                           scorer=catalog.scorer, hit_doc_values=catalog.hit_doc_values and not source)
+                           scorer=catalog.scorer, hit_doc_values=catalog.hit_doc_values and not source, widen=widen)
         with_source = bool(source)
         if mode == "rrf" and catalog.native_hybrid.enabled:
             native = self._native_rrf(plan, trie, catalog.native_hybrid, with_source)
@@ -334,7 +337,7 @@ class Searcher:
                 if self._catalog is catalog:
                     self._catalog = None
             return self.search_many(texts, k=k, filters=filters, hybrid=hybrid, beam_size=beam_size,
-                                    max_pool=max_pool, source=source, reconnect=False)
+                                    max_pool=max_pool, source=source, reconnect=False, widen=widen)
         shards = max((searched_shards_of(r) for r in answers.grdr), default=plan.shards)
         if shards > plan.shards:  # the alias moved to an index of more shards
             self._catalog = catalog = replace(catalog, shards=shards)

@@ -113,12 +113,15 @@ class FakeSearcher:
         self.recall_budget = lambda: max_pool
         self.runtime = SimpleNamespace(cfg=SimpleNamespace(levels=3))
         self.recall_level = 3
-        self.asked_k: list[int] = []
+        self.asked: list[tuple[int, bool]] = []
 
-    def search(self, text, k, hybrid):
-        self.asked_k.append(k)
+    def search(self, text, k, hybrid, widen=True):
+        self.asked.append((k, widen))
         ids, pool = self.answers[text]
-        # "w..." videos stand for hits only a widening prefix recalled
+        # "w..." videos stand for hits only a widening prefix recalled: a search that does not widen has none
+        widening = [v for v in ids if v.startswith("w")]
+        if not widen:
+            ids, pool = [v for v in ids if v not in widening], pool - len(widening)
         hits = [SimpleNamespace(video_id=v, matched_id="1-2" if v.startswith("w") else "1-2-3") for v in ids[:k]]
         return SimpleNamespace(hits=hits, pool_size=pool,
                                timings_ms={"encode": 1.0, "decode": 2.0, "opensearch": 3.0, "total": 6.0})
@@ -135,23 +138,15 @@ def _dataset():
 def test_eval_through_opensearch_ranks_the_whole_pool_and_keeps_in_process_keys():
     searcher = FakeSearcher({"q0": (["a", "b", "c"], 3), "q1": (["a", "w1", "b", "c"], 4), "q2": (["a", "b", "w2"], 3)})
     res = evaluate_through_opensearch(_dataset(), searcher, k=full_pool_k(searcher))
-    assert searcher.asked_k == [4] * 3
+    assert searcher.asked == [(4, False)] * 3  # the whole pool, not widened (in-process eval does not widen)
     grdr = res["grdr"]
-    # ranks 1, 3 (the widened w1 left out) and absent from a 2-video pool: recalled by no cutoff, ranked 3
+    # ranks 1, 3 (no widened w1 ahead of it) and absent from a 2-video pool: recalled by no cutoff, ranked 3
     # (pool + 1) for MdR/MnR
     assert (grdr["R@1"], grdr["R@5"], grdr["MdR"], grdr["MnR"]) == (33.33, 66.67, 3.0, 2.33)
     assert (grdr["candidate_recall"], grdr["pool_mean"], grdr["max_pool"]) == (66.67, 2.7, 4)  # 3, 3, 2
     assert {"dataset", "queries", "videos", "grdr", "by_split", "grdr_seen", "grdr_unseen"} <= set(res)
     assert res["by_split"]["unseen"]["queries"] == 1 and res["grdr_unseen"]["candidate_recall"] == 0.0
     assert grdr["stages_ms"]["total"]["p50_ms"] == 6.0
-
-
-def test_a_search_recalled_at_prefixes_counts_its_prefix_hits_and_leaves_out_shorter_ones():
-    searcher = FakeSearcher({"q0": (["a", "b", "c"], 3), "q1": (["a", "w1", "b", "c"], 4), "q2": (["a", "b", "w2"], 3)})
-    searcher.recall_level = 2  # the "1-2" hits are the pool's own, not widened
-    grdr = evaluate_through_opensearch(_dataset(), searcher, k=full_pool_k(searcher))["grdr"]
-    # ranks 1 and 4 (w1 now counts), q2's truth absent from 3 hits: bound 4
-    assert (grdr["MdR"], grdr["MnR"], grdr["recall_level"]) == (4.0, 3.0, 2)
 
 
 def test_eval_k_is_capped_by_one_requests_size():

@@ -373,6 +373,8 @@ def test_ask_again_widens_only_pools_smaller_than_k():
     prefixes, again = ask_again(plan, pool_sizes=[3, 40], trie=trie)  # query 0: a pool of 3 < k
     assert prefixes == [["1-2", "4-5", "1"], []] and again == [0]
     assert ask_again(plan, pool_sizes=[10, 10], trie=trie) == ([[], []], [])
+    from dataclasses import replace
+    assert ask_again(replace(plan, widen=False), pool_sizes=[3, 40], trie=trie) == ([[], []], [])  # as evaluated
     body = grdr_body(plan, plan.queries[0], prefixes[0])
     assert {"terms": {"grdr_prefixes": ["1-2", "4-5", "1"]}} in body["query"]["script_score"]["query"]["bool"][
         "filter"][0]["bool"]["should"]
