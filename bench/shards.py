@@ -8,8 +8,8 @@ share of queries whose hits equal the first layout's, beside exact dense and HNS
 The catalog is ingested once through the Celery workers (the first shard count); the other layouts are copies of
 that index made by OpenSearch's `_reindex` (the same documents: what differs is only how they are split).
 `--keep` leaves the indices; `--reuse` measures those a kept run left instead of building them again, and leaves
-them too.  On each
-layout the systems are timed together, taking turns a block of queries each (bench.suite.measure).
+them too.  On each layout the systems are timed together, taking turns a block of queries each
+(bench.suite.measure).
 """
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ def searched_shards_of(response: dict[str, Any]) -> int:
 
 def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, id_field: str = ID_FIELD,
            with_source: bool = False) -> Hit:
-    """One response hit; matched_id is the best decoded ID the video holds, else the widening
-    prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
+    """One response hit; matched_id is the first of the pool's IDs (in the order taken) the video holds, else
+    the widening prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
     `_source` fields the request asked for."""
     values = raw.get("fields", {})
     own = values.get(id_field, [])
