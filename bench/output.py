@@ -1,11 +1,11 @@
-"""A benchmark module's command line and answer: comma-separated integer flags in; a Markdown table for people,
+"""A benchmark module's command line and answer: comma-separated number flags in; a Markdown table for people,
 then (`--json`) one JSON object on the last line, out."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def int_list(text: str) -> list[int]:
@@ -18,7 +18,7 @@ def float_list(text: str) -> list[float]:
     return _number_list(text, float, "numbers, e.g. 0,0.5,1")
 
 
-def _number_list(text: str, kind, example: str) -> list:
+def _number_list(text: str, kind: Callable[[str], Any], example: str) -> list:
     try:
         return [kind(x) for x in text.split(",")]
     except ValueError:

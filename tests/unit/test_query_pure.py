@@ -367,13 +367,14 @@ def test_the_first_round_is_each_querys_grdr_request_then_its_keyword_one(hybrid
 
 
 def test_ask_again_widens_only_pools_smaller_than_k():
+    from dataclasses import replace
+
     from query.planner import ask_again, grdr_body
 
     plan, trie = _plan()
     prefixes, again = ask_again(plan, pool_sizes=[3, 40], trie=trie)  # query 0: a pool of 3 < k
     assert prefixes == [["1-2", "4-5", "1"], []] and again == [0]
     assert ask_again(plan, pool_sizes=[10, 10], trie=trie) == ([[], []], [])
-    from dataclasses import replace
     assert ask_again(replace(plan, widen=False), pool_sizes=[3, 40], trie=trie) == ([[], []], [])  # as evaluated
     body = grdr_body(plan, plan.queries[0], prefixes[0])
     assert {"terms": {"grdr_prefixes": ["1-2", "4-5", "1"]}} in body["query"]["script_score"]["query"]["bool"][
