@@ -43,7 +43,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
     `stages_ms`."""
     rows = ds.test_queries()[:limit] if limit else ds.test_queries()
     truth = [ds.video_ids[ds.query_video[r]] for r in rows]
-    level = searcher.recall_level
+    level = searcher.recall_level()
     seen = ds.video_split[ds.query_video[rows]]
     splits = {"seen": seen, "unseen": ~seen}
     out: dict[str, Any] = {"dataset": ds.name, "queries": int(len(rows)), "videos": int(ds.n_videos)}
@@ -74,7 +74,7 @@ def evaluate_through_opensearch(ds: Dataset, searcher: Searcher, *, modes: tuple
         if mode != "bm25":
             pool_mean = round(float(pools.mean()), 1) if len(rows) else 0.0
             out[mode] |= {"candidate_recall": percent(found), "pool_mean": pool_mean,
-                          "beam": searcher.beam_size, "max_pool": searcher.recall_budget(), "recall_level": level,
+                          "beam": searcher.beam_size(), "max_pool": searcher.recall_budget(), "recall_level": level,
                           "k": k}
         for name, sel in splits.items():
             by_split[name][mode] = _metrics(ranks[sel], bounds[sel]) | {"candidate_recall": percent(found[sel])}

@@ -78,7 +78,7 @@ def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
     trie = searcher.store.snapshot
     encoded = searcher.runtime.encode_queries(texts)
     codes, scores = searcher.decode(encoded, trie=trie)
-    budget = searcher.recall_budget()
+    budget = searcher.recall_budget(trie=trie)
     # the index's own scorer, and the knn_score script (which reads any vector field) over the same pools
     scorers: list[Scorer] = list(dict.fromkeys([searcher.scorer, "knn_score"]))
     grdr = {}
@@ -93,7 +93,7 @@ def run(model: Path, dataset: Path, index: str, hnsw_index: str, queries: int,
     # the recall structures beside the time: GRDR's trie (in the query process) and HNSW's graph + vectors
     recall_bytes = {"grdr": searcher.store.memory_bytes(),
                     "hnsw": hnsw_recall_bytes(storage(searcher.client, hnsw_index)["parts"])}
-    return {"queries": len(texts), "beam": searcher.beam_size, "budget": budget, "ef_search": ef_search,
+    return {"queries": len(texts), "beam": searcher.beam_size(trie), "budget": budget, "ef_search": ef_search,
             "scorer": searcher.scorer, "grdr": grdr, "dense": dense, "hnsw": hnsw, "recall_bytes": recall_bytes}
 
 

@@ -55,12 +55,13 @@ def copy_layout(client, source_alias: str, alias: str, model: Path, shards: int)
     return target.index
 
 
-GrdrSetting = tuple[int, Optional[int], Optional[int]]  # (beam, budget, recall level); None: the model's default
+# (beam, budget, recall level); None: the model's default for the catalog's size
+GrdrSetting = tuple[Optional[int], Optional[int], Optional[int]]
 
 
 def _settings(text: str) -> list[GrdrSetting]:
-    """"300,100:3000,1000:20000:2" -> [(beam, budget, level), ...]; a budget or level left out (or "-"): the
-    model's default."""
+    """"300,100:3000,1000:20000:2,-" -> [(beam, budget, level), ...]; a budget or level left out, or any of the
+    three "-": the model's default."""
     def value(parts: list[str], i: int) -> Optional[int]:
         return int(parts[i]) if len(parts) > i and parts[i] != "-" else None
 
@@ -68,7 +69,7 @@ def _settings(text: str) -> list[GrdrSetting]:
         items = [item.split(":") for item in text.split(",")]
         if any(len(parts) > 3 for parts in items):
             raise ValueError
-        return [(int(parts[0]), value(parts, 1), value(parts, 2)) for parts in items]
+        return [(value(parts, 0), value(parts, 1), value(parts, 2)) for parts in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: beam[:budget[:level]], comma-separated, e.g. "
                                          "300,100:3000,1000:20000:2") from None
@@ -133,8 +134,9 @@ def run(dataset: Path, model: Path, scale: int, shard_counts: list[int], queries
             m, hits = measured[f"grdr {(beam, pool, level)}"]
             same = reference.setdefault((beam, pool, level), hits)
             m["identical_to_first_layout"] = sum(a == b for a, b in zip(hits, same)) / len(hits)
-            layout["grdr"].append({"beam": beam, "max_pool": at_level[level].recall_budget(pool),
-                                   "recall_level": at_level[level].recall_level, **m})
+            served = at_level[level]
+            layout["grdr"].append({"beam": beam or served.beam_size(), "max_pool": served.recall_budget(pool),
+                                   "recall_level": served.recall_level(), **m})
         out["layouts"][str(s)] = layout
         if not keep:
             client.indices.delete(index=hnsw_name, ignore=[404])
@@ -174,7 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--scale", type=int, default=100_000)
     ap.add_argument("--shards", type=int_list, default=[1, 3])
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--grdr", type=_settings, default=[(300, None, None)],
+    ap.add_argument("--grdr", type=_settings, default=[(None, None, None)],
                     help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     ap.add_argument("--reuse", action="store_true",

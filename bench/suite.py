@@ -175,7 +175,7 @@ def kept_catalog(model: Path, dataset: Path, index: str, queries: int) -> tuple[
 QueryFn = Callable[[str], tuple[list[str], dict[str, float]]]
 
 
-def grdr_fn(searcher: Searcher, beam: int, max_pool: Optional[int] = None) -> QueryFn:
+def grdr_fn(searcher: Searcher, beam: Optional[int], max_pool: Optional[int] = None) -> QueryFn:
     def run(text: str):
         res = searcher.search(text, k=TOP_K, beam_size=beam, max_pool=max_pool)
         return [h.video_id for h in res.hits], res.timings_ms

@@ -84,7 +84,7 @@ def info(name: str = typer.Argument(..., metavar="NAME", help="alias name"),
             if cfg.fingerprint != data["fingerprint"]:
                 raise ValueError(f"--model: {model} is model {cfg.fingerprint[:12]}, but {data['alias']} holds the "
                                  f"IDs of {str(data['fingerprint'])[:12]}; name the model that serves it")
-            serving = cfg.serving
+            serving = cfg
         report = index_capacity(client, data["alias"], data["index"], data["meta"], max_pool, serving)
     data["capacity"] = report.model_dump() if report is not None else None
     if as_json:

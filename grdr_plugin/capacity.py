@@ -4,13 +4,14 @@ A query's pool takes the decoded IDs whole, in turn, within the recall budget `m
 Three things make recall decay as a catalog grows under a fixed model, and the report names each with its fix:
 - an ID holding more videos than the budget fills it alone: a query decoding it first recalls that one ID's
   videos and none of the other decoded IDs' (retokenize the model with a larger codebook, `grdr retokenize`);
-- the budget covers a smaller share of the catalog than the model recalls at (its `serving.pool_share`), as
+- the budget covers a smaller share of the catalog than the model recalls at (its serving records' shares), as
   when the default budget reaches its ceiling: pools hold fewer of the right videos' look-alikes (a larger
   `--max-pool`);
 - the catalog is many times the size the model's serving defaults were tuned on (`grdr tune --scale`).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from grdr_plugin.index import Mode
 from grdr_plugin.model.config import choose_codebook_size
-from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, POOL_SHARE, default_max_pool, share_budget
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET, MAX_POOL, BudgetRule
 
 # Warn once this share of (video, ID) pairs sits in over-full IDs. Measured on msrvtt grown to 100,000 videos
 # (docs/INDEX.md#capacity): 10.2 % at pool 300 (R@10 68 % of exact dense), 0.29 % at pool 1,000 (86 %), 0 at
@@ -62,10 +63,11 @@ class CapacityReport(BaseModel):
         description="share of the videos sitting in crowded IDs, counted in (video, ID) pairs (the per-ID counts "
                     "say no more): the pairs whose ID holds more than max_pool videos over all pairs. A video counts "
                     "once per crowded ID it holds; its uncrowded IDs count in the denominator only")
-    pool_share: float = Field(description="the share of the postings the model recalls at (its serving.pool_share)")
+    pool_share: float = Field(description="the share of the postings the model recalls at this size (its serving "
+                                          "records' shares: pool.BudgetRule)")
     budget_share: float = Field(description="max_pool / postings: the share the budget covers")
-    tuned_videos: Optional[int] = Field(description="videos the model's serving defaults were tuned on (None: not "
-                                                    "tuned, or not known)")
+    tuned_videos: Optional[int] = Field(description="videos the model's serving defaults for this size were tuned on "
+                                                    "(the record tuned nearest; None: not tuned, or not known)")
     warning: Optional[str] = Field(description="None when healthy; else what is wrong and the commands that fix it")
 
 
@@ -107,7 +109,7 @@ def _thin_budget(max_pool: int, postings: int, pool_share: float, needed: int) -
            f"The share needs {needed:,}, more than the {MAX_POOL:,} one query may recall: `--max-pool {MAX_POOL}` "
            "comes closest, at more rerank work a query.")
     return (f"The recall budget, {max_pool:,} videos{ceiling}, covers {max_pool / postings:.2%} of the catalog's "
-            f"(video, ID) pairs, under the {pool_share:.1%} the model recalls at (serving.pool_share): pools hold "
+            f"(video, ID) pairs, under the {pool_share:.1%} the model recalls at (its serving defaults): pools hold "
             f"fewer of the right videos' look-alikes and recall falls (docs/INDEX.md#capacity). {fix}")
 
 
@@ -119,19 +121,20 @@ def _untuned_size(videos: int, tuned_videos: int) -> str:
 
 
 def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int, codebook_size: int,
-                    max_pool: Optional[int], index: str, mode: Optional[Mode], pool_share: Optional[float] = None,
-                    tuned_videos: Optional[int] = None) -> CapacityReport:
+                    max_pool: Optional[int], index: str, mode: Optional[Mode],
+                    rule: BudgetRule = BudgetRule()) -> CapacityReport:
     """counts: videos behind each ID (one entry per ID holding any); max_pool: the recall budget (None: the
     query layer's default for this catalog); index: the name the warning's fix names; mode: how grdr writes
-    that index (`_meta.grdr.mode`; None: unknown); pool_share, tuned_videos: the serving model's budget share
-    and the catalog size its defaults were tuned on (`ServingRecord`; None: the pool rule's share, not known)."""
+    that index (`_meta.grdr.mode`; None: unknown); rule: the serving model's budget at each size and the catalog
+    sizes it was tuned on (`ModelConfig.budget_rule`; default: the pool rule's share, tuning not known)."""
     counts = np.asarray(counts, dtype=np.int64)
     if counts.size and counts.min() < 1:
         raise ValueError("counts: every ID listed must hold at least one video")
     postings = int(counts.sum())
-    pool_share = POOL_SHARE if pool_share is None else pool_share
+    pool_share = rule.share_at(postings)
+    tuned_videos = rule.bands[rule.nearest(postings)].videos
     if max_pool is None:
-        max_pool = default_max_pool(postings, pool_share)
+        max_pool = rule.budget(postings)
     if counts.size:
         # inverted_cdf: observed counts, not interpolations between two IDs
         p50, p99 = (int(v) for v in np.percentile(counts, [50, 99], method="inverted_cdf"))
@@ -144,7 +147,7 @@ def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int,
     problems = []
     if share >= CROWDED_WARN_SHARE:
         problems.append(_crowded(share, crowded, max_pool, fullest, videos, views, levels, codebook_size, index, mode))
-    needed = share_budget(postings, pool_share)  # the budget the model's share asks for, unbounded
+    needed = math.ceil(pool_share * postings)  # the budget the model's share asks for, unbounded
     if max_pool < needed:
         problems.append(_thin_budget(max_pool, postings, pool_share, needed))
     if tuned_videos is not None and videos > RETUNE_GROWTH * tuned_videos:

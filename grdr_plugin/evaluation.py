@@ -21,7 +21,7 @@ import numpy as np
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
 from grdr_plugin.metrics import percent, rank_metrics
-from grdr_plugin.pool import SIZE_PENALTY, default_max_pool
+from grdr_plugin.pool import SIZE_PENALTY
 
 # Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
 QUERY_CHUNK = 64
@@ -114,14 +114,15 @@ def _rank_in_pool(ranks: PoolRanks, row: int, pool: np.ndarray, scores: np.ndarr
 def evaluate(ds: Dataset, backend, modes: tuple[str, ...] = ("grdr", "dense"), beam: int | None = None,
              max_pool: int | None = None, chunk: int = QUERY_CHUNK, progress: Callable[[int], None] | None = None,
              query_rows: np.ndarray | None = None, recall_level: int | None = None) -> dict[str, Any]:
-    """beam, max_pool and recall_level: the model's serving defaults (`ModelConfig.serving`) where None, as in the
-    query layer."""
-    serving = backend.cfg.serving
-    beam = serving.beam_size if beam is None else beam
-    level = backend.cfg.recall_level if recall_level is None else recall_level
+    """beam, max_pool and recall_level: the model's serving defaults for the catalog's size (`ModelConfig.serving_for`,
+    `budget_rule`) where None, as in the query layer."""
+    cfg = backend.cfg
     catalog = encode_catalog(ds, backend)
-    if max_pool is None:  # the query layer's default: the model's share of the catalog's postings
-        max_pool = default_max_pool(catalog.index.postings, serving.pool_share)
+    postings = catalog.index.postings  # the query layer's defaults are those of the catalog's size
+    beam = cfg.serving_for(postings).beam_size if beam is None else beam
+    level = cfg.recall_level_for(postings) if recall_level is None else recall_level
+    if max_pool is None:
+        max_pool = cfg.budget_rule().budget(postings)
     rows = ds.test_queries() if query_rows is None else query_rows
     settings = [(beam, max_pool, level)] if "grdr" in modes else []
     dense_rank, by_setting, _ = rank_queries(ds, backend, catalog, rows, settings, chunk, progress)

@@ -15,9 +15,11 @@ says the targets were not met. Cost is the search stage's estimated time (`searc
 over the levels it decodes, and the exact score of every pool video.
 
 What a catalog needs also depends on its size: a setting that reaches the targets over 15k videos may not over
-100k, where each ID holds more look-alikes.  `grdr tune --scale N` scores the same validation queries over the
-catalog grown to N videos (grdr_plugin.growth), so the choice is made at the size the model will serve; the
-record names that size.
+100k, where each ID holds more look-alikes, and one that does over 100k spends more than 1M needs.  `grdr tune
+--scale N` scores the same validation queries over the catalog grown to N videos (grdr_plugin.growth), so the
+choice is made at the size the model will serve; the record names that size and its postings, and is kept beside
+those of other sizes (`ModelConfig.serving_at_scale`): each catalog is served with the record tuned nearest its
+size, and a budget drawn between the tuned ones (grdr_plugin.pool.BudgetRule).
 """
 from __future__ import annotations
 
@@ -109,7 +111,8 @@ def tune(ds: Dataset, backend, *, beams: Sequence[int] = DEFAULT_BEAMS, shares: 
     record = ServingRecord(
         beam_size=best["beam"], pool_share=best["share"],
         recall_level=None if best["recall_level"] == cfg.levels else best["recall_level"],
-        tuned_on=TunedOn(model=cfg.fingerprint, queries=len(rows), videos=ds.n_videos, target=target,
+        tuned_on=TunedOn(model=cfg.fingerprint, queries=len(rows), videos=ds.n_videos,
+                         postings=catalog.index.postings, target=target,
                          target_candidate_recall=candidate_recall, met=met, of_dense=best["of_dense"],
                          candidate_recall=best["candidate_recall"]))
     return record, {"queries": len(rows), "videos": ds.n_videos, "postings": catalog.index.postings, "dense": dense,

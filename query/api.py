@@ -160,7 +160,7 @@ def create_app(searcher: Searcher, max_concurrency: int = DEFAULT_CONCURRENCY, *
         store, cfg = searcher.store, searcher.runtime.cfg
         report = capacity.report(store, alias=searcher.index, views=cfg.views, levels=cfg.levels,
                                  codebook_size=cfg.codebook_size, max_pool=searcher.recall_budget(),
-                                 serving=cfg.serving)
+                                 serving=cfg)
         return {"status": "ok", "index": searcher.index, "fingerprint": searcher.runtime.fingerprint,
                 "ids": len(store), "pid": os.getpid(),  # pid: `grdr loadtest` samples its RSS
                 "rrf_fusion": "opensearch" if searcher.native_hybrid else "client",  # where hybrid="rrf" is fused

@@ -9,23 +9,22 @@ import numpy as np
 
 from grdr_plugin.capacity import CapacityReport, capacity_report
 from grdr_plugin.index import GrdrMeta
-from grdr_plugin.model.config import ServingRecord
+from grdr_plugin.model.config import ModelConfig
 from query.trie_store import TrieSnapshot, TrieStore, id_counts, indexed_videos
 
 SHAPE_KEYS = ("views", "levels", "codebook_size")  # what `_meta.grdr` records of the model's ID shape
 
 
-def serving_terms(serving: Optional[ServingRecord]) -> dict[str, Any]:
-    """What the report reads of a model's serving record: its budget share and the catalog size it was tuned on."""
-    if serving is None:
-        return {}
-    return {"pool_share": serving.pool_share, "tuned_videos": serving.tuned_on.videos if serving.tuned_on else None}
+def serving_terms(serving: Optional[ModelConfig]) -> dict[str, Any]:
+    """What the report reads of a model's serving records: its budget at each size and the sizes they were tuned
+    on."""
+    return {} if serving is None else {"rule": serving.budget_rule()}
 
 
 def index_capacity(client, alias: str, index: str, meta: dict[str, Any], max_pool: Optional[int] = None,
-                   serving: Optional[ServingRecord] = None) -> Optional[CapacityReport]:
+                   serving: Optional[ModelConfig] = None) -> Optional[CapacityReport]:
     """From the index itself (one terms-aggregation pass per 50,000 IDs and a count); None when its
-    `_meta.grdr` does not record the model's ID shape (not a grdr index). serving: the serving model's record
+    `_meta.grdr` does not record the model's ID shape (not a grdr index). serving: the serving model's config
     (None: the pool rule's share, tuning not known)."""
     if not all(isinstance(meta.get(k), int) for k in SHAPE_KEYS):
         return None
@@ -52,7 +51,7 @@ class SnapshotCapacity:
         self._cached: Optional[tuple[TrieSnapshot, CapacityReport]] = None
 
     def report(self, store: TrieStore, *, alias: str, views: int, levels: int, codebook_size: int,
-               max_pool: Optional[int], serving: Optional[ServingRecord] = None) -> CapacityReport:
+               max_pool: Optional[int], serving: Optional[ModelConfig] = None) -> CapacityReport:
         snapshot = store.snapshot
         with self._lock:  # one computation per snapshot, however many probes arrive at once
             if self._cached is None or self._cached[0] is not snapshot:

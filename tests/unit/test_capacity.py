@@ -20,8 +20,8 @@ from grdr_plugin.capacity import (
     fix_commands,
     suggested_codebook_size,
 )
-from grdr_plugin.model.config import ServingRecord, choose_codebook_size
-from grdr_plugin.pool import DEFAULT_MAX_BUDGET
+from grdr_plugin.model.config import ModelConfig, ServingRecord, choose_codebook_size
+from grdr_plugin.pool import DEFAULT_MAX_BUDGET, Band, BudgetRule
 from grdr_plugin.settings import Settings
 from query.api import create_app
 from query.catalog_capacity import SnapshotCapacity, index_capacity, snapshot_counts
@@ -64,7 +64,7 @@ def test_a_crowded_catalog_names_its_over_full_ids_and_the_commands_that_fix_the
 def test_the_warning_starts_at_its_threshold():
     # one over-full ID of 301 videos among many single-video IDs, its share just under and at the threshold; a
     # model recalling 0.05 % of the postings, so that a budget of 300 covers its share
-    share = dict(pool_share=0.0005)
+    share = dict(rule=BudgetRule((Band(0, 0.0005),)))
     under = int(301 / CROWDED_WARN_SHARE) - 301 + 1
     assert report([301] + [1] * under, videos=under, **share).warning is None
     at = int(301 / CROWDED_WARN_SHARE) - 301
@@ -146,9 +146,8 @@ def test_health_carries_the_capacity_of_the_current_snapshot():
     counts = {"1-2-3": 400, "1-2-4": 2, "5-0-1": 1}
     searcher = SimpleNamespace(index="videos", native_hybrid=False, store=Store(snapshot(counts), videos=401),
                                recall_budget=lambda: 300,  # the searcher's budget is what IDs are measured by
-                               runtime=SimpleNamespace(fingerprint="f" * 64,
-                                                       cfg=SimpleNamespace(views=4, levels=3, codebook_size=8,
-                                                                           serving=ServingRecord(pool_share=0.5))))
+                               runtime=SimpleNamespace(fingerprint="f" * 64, cfg=ModelConfig(
+                                   views=4, levels=3, codebook_size=8, serving=ServingRecord(pool_share=0.5))))
     api = TestClient(create_app(searcher, settings=Settings(), http=HttpSettings()))
     health = api.get("/health").json()
     capacity = health["capacity"]
@@ -174,7 +173,7 @@ def test_a_budget_under_the_models_share_says_so_and_what_restores_it():
     assert "A budget of 25,000 (`--max-pool` of grdr serve) restores the share" in thin.warning
     assert report(counts, videos=250_000, max_pool=25_000).warning is None  # the share, asked for
     # a model tuned to recall at a smaller share is measured against its own
-    assert report(counts, videos=250_000, max_pool=10_000, pool_share=0.01).warning is None
+    assert report(counts, videos=250_000, max_pool=10_000, rule=BudgetRule((Band(0, 0.01),))).warning is None
     # past the ceiling no budget restores it: the report says which comes closest
     huge = report([4] * 2_500_000, videos=2_500_000, max_pool=None)
     assert (huge.max_pool, huge.budget_share) == (DEFAULT_MAX_BUDGET, DEFAULT_MAX_BUDGET / 10_000_000)
@@ -183,8 +182,12 @@ def test_a_budget_under_the_models_share_says_so_and_what_restores_it():
 
 
 def test_a_catalog_many_times_the_size_the_model_was_tuned_on_is_told_to_tune_again():
-    kw = dict(videos=50_000, max_pool=None, pool_share=0.025)
-    grown = report([2] * 20_000, tuned_videos=50_000 // RETUNE_GROWTH - 1, **kw)
+    kw = dict(videos=50_000, max_pool=None)
+
+    def tuned_on(videos):
+        return BudgetRule((Band(0, 0.025, videos),))
+
+    grown = report([2] * 20_000, rule=tuned_on(50_000 // RETUNE_GROWTH - 1), **kw)
     assert "tuned on 4,999 videos and the catalog holds 50,000" in grown.warning
     assert "grdr tune --dataset DATASET --model MODEL_DIR --validation-model M_VAL --scale 50000" in grown.warning
     assert grown.tuned_videos == 4_999
@@ -192,5 +195,5 @@ def test_a_catalog_many_times_the_size_the_model_was_tuned_on_is_told_to_tune_ag
     name, *args = shlex.split(tune)[1:]
     with typer.main.get_command(grdr_app).commands[name].make_context(name, list(args)) as ctx:
         assert ctx.params["scale"] == 50_000  # the command parses under the real CLI (nothing runs)
-    assert report([2] * 20_000, tuned_videos=50_000 // RETUNE_GROWTH, **kw).warning is None
-    assert report([2] * 20_000, tuned_videos=None, **kw).warning is None  # untuned: nothing to compare
+    assert report([2] * 20_000, rule=tuned_on(50_000 // RETUNE_GROWTH), **kw).warning is None
+    assert report([2] * 20_000, rule=tuned_on(None), **kw).warning is None  # untuned: nothing to compare

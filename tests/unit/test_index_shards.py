@@ -109,10 +109,10 @@ class FakeSearcher:
     def __init__(self, answers: dict[str, tuple[list[str], int]], max_pool: int = 4):
         self.answers = answers
         self.config = SimpleNamespace(max_pool=max_pool, beam_size=8)
-        self.beam_size = 8
+        self.beam_size = lambda: 8
         self.recall_budget = lambda: max_pool
         self.runtime = SimpleNamespace(cfg=SimpleNamespace(levels=3))
-        self.recall_level = 3
+        self.recall_level = lambda: 3
         self.asked: list[tuple[int, bool]] = []
 
     def search(self, text, k, hybrid, widen=True):

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,8 @@ from grdr_plugin.pool import (
     MIN_POOL,
     MIN_POOL_VIDEOS,
     SIZE_PENALTY,
+    Band,
+    BudgetRule,
     budget_ids,
     check_max_pool,
     default_max_pool,
@@ -66,3 +70,35 @@ def test_the_best_id_goes_first_whatever_its_size():
 def test_a_stale_zero_count_is_taken_like_a_single_video():
     assert pool_ids(np.array([-1.0, -1.0, -1.0]), np.array([5, 0, 1]), 10).tolist() == [0, 1, 2]  # ties: in order
     assert pool_ids(np.array([], dtype=np.float32), np.array([], dtype=np.int64), 10).tolist() == []
+
+
+def test_one_band_is_the_share_between_floor_and_ceiling_at_every_size():
+    rule = BudgetRule((Band(0, 0.05),))
+    for postings in (0, 3_653, 382_400, 3_824_280, 10_000_000):
+        assert rule.budget(postings) == default_max_pool(postings, 0.05)
+    assert BudgetRule().budget(382_400) == default_max_pool(382_400)  # the pool rule's share, untuned
+    assert rule.share_at(382_400) == 0.05
+
+
+def test_between_two_tuned_sizes_the_budget_lies_on_the_line_between_theirs_in_log_log():
+    small, large = Band(400_000, 0.05, 100_000), Band(4_000_000, 0.015, 1_000_000)  # budgets 20,000 and 60,000
+    rule = BudgetRule((small, large))
+    assert (rule.budget(400_000), rule.budget(4_000_000)) == (20_000, 60_000)
+    assert rule.budget(1_264_911) == pytest.approx(math.sqrt(20_000 * 60_000), abs=1)  # halfway in log size
+    assert 20_000 < rule.budget(1_000_000) < 60_000
+    # outside the tuned sizes, the nearest band's share: a catalog grown past 1M keeps 1.5 %, a small one 5 %
+    assert (rule.budget(6_000_000), rule.budget(40_000)) == (90_000, 2_000)
+    assert rule.wanted(20_000_000) == 300_000 and rule.budget(20_000_000) == DEFAULT_MAX_BUDGET
+    assert [rule.nearest(p) for p in (40_000, 1_200_000, 1_300_000, 9_000_000)] == [0, 0, 1, 1]
+
+
+def test_a_band_of_unknown_size_serves_the_catalogs_below_the_first_known_one():
+    rule = BudgetRule((Band(0, 0.025), Band(400_000, 0.05)))
+    assert (rule.nearest(399_999), rule.nearest(400_000)) == (0, 1)
+    assert (rule.budget(399_999), rule.budget(500_000)) == (10_000, 25_000)
+
+
+def test_bands_must_come_by_size_each_once():
+    for bands in ((), (Band(400_000, 0.05), Band(40_000, 0.1)), (Band(40_000, 0.05), Band(40_000, 0.1))):
+        with pytest.raises(ValueError, match="bands: one or more, by distinct postings"):
+            BudgetRule(bands)

@@ -232,22 +232,51 @@ def test_a_searcher_serves_with_the_models_beam_and_budget_share_unless_told_oth
 
     trie = SimpleNamespace(postings=100_000)
     plain = Searcher(tiny_model_dir, "unused", client=_NoNetwork())
-    assert (plain.beam_size, plain.recall_budget(trie=trie)) == (DEFAULT_BEAM, default_max_pool(100_000, POOL_SHARE))
+    untuned = (DEFAULT_BEAM, default_max_pool(100_000, POOL_SHARE))
+    assert (plain.beam_size(trie), plain.recall_budget(trie=trie)) == untuned
     tuned_dir = shutil.copytree(tiny_model_dir, tmp_path / "tuned")
     write_config(tuned_dir, read_config(tuned_dir).model_copy(
         update={"serving": ServingRecord(beam_size=700, pool_share=0.1)}))
     tuned = Searcher(tuned_dir, "unused", client=_NoNetwork())
-    assert (tuned.beam_size, tuned.recall_budget(trie=trie)) == (700, 10_000)
+    assert (tuned.beam_size(trie), tuned.recall_budget(trie=trie)) == (700, 10_000)
     told = Searcher(tuned_dir, "unused", client=_NoNetwork(), beam_size=50, max_pool=800)
-    assert (told.beam_size, told.recall_budget(trie=trie), told.recall_budget(300, trie)) == (50, 800, 300)
+    assert (told.beam_size(trie), told.recall_budget(trie=trie), told.recall_budget(300, trie)) == (50, 800, 300)
     levels = read_config(tiny_model_dir).levels
-    assert plain.recall_level == tuned.recall_level == levels  # whole IDs unless tuned or told
+    assert plain.recall_level(trie) == tuned.recall_level(trie) == levels  # whole IDs unless tuned or told
     write_config(tuned_dir, read_config(tuned_dir).model_copy(
         update={"serving": ServingRecord(beam_size=700, pool_share=0.1, recall_level=levels - 1)}))
-    assert Searcher(tuned_dir, "unused", client=_NoNetwork()).recall_level == levels - 1
-    assert Searcher(tuned_dir, "unused", client=_NoNetwork(), recall_level=levels).recall_level == levels
+    assert Searcher(tuned_dir, "unused", client=_NoNetwork()).recall_level(trie) == levels - 1
+    assert Searcher(tuned_dir, "unused", client=_NoNetwork(), recall_level=levels).recall_level(trie) == levels
     with pytest.raises(ValueError, match="recall_level: 9 is more than"):
         Searcher(tuned_dir, "unused", client=_NoNetwork(), recall_level=9)
+
+
+def test_a_searcher_serves_each_catalog_with_the_defaults_tuned_nearest_its_size(tiny_model_dir, tmp_path):
+    import shutil
+
+    from grdr_plugin.model.artifacts import read_config, write_config
+    from grdr_plugin.model.config import ServingRecord, TunedOn
+    from query.searcher import Searcher
+
+    def tuned(videos: int, postings: int, **record) -> ServingRecord:
+        return ServingRecord(**record, tuned_on=TunedOn(
+            model="0" * 64, queries=10, videos=videos, postings=postings, target=0.98, target_candidate_recall=95.0,
+            met=True, of_dense={"R@1": 99.0, "R@5": 99.0, "R@10": 99.0}, candidate_recall=96.0))
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "scaled")
+    levels = read_config(model).levels
+    write_config(model, read_config(model).model_copy(update={
+        "serving": tuned(1_000, 4_000, beam_size=300, pool_share=0.025),
+        "serving_at_scale": [tuned(1_000_000, 4_000_000, beam_size=50, pool_share=0.015, recall_level=levels - 1)]}))
+    searcher = Searcher(model, "unused", client=_NoNetwork())
+    small, grown, between = (SimpleNamespace(postings=p) for p in (4_000, 6_000_000, 100_000))
+    assert (searcher.beam_size(small), searcher.recall_level(small), searcher.recall_budget(trie=small)) == \
+        (300, levels, 1_000)
+    assert (searcher.beam_size(grown), searcher.recall_level(grown), searcher.recall_budget(trie=grown)) == \
+        (50, levels - 1, 90_000)
+    assert searcher.beam_size(between) == 300 and 1_000 < searcher.recall_budget(trie=between) < 60_000
+    told = Searcher(model, "unused", client=_NoNetwork(), beam_size=7, recall_level=levels, max_pool=500)
+    assert (told.beam_size(grown), told.recall_level(grown), told.recall_budget(trie=grown)) == (7, levels, 500)
 
 
 class _NoNetwork:

@@ -81,7 +81,23 @@ def test_tune_scores_every_setting_and_records_where_it_chose(tmp_path):
     assert record.recall_level == (None if cheapest["recall_level"] == 3 else cheapest["recall_level"])
     assert record.tuned_on.met and record.tuned_on.of_dense == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0}
     assert record.tuned_on.queries == len(ds.test_queries()) and record.tuned_on.candidate_recall == 100.0
-    assert record.tuned_on.videos == ds.n_videos
+    assert (record.tuned_on.videos, record.tuned_on.postings) == (ds.n_videos, result["postings"])
+
+
+def test_records_tuned_at_scale_must_say_their_size_and_come_by_it():
+    from grdr_plugin.model.config import ModelConfig, ServingRecord, TunedOn
+
+    def at(postings):
+        return ServingRecord(tuned_on=TunedOn(model="0" * 64, queries=1, postings=postings, target=0.98,
+                                              target_candidate_recall=95.0, met=True, of_dense={}, candidate_recall=0))
+
+    assert ModelConfig(serving_at_scale=[at(10_000), at(100_000)]).budget_rule().bands[1].postings == 10_000
+    with pytest.raises(ValueError, match="each record needs tuned_on.postings"):
+        ModelConfig(serving_at_scale=[at(None)])
+    with pytest.raises(ValueError, match="by distinct postings"):
+        ModelConfig(serving_at_scale=[at(100_000), at(10_000)])
+    with pytest.raises(ValueError, match=r"serving_at_scale\[0\].recall_level: 9 is more than"):
+        ModelConfig(serving_at_scale=[at(10_000).model_copy(update={"recall_level": 9})])
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +164,15 @@ def test_grdr_tune_scores_over_the_catalog_grown_to_the_size_it_will_serve(holdo
     # the same validation queries, over ten times the videos: more postings, and the copies compete with them
     assert grown["queries"] == own["queries"] and (own["videos"], grown["videos"]) == (40, 400)
     assert grown["postings"] > 9 * own["postings"]
-    assert read_config(holdout_model).serving.tuned_on.videos == 400
+    # recorded beside the defaults for the dataset's own size, which still serve catalogs of that size
+    after = read_config(holdout_model)
+    assert [r.tuned_on.videos for r in after.serving_at_scale] == [400]
+    assert after.serving_at_scale[0].tuned_on.postings == grown["postings"]
+    assert after.serving_for(own["postings"]) is after.serving
+    assert after.serving_for(grown["postings"]) == after.serving_at_scale[0]
+    assert run(app, [*base, "--scale", "200"]).exit_code == 0  # another size: kept by size
+    assert run(app, [*base, "--scale", "400"]).exit_code == 0  # the same size again: in place of the first
+    assert [r.tuned_on.videos for r in read_config(holdout_model).serving_at_scale] == [200, 400]
     refused = run(app, [*base, "--scale", "40"])
     assert refused.exit_code == 2 and "--scale: 40 is not more than the dataset's 40 videos" in refused.output
 
