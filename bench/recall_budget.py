@@ -8,7 +8,9 @@ Each catalog is the dataset grown to that size (grdr_plugin.growth); the pool ru
 (grdr_plugin.pool), applied by `grdr_plugin.evaluation.sweep` (each catalog encoded and each query decoded
 once for all budgets).  The default budget's row is marked.  `--level L` takes the pool at prefixes of L codes
 (the recall level a tuned model may serve at) instead of whole IDs; `--size-penalties 0,0.5,1` sweeps the pool
-rule's turn (grdr_plugin.pool.SIZE_PENALTY: 0 takes the decoded IDs in the decoder's order).
+rule's turn (grdr_plugin.pool.SIZE_PENALTY: 0 takes the decoded IDs in the decoder's order).  The default
+budget is the pool rule's share of each catalog's postings, or with `--served-by M` the budget model M serves
+that catalog with (its serving records at each size tuned: grdr_plugin.pool.BudgetRule).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from grdr_plugin.data import Dataset, load_dataset
 from grdr_plugin.evaluation import encode_catalog, sweep
 from grdr_plugin.growth import with_grown_catalog
 from grdr_plugin.metrics import share_of
-from grdr_plugin.pool import DEFAULT_BEAM, SIZE_PENALTY, default_max_pool
+from grdr_plugin.model.artifacts import read_config
+from grdr_plugin.pool import DEFAULT_BEAM, SIZE_PENALTY, BudgetRule
 from grdr_plugin.runtime import ModelRuntime
 from grdr_plugin.validation import holdout_split, load_spec
 
@@ -36,9 +39,11 @@ def validation_split(src: Dataset, model: Path) -> Dataset:
 
 
 def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam: int = DEFAULT_BEAM,
-        level: Optional[int] = None, size_penalties: tuple[float, ...] = (SIZE_PENALTY,)) -> dict[str, Any]:
+        level: Optional[int] = None, size_penalties: tuple[float, ...] = (SIZE_PENALTY,),
+        served_by: Optional[Path] = None) -> dict[str, Any]:
     """`level`: the recall level the pool takes (default: whole IDs); `size_penalties`: the pool rule's, each a
-    sweep of its own."""
+    sweep of its own; `served_by`: the model whose default budget is marked (default: the pool rule's share)."""
+    rule = read_config(served_by).budget_rule() if served_by is not None else BudgetRule()
     val = validation_split(load_dataset(dataset), model)
     runtime = ModelRuntime(model)
     level = runtime.cfg.levels if level is None else level
@@ -50,7 +55,7 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
         with tempfile.TemporaryDirectory(prefix="grdr-recall-budget-") as work:
             ds = with_grown_catalog(val, n, work)
             catalog = encode_catalog(ds, runtime)
-            default = default_max_pool(catalog.index.postings)
+            default = rule.budget(catalog.index.postings)
             rows = []
             for penalty in size_penalties:
                 dense, grid = sweep(ds, runtime, catalog, ds.test_queries(),
@@ -58,7 +63,7 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
                                     size_penalty=penalty)
                 rows += [{"default": r["max_pool"] == default, "size_penalty": penalty, "dense_R@10": dense["R@10"],
                           **r} for r in grid]
-            out["scales"].append({"videos": ds.n_videos, "rows": rows})
+            out["scales"].append({"videos": ds.n_videos, "postings": catalog.index.postings, "rows": rows})
     return out
 
 
@@ -84,10 +89,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="the recall level: codes of an ID the pool is taken at (default: whole IDs)")
     ap.add_argument("--size-penalties", type=float_list, default=[SIZE_PENALTY],
                     help="the pool rule's size penalties to sweep (0: the decoder's order)")
+    ap.add_argument("--served-by", type=Path, default=None,
+                    help="mark the budget this model serves each catalog with (default: the pool rule's share)")
     add_json_flag(ap)
     args = ap.parse_args(argv)
     result = run(args.dataset, args.model, args.scales, args.budgets, args.beam, args.level,
-                 tuple(args.size_penalties))
+                 tuple(args.size_penalties), args.served_by)
     return emit(result, table(result), args.json)
 
 

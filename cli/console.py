@@ -72,5 +72,5 @@ def user_errors() -> Iterator[None]:
 
 # --max-pool's help, the same on every command that searches (grdr_plugin.pool owns the rule and the default)
 MAX_POOL_HELP = "recall budget: videos (counted per ID) a query reranks; default: a share of the catalog"
-RECALL_LEVEL_HELP = ("recall the pool at prefixes of this many codes, up to whole IDs (default: the model's, "
-                     "config.json serving)")
+RECALL_LEVEL_HELP = ("recall the pool at prefixes of this many codes, up to whole IDs (default: the model's for "
+                     "the catalog's size, config.json serving)")

@@ -127,7 +127,8 @@ def eval_cmd(
     mode: str = typer.Option("all", "--mode", help="grdr, dense or all; with --index: grdr (all), hybrid-union, "
                                                    "hybrid-rrf or bm25"),
     beam: Optional[int] = typer.Option(None, "--beam", min=1, help="B: IDs kept by the beam search (default: the "
-                                                                    "model's, config.json serving)"),
+                                                                    "model's for the catalog's size, config.json "
+                                                                    "serving)"),
     max_pool: Optional[int] = typer.Option(None, "--max-pool", min=1, help=MAX_POOL_HELP),
     recall_level: Optional[int] = typer.Option(None, "--recall-level", min=1, help=RECALL_LEVEL_HELP),
     backend: str = typer.Option("onnx", "--backend",

@@ -1,13 +1,13 @@
 """What a search returns (`Hit`, `SearchResult`) and how an OpenSearch response is read into it."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from grdr_plugin.index import HIT_ID_FIELD, HIT_TITLE_FIELD, ID_FIELD
-from grdr_plugin.model.ids import children_pattern
+from grdr_plugin.model.ids import SEPARATOR
 from query.request import POOL_COSINE
 
 
@@ -43,24 +43,43 @@ def searched_shards_of(response: dict[str, Any]) -> int:
 def hit_of(raw: dict[str, Any], ids: Sequence[str], prefixes: Sequence[str], *, id_field: str = ID_FIELD,
            with_source: bool = False) -> Hit:
     """One response hit; matched_id is the first of the pool's IDs (in the order taken) the video holds, else
-    the widening prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
+    the first widening prefix it was recalled by, else None (a keyword-only hit).  with_source: the hit carries the
     `_source` fields the request asked for."""
+    return _hit(raw, _turns(ids), _turns(prefixes), id_field=id_field, with_source=with_source)
+
+
+def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequence[str] = (), *,
+            id_field: str = ID_FIELD, with_source: bool = False) -> list[Hit]:
+    id_turns, prefix_turns = _turns(ids), _turns(prefixes)  # once per response: a pool takes hundreds of IDs
+    return [_hit(h, id_turns, prefix_turns, id_field=id_field, with_source=with_source)
+            for h in response["hits"]["hits"]]
+
+
+def _turns(taken: Sequence[str]) -> dict[str, int]:
+    """Each ID or prefix's place in the order taken (its first, if repeated)."""
+    turns: dict[str, int] = {}
+    for i, key in enumerate(taken):
+        turns.setdefault(key, i)
+    return turns
+
+
+def _first_taken(keys: Iterable[str], turns: dict[str, int]) -> Optional[str]:
+    return min((k for k in keys if k in turns), key=turns.__getitem__, default=None)
+
+
+def _hit(raw: dict[str, Any], id_turns: dict[str, int], prefix_turns: dict[str, int], *, id_field: str,
+         with_source: bool) -> Hit:
     values = raw.get("fields", {})
     own = values.get(id_field, [])
-    matched = next((s for s in ids if s in own), None)
-    if matched is None:
-        matched = next((p for p in prefixes if any(o.startswith(children_pattern(p)) for o in own)), None)
+    matched = _first_taken(own, id_turns)
+    if matched is None and prefix_turns:
+        matched = _first_taken((o[:i] for o in own for i, c in enumerate(o) if c == SEPARATOR), prefix_turns)
     source = raw.get("_source") or {}
     # a hit read from doc values (query.request.hit_payload) carries no `_id` and no `_source`
     video_id = raw["_id"] if "_id" in raw else values[HIT_ID_FIELD][0]
     title = source.get("title") if "_source" in raw else next(iter(values.get(HIT_TITLE_FIELD, [])), None)
     return Hit(video_id=video_id, score=float(raw["_score"]), matched_id=matched, title=title,
                source=source if with_source else None)
-
-
-def hits_of(response: dict[str, Any], ids: Sequence[str] = (), prefixes: Sequence[str] = (), *,
-            id_field: str = ID_FIELD, with_source: bool = False) -> list[Hit]:
-    return [hit_of(h, ids, prefixes, id_field=id_field, with_source=with_source) for h in response["hits"]["hits"]]
 
 
 def reranked_pool(response: dict[str, Any], size: int) -> dict[str, Any]:

@@ -89,11 +89,13 @@ class SearcherConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     beam_size: Optional[int] = Field(None, strict=True, description="decoder beam: decoded IDs per query; None = "
-                                     "the model's (config.json serving: grdr tune, else grdr_plugin.pool's)")
+                                     "the model's for the catalog's size (config.json serving: grdr tune, else "
+                                     "grdr_plugin.pool's)")
     max_pool: Optional[int] = Field(None, strict=True, description="recall budget: videos (counted per ID) the "
-                                    "reranker scores; None = the model's share of the catalog (grdr_plugin.pool)")
+                                    "reranker scores; None = the model's for the catalog's size (grdr_plugin.pool)")
     recall_level: Optional[int] = Field(None, ge=1, strict=True, description="the ID level the pool is recalled at "
-                                        "(prefixes of that many codes, up to whole IDs); None = the model's")
+                                        "(prefixes of that many codes, up to whole IDs); None = the model's for the "
+                                        "catalog's size")
     threads: int = Field(1, ge=1, strict=True, description="onnxruntime threads per session")
     poll_interval_s: float = Field(0.5, ge=0, description="how often searches poll for new IDs (one registry GET): "
                                                           "newly ingested IDs reach searches within about this")

@@ -221,5 +221,9 @@ def test_the_recall_budget_sweep_recalls_at_the_level_asked(holdout_model, tmp_p
     assert {r["max_pool"] for r in rows} >= {5, 20}
     whole = sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7)
     assert whole["recall_level"] == levels
+    served = sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7, served_by=holdout_model)
+    scale = served["scales"][0]
+    marked = [r["max_pool"] for r in scale["rows"] if r["default"]]
+    assert marked == [read_config(holdout_model).budget_rule().budget(scale["postings"])]
     with pytest.raises(SystemExit, match="--level"):
         sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7, level=levels + 1)
