@@ -37,11 +37,10 @@ MAX_BEAM = 3000
 # 95 % at 500 postings and 98 % at 1,000, for ~240 more videos scored exactly (~0.04 ms).
 POOL_SHARE = 0.025
 MIN_POOL = 1000
-# What one query may be asked to recall (`--max-pool`), and the default's ceiling: the share holds up to about
-# 1M videos (4M postings).  Below the share recall falls: msrvtt grown to 1M kept 84.6 % of exact dense's R@10 at
-# a budget of 20,000, 97.1 % at 60,000 and 100.4 % at its share, 91,425, whose exact score costs about 0.16 µs a
-# pool video on one shard (16 ms a search there, a third of the scan's; docs/SIZING.md).  Larger catalogs get
-# the capacity report's warning and its fixes.
+# What one query may be asked to recall (`--max-pool`), and the default's ceiling: the share above reaches it at
+# about 1M videos (4M postings), and a model tuned there asks for less (msrvtt's record at 1M: 1 %, 37,732 videos
+# on the test catalog, 100.0 % of exact dense's R@10, each pool video scored in about 0.18 µs on one shard;
+# docs/MODEL.md#at-the-serving-catalogs-size).  Past the ceiling the capacity report warns, with its fixes.
 MAX_POOL = 100_000
 DEFAULT_MAX_BUDGET = MAX_POOL
 # IDs are taken until their counts reach at least this many videos, whatever the budget: a search's default
