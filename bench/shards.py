@@ -177,7 +177,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--shards", type=int_list, default=[1, 3])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--grdr", type=_settings, default=[(None, None, None)],
-                    help="beam[:budget[:level]], comma-separated (left out or '-': the model's default)")
+                    help="beam[:budget[:level]], comma-separated (left out or '-': the model's default for the "
+                         "catalog's size; a list that starts with '-' is written --grdr=-,...)")
     ap.add_argument("--keep", action="store_true", help="keep the indices afterwards")
     ap.add_argument("--reuse", action="store_true",
                     help="measure (and leave) the indices a --keep run left (when they hold the catalog's videos) "
