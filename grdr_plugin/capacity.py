@@ -11,7 +11,6 @@ Three things make recall decay as a catalog grows under a fixed model, and the r
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -147,7 +146,7 @@ def capacity_report(counts: np.ndarray, *, videos: int, views: int, levels: int,
     problems = []
     if share >= CROWDED_WARN_SHARE:
         problems.append(_crowded(share, crowded, max_pool, fullest, videos, views, levels, codebook_size, index, mode))
-    needed = math.ceil(pool_share * postings)  # the budget the model's share asks for, unbounded
+    needed = rule.asked(postings)  # the budget the model's shares ask for, unbounded
     if max_pool < needed:
         problems.append(_thin_budget(max_pool, postings, pool_share, needed))
     if tuned_videos is not None and videos > RETUNE_GROWTH * tuned_videos:

@@ -54,15 +54,10 @@ MIN_POOL_VIDEOS = 10
 SIZE_PENALTY = 0.75
 
 
-def share_budget(postings: int, share: float = POOL_SHARE) -> int:
-    """`share` of a catalog's `postings` (video, ID) pairs, before the floor and the ceiling."""
-    return math.ceil(share * max(postings, 0))
-
-
 def default_max_pool(postings: int, share: float = POOL_SHARE) -> int:
     """The recall budget for a catalog of `postings` (video, ID) pairs at `share` of them (a model's
-    `ServingRecord.pool_share`)."""
-    return min(DEFAULT_MAX_BUDGET, max(MIN_POOL, share_budget(postings, share)))
+    `ServingRecord.pool_share`): a rule of one share, between the floor and the ceiling."""
+    return BudgetRule((Band(0, share),)).budget(postings)
 
 
 class Band(NamedTuple):
@@ -103,9 +98,13 @@ class BudgetRule:
         """The share of a catalog's `postings` the rule recalls at, before the floor and the ceiling."""
         return self._budget(postings) / postings if postings > 0 else self.bands[self.nearest(postings)].share
 
+    def asked(self, postings: int) -> int:
+        """The budget the tuned shares ask for at `postings`, before the floor and the ceiling."""
+        return math.ceil(self._budget(postings))
+
     def wanted(self, postings: int) -> int:
-        """The budget at `postings` before the ceiling (what the tuned shares ask for; MAX_POOL may refuse it)."""
-        return max(MIN_POOL, math.ceil(self._budget(postings)))
+        """The budget at `postings` before the ceiling (MAX_POOL may refuse it)."""
+        return max(MIN_POOL, self.asked(postings))
 
     def budget(self, postings: int) -> int:
         """The default recall budget of a catalog of `postings` (video, ID) pairs."""
