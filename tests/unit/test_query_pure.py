@@ -189,6 +189,13 @@ def test_format_rows_writes_one_querys_beams_as_format_ids_writes_a_batch():
     assert format_rows(beams) == format_ids(beams[None])[0] == ["1-2", "30-4"]
     assert format_rows(np.zeros((0, 2), dtype=np.int64)) == []
     np.testing.assert_array_equal(parse_ids(format_rows(beams), 2), beams)
+    # thousands of IDs of every length at once read back as the codes they were written from
+    rng = np.random.default_rng(0)
+    for levels in (1, 2, 3, 4):
+        codes = rng.integers(0, 4096, size=(3, 700, levels))
+        written = format_ids(codes)
+        assert [len(ids) for ids in written] == [700] * 3
+        np.testing.assert_array_equal(parse_ids([s for ids in written for s in ids], levels), codes.reshape(-1, levels))
 
 
 def test_searcher_refuses_a_budget_past_the_bound():
