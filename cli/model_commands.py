@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
 from cli.console import EXIT_ERROR, EXIT_USAGE, MAX_POOL_HELP, RECALL_LEVEL_HELP, console, fail, user_errors
-from grdr_plugin.model.config import ModelConfig, ServingRecord, TrainConfig
+from grdr_plugin.model.config import ModelConfig, TrainConfig
 from grdr_plugin.model.retokenize import DEFAULT_EPOCHS_FIT, DEFAULT_EPOCHS_PER_LEVEL, RetokenizeOptions, retokenize
 from grdr_plugin.tuning import DEFAULT_BEAMS, DEFAULT_CANDIDATE_RECALL, DEFAULT_SHARES, DEFAULT_TARGET
 
@@ -371,25 +371,13 @@ def tune_cmd(
                f"{' / '.join(map(str, got.of_dense.values()))} % of dense, candidate recall {got.candidate_recall} "
                f"({reached} both {target:.0%} of dense and candidate recall {candidate_recall})")
     if not dry_run:
-        update, where = recorded_at(served, record, scaled=scale is not None)
-        write_config(model, served.model_copy(update=update))
+        write_config(model, served.with_tuned(record, scaled=scale is not None))
+        where = ("serving" if scale is None else
+                 f"serving_at_scale, for catalogs near {record.tuned_on.videos:,} videos")
         typer.echo(f"recorded in {model}/config.json ({where}); searches, `grdr serve` and `grdr eval` use it "
                    "unless given --beam / --max-pool")
     if json_out:
         typer.echo(json.dumps(result))
-
-
-def recorded_at(served: ModelConfig, record: ServingRecord, scaled: bool) -> tuple[dict[str, Any], str]:
-    """Where a tune's record goes in the model's config: over the dataset's own catalog, `serving`; over a grown
-    one (`--scale`), `serving_at_scale`, in the place of one tuned at the same size, kept by size. Records of sizes
-    no larger than the dataset's own are dropped (the budget rule reads the records by size)."""
-    postings = record.tuned_on.postings
-    if not scaled:
-        kept = [r for r in served.serving_at_scale if r.tuned_on.postings > postings]
-        return {"serving": record, "serving_at_scale": kept}, "serving"
-    others = [r for r in served.serving_at_scale if r.tuned_on.videos != record.tuned_on.videos]
-    scales = sorted([*others, record], key=lambda r: r.tuned_on.postings)
-    return {"serving_at_scale": scales}, f"serving_at_scale, for catalogs near {record.tuned_on.videos:,} videos"
 
 
 def export_cmd(model: Path = typer.Option(..., "--model", help="model folder written by `grdr train`")) -> None:

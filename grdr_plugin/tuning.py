@@ -23,6 +23,7 @@ size, and a budget drawn between the tuned ones (grdr_plugin.pool.BudgetRule).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,14 +62,18 @@ def default_levels(levels: int) -> tuple[int, ...]:
 
 def settings_of(beams: Sequence[int], shares: Sequence[float], levels: Sequence[int],
                 postings: int) -> list[tuple[int, int, int, float]]:
-    """(beam, max_pool, level, share) for every level, beam and share; shares that give the same budget on this
-    catalog (its floor or ceiling) are one setting, under the smallest share."""
+    """(beam, max_pool, level, share) for every level, beam and share, by budget; shares that give the same budget on
+    this catalog (its floor or ceiling) are one setting, under the share nearest the pool rule's (POOL_SHARE, in
+    log): what the record carries to catalogs of other sizes is then the rule's share wherever this catalog could
+    not tell the shares apart."""
+    nearest_rule_first = sorted(set(shares), key=lambda share: (abs(math.log(share / POOL_SHARE)), share))
     out: dict[tuple[int, int, int], float] = {}
     for level in sorted(set(levels)):
         for beam in sorted(set(beams)):
-            for share in sorted(set(shares)):
+            for share in nearest_rule_first:
                 out.setdefault((beam, default_max_pool(postings, share), level), share)
-    return [(beam, pool, level, share) for (beam, pool, level), share in out.items()]
+    return sorted(((beam, pool, level, share) for (beam, pool, level), share in out.items()),
+                  key=lambda setting: (setting[2], setting[0], setting[1]))
 
 
 def choose(grid: list[dict[str, Any]], dense: dict[str, float], target: float,

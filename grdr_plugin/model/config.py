@@ -151,6 +151,18 @@ class ModelConfig(BaseModel):
         IDs."""
         return self.serving_for(postings).recall_level or self.levels
 
+    def with_tuned(self, record: ServingRecord, scaled: bool) -> "ModelConfig":
+        """This config with a tune's record in its place: tuned over the dataset's own catalog, as `serving`, the
+        records of sizes no larger than it dropped (the budget rule reads the records by size); over a grown one
+        (`grdr tune --scale`), in `serving_at_scale`, in the place of one tuned at the same size, kept by size."""
+        tuned = record.tuned_on
+        if not scaled:
+            kept = [r for r in self.serving_at_scale if r.tuned_on.postings > tuned.postings]
+            return self.model_copy(update={"serving": record, "serving_at_scale": kept})
+        others = [r for r in self.serving_at_scale if r.tuned_on.videos != tuned.videos]
+        by_size = sorted([*others, record], key=lambda r: r.tuned_on.postings)
+        return self.model_copy(update={"serving_at_scale": by_size})
+
     @model_validator(mode="after")
     def _ids_fit_their_encoding(self) -> "ModelConfig":
         # C >= 2, so L > 63 overflows too (and is refused without raising C to it)

@@ -7,9 +7,10 @@ import pytest
 
 from grdr_plugin.data import load_dataset
 from grdr_plugin.model.artifacts import read_config
-from grdr_plugin.pool import MIN_POOL, POOL_SHARE
+from grdr_plugin.pool import MAX_POOL, MIN_POOL, POOL_SHARE
 from grdr_plugin.tuning import (
     DECODE_US_PER_BEAM,
+    DEFAULT_SHARES,
     SCORE_US_PER_VIDEO,
     choose,
     default_levels,
@@ -28,11 +29,16 @@ def _row(beam: int, max_pool: int, r1: float, r5: float, r10: float, cand: float
             "cost_us": cost or search_cost_us(beam, 3, 64, max_pool)}
 
 
-def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_smallest_share():
-    # 20,000 postings: 0.025 and 0.05 both give the floor (1,000); 0.1 gives 2,000
-    assert settings_of([500, 300], [0.1, 0.05, 0.025], [3], 20_000) == [
-        (300, MIN_POOL, 3, 0.025), (300, 2000, 3, 0.1), (500, MIN_POOL, 3, 0.025), (500, 2000, 3, 0.1)]
+def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_share_nearest_the_rules():
+    # 20,000 postings: 0.01, 0.025 and 0.05 all give the floor (1,000); 0.1 gives 2,000
+    assert settings_of([500, 300], [0.1, 0.05, 0.01, 0.025], [3], 20_000) == [
+        (300, MIN_POOL, 3, POOL_SHARE), (300, 2000, 3, 0.1), (500, MIN_POOL, 3, POOL_SHARE), (500, 2000, 3, 0.1)]
     assert settings_of([300], [0.025], [3, 2], 10_000) == [(300, MIN_POOL, 2, 0.025), (300, MIN_POOL, 3, 0.025)]
+    # without the rule's own share, the nearest to it in log (0.05 is 2x, 0.01 is 2.5x away)
+    assert settings_of([300], [0.01, 0.05], [3], 20_000) == [(300, MIN_POOL, 3, 0.05)]
+    # 4M postings (a million videos): every share of the default grid asks the ceiling, one setting under the rule's
+    assert [(pool, share) for _, pool, _, share in settings_of([300], DEFAULT_SHARES, [3], 4_000_000)] == [
+        (MAX_POOL, POOL_SHARE)]
 
 
 def test_a_search_costs_its_decoded_beams_and_its_pool():
@@ -98,6 +104,23 @@ def test_records_tuned_at_scale_must_say_their_size_and_come_by_it():
         ModelConfig(serving_at_scale=[at(100_000), at(10_000)])
     with pytest.raises(ValueError, match=r"serving_at_scale\[0\].recall_level: 9 is more than"):
         ModelConfig(serving_at_scale=[at(10_000).model_copy(update={"recall_level": 9})])
+
+
+def test_a_tunes_record_takes_the_place_of_the_one_at_its_size_and_the_rest_stay_by_size():
+    from grdr_plugin.model.config import ModelConfig, ServingRecord, TunedOn
+
+    def at(videos, postings, beam=300):
+        return ServingRecord(beam_size=beam, tuned_on=TunedOn(
+            model="0" * 64, queries=1, videos=videos, postings=postings, target=0.98, target_candidate_recall=95.0,
+            met=True, of_dense={}, candidate_recall=0))
+
+    cfg = ModelConfig().with_tuned(at(1_000_000, 4_000_000), scaled=True).with_tuned(at(100_000, 400_000), scaled=True)
+    assert [r.tuned_on.videos for r in cfg.serving_at_scale] == [100_000, 1_000_000]
+    again = cfg.with_tuned(at(100_000, 390_000, beam=500), scaled=True)  # the same size tuned again: replaced
+    assert [(r.tuned_on.postings, r.beam_size) for r in again.serving_at_scale] == [(390_000, 500), (4_000_000, 300)]
+    # the dataset's own catalog: `serving`, and a record of a size no larger than it is dropped
+    base = again.with_tuned(at(200_000, 800_000, beam=1000), scaled=False)
+    assert base.serving.beam_size == 1000 and [r.tuned_on.videos for r in base.serving_at_scale] == [1_000_000]
 
 
 @pytest.fixture(scope="module")
