@@ -62,10 +62,10 @@ def default_levels(levels: int) -> tuple[int, ...]:
 
 def settings_of(beams: Sequence[int], shares: Sequence[float], levels: Sequence[int],
                 postings: int) -> list[tuple[int, int, int, float]]:
-    """(beam, max_pool, level, share) for every level, beam and share, by budget; shares that give the same budget on
-    this catalog (its floor or ceiling) are one setting, under the share nearest the pool rule's (POOL_SHARE, in
-    log): what the record carries to catalogs of other sizes is then the rule's share wherever this catalog could
-    not tell the shares apart."""
+    """(beam, max_pool, level, share) for every level, beam and share, in (level, beam, budget) order; shares that
+    give the same budget on this catalog (its floor or ceiling) are one setting, under the share nearest the pool
+    rule's (POOL_SHARE, in log): what the record carries to catalogs of other sizes is then the rule's share wherever
+    this catalog could not tell the shares apart."""
     nearest_rule_first = sorted(set(shares), key=lambda share: (abs(math.log(share / POOL_SHARE)), share))
     out: dict[tuple[int, int, int], float] = {}
     for level in sorted(set(levels)):
