@@ -68,13 +68,15 @@ def run(dataset: Path, model: Path, scales: list[int], budgets: list[int], beam:
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["| videos | budget | size penalty | candidate recall | R@10 | % of dense R@10 | mean pool |",
+    lines = ["| videos | budget | size penalty | candidate recall | R@10 | % of dense R@10 (± its standard error) | "
+             "mean pool |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for scale in result["scales"]:
         for r in sorted(scale["rows"], key=lambda r: (r["max_pool"], r["size_penalty"])):
             budget = f"**{r['max_pool']:,}** (default)" if r["default"] else f"{r['max_pool']:,}"
+            share = f"{share_of(r['R@10'], r['dense_R@10']):.1f} ± {r['of_dense_se']['R@10']:.1f}"
             lines.append(f"| {scale['videos']:,} | {budget} | {r['size_penalty']:g} | {r['candidate_recall']:.2f} | "
-                         f"{r['R@10']:.2f} | {share_of(r['R@10'], r['dense_R@10']):.1f} | {r['pool_mean']:,.0f} |")
+                         f"{r['R@10']:.2f} | {share} | {r['pool_mean']:,.0f} |")
     return "\n".join(lines)
 
 

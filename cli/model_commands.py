@@ -360,10 +360,11 @@ def tune_cmd(
     typer.echo(f"{result['queries']:,} validation queries over {result['videos']:,} videos{grown} "
                f"({result['postings']:,} postings); dense R@1/5/10 {dense['R@1']} / {dense['R@5']} / {dense['R@10']}")
     for row in result["grid"]:
-        of = row["of_dense"]
+        of, se = row["of_dense"], row["of_dense_se"]
         typer.echo(f"level {row['recall_level']} beam {row['beam']:>4} share {row['share']:<6} budget "
                    f"{row['max_pool']:>6,}: cand {row['candidate_recall']:.2f} R@1/5/10 {of['R@1']} / {of['R@5']} / "
-                   f"{of['R@10']} % of dense, pool {row['pool_mean']:,.0f}, est. {row['cost_us'] / 1000:.1f} ms")
+                   f"{of['R@10']} % of dense (± {se['R@1']} / {se['R@5']} / {se['R@10']}), pool "
+                   f"{row['pool_mean']:,.0f}, est. {row['cost_us'] / 1000:.1f} ms")
     reached = "reaches" if record.tuned_on.met else "does not reach"
     got = record.tuned_on
     level = record.recall_level or served.levels

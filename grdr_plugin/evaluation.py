@@ -20,7 +20,7 @@ import numpy as np
 
 from grdr_plugin.data import Dataset
 from grdr_plugin.decoding import InvertedIndex
-from grdr_plugin.metrics import percent, rank_metrics
+from grdr_plugin.metrics import paired_share_se, percent, rank_metrics
 from grdr_plugin.pool import SIZE_PENALTY
 
 # Queries encoded and scored per step: their [64, N] float32 score matrix is 25 MB at 100k videos.
@@ -154,10 +154,12 @@ def sweep(ds: Dataset, backend, catalog: EncodedCatalog, rows: np.ndarray, setti
           progress: Callable[[int], None] | None = None,
           size_penalty: float = SIZE_PENALTY) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Dense's metrics on `rows`, and GRDR's under each (beam, max_pool, level) of `settings`, in their order, each
-    with its mean decoding time per query (`decode_ms`)."""
+    with the standard error of its R@k as a share of dense's on these queries (`of_dense_se`, percentage points) and
+    its mean decoding time per query (`decode_ms`)."""
     dense_rank, by_setting, decode_ms = rank_queries(ds, backend, catalog, rows, settings, progress=progress,
                                                      size_penalty=size_penalty)
     grid = [{"beam": beam, "max_pool": max_pool, "recall_level": level, **rank_metrics(r.rank),
+             "of_dense_se": paired_share_se(r.rank, dense_rank),
              "candidate_recall": percent(r.in_pool), "pool_mean": round(float(r.pool_size.mean()), 1),
              "decode_ms": round(decode_ms[beam, level], 2)}
             for (beam, max_pool, level), r in by_setting.items()]

@@ -34,6 +34,23 @@ def recall_at(ranks: Sequence[int] | np.ndarray, cutoffs: Sequence[int] = RECALL
     return {f"R@{k}": percent(found & (r <= k)) for k in cutoffs}
 
 
+def paired_share_se(ranks: Sequence[int] | np.ndarray, reference_ranks: Sequence[int] | np.ndarray,
+                    cutoffs: Sequence[int] = RECALL_AT) -> dict[str, float]:
+    """{"R@k": the standard error, in percentage points, of R@k as a share of the reference's R@k}, both ranked on
+    the same queries (paired: what share_of(R@k, reference R@k) estimates).  The ratio estimator's:
+    sqrt(sum((g - s * d)^2)) / sum(d), with g and d each query's hit within k and s = sum(g) / sum(d); a query
+    both find, or both miss, adds (almost) nothing.  0 where the reference finds none."""
+    r, ref = np.asarray(ranks, dtype=np.int64), np.asarray(reference_ranks, dtype=np.int64)
+    out = {}
+    for k in cutoffs:
+        g = ((r > 0) & (r <= k)).astype(np.float64)
+        d = ((ref > 0) & (ref <= k)).astype(np.float64)
+        hits = float(d.sum())
+        se = float(np.sqrt(((g - g.sum() / hits * d) ** 2).sum())) / hits if hits else 0.0
+        out[f"R@{k}"] = round(100 * se, 2)
+    return out
+
+
 def rank_metrics(ranks: Sequence[int] | np.ndarray) -> dict[str, float]:
     """R@1/5/10, median rank (MdR) and mean rank (MnR) over full rankings (every rank 1-based, none missing)."""
     r = np.asarray(ranks, dtype=np.float64)

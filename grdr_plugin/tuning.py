@@ -11,8 +11,9 @@ beam) is decoded once. The choice is the cheapest setting whose GRDR R@1, R@5 an
 dense's on those queries and whose candidate recall reaches `candidate_recall`. Where none reaches both, the
 cheapest that reaches the recall target alone (a setting that adds a point of candidate recall and nothing at
 k <= 10 is not worth its cost), and where none reaches that either, the best R@10 (then the cheapest); the record
-says the targets were not met. Cost is the search stage's estimated time (`search_cost_us`): the decoder's beams
-over the levels it decodes, and the exact score of every pool video.
+says the targets were not met. Each share comes with its standard error on those queries (`of_dense_se`), which the
+record keeps: shares closer than that are not told apart. Cost is the search stage's estimated time
+(`search_cost_us`): the decoder's beams over the levels it decodes, and the exact score of every pool video.
 
 What a catalog needs also depends on its size: a setting that reaches the targets over 15k videos may not over
 100k, where each ID holds more look-alikes, and one that does over 100k spends more than 1M needs.  `grdr tune
@@ -119,6 +120,6 @@ def tune(ds: Dataset, backend, *, beams: Sequence[int] = DEFAULT_BEAMS, shares: 
         tuned_on=TunedOn(model=cfg.fingerprint, queries=len(rows), videos=ds.n_videos,
                          postings=catalog.index.postings, target=target,
                          target_candidate_recall=candidate_recall, met=met, of_dense=best["of_dense"],
-                         candidate_recall=best["candidate_recall"]))
+                         of_dense_se=best["of_dense_se"], candidate_recall=best["candidate_recall"]))
     return record, {"queries": len(rows), "videos": ds.n_videos, "postings": catalog.index.postings, "dense": dense,
                     "grid": grid, "chosen": record.model_dump()}

@@ -58,6 +58,8 @@ class TunedOn(BaseModel):
     met: bool = Field(description="whether it reached both targets (else: the cheapest setting reaching the recall "
                                   "target alone, or the best R@10; grdr_plugin.tuning)")
     of_dense: dict[str, float] = Field(description="GRDR's R@1/5/10 as % of dense's on those queries")
+    of_dense_se: dict[str, float] = Field(default_factory=dict, description="each of those shares' standard error, "
+                                          "in percentage points (grdr_plugin.metrics.paired_share_se)")
     candidate_recall: float = Field(description="% of those queries whose video was in the pool")
 
 

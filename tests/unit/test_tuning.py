@@ -41,6 +41,18 @@ def test_shares_that_give_one_budget_on_the_catalog_are_one_setting_under_the_sh
         (MAX_POOL, POOL_SHARE)]
 
 
+def test_the_standard_error_of_a_paired_share_counts_the_queries_one_system_finds_and_the_other_misses():
+    from grdr_plugin.metrics import paired_share_se
+
+    # 100 queries; dense finds 40 within 10; GRDR finds 38 of those and 2 others: the share is 100 %
+    dense = [1] * 40 + [0] * 60
+    grdr = [1] * 38 + [0] * 2 + [3] * 2 + [0] * 58
+    # g - s * d: 0 for the 38 both find, -1 for the 2 dense alone finds, +1 for the 2 GRDR alone finds
+    assert paired_share_se(grdr, dense, cutoffs=(10,)) == {"R@10": round(100 * 4 ** 0.5 / 40, 2)}
+    assert paired_share_se(dense, dense) == {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0}  # the same hits: no doubt
+    assert paired_share_se([1, 2], [0, 0]) == {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0}  # the reference finds none
+
+
 def test_a_search_costs_its_decoded_beams_and_its_pool():
     # whole IDs of C=256 at beam 1,000: 1 + 256 + 1,000 beams scored; their prefixes one level up: 1 + 256
     assert search_cost_us(1000, 3, 256, 0) == DECODE_US_PER_BEAM * 1257
@@ -248,5 +260,8 @@ def test_the_recall_budget_sweep_recalls_at_the_level_asked(holdout_model, tmp_p
     scale = served["scales"][0]
     marked = [r["max_pool"] for r in scale["rows"] if r["default"]]
     assert marked == [read_config(holdout_model).budget_rule().budget(scale["postings"])]
+    # each budget's share of dense's R@10 is printed with its standard error
+    from bench.recall_budget import table
+    assert all(f"± {r['of_dense_se']['R@10']:.1f} |" in table(served) for r in scale["rows"])
     with pytest.raises(SystemExit, match="--level"):
         sweep_budgets(data, holdout_model, scales=[40], budgets=[5], beam=7, level=levels + 1)
