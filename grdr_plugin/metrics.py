@@ -27,11 +27,15 @@ def share_of(value: float, reference: float) -> float:
     return 100 * value / reference if reference else 0.0
 
 
+def _found_within(ranks: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    """Per query, whether its ground truth ranks within k (ranks 1-based, 0 = not retrieved)."""
+    r = np.asarray(ranks, dtype=np.int64)
+    return (r > 0) & (r <= k)
+
+
 def recall_at(ranks: Sequence[int] | np.ndarray, cutoffs: Sequence[int] = RECALL_AT) -> dict[str, float]:
     """{"R@k": percent of queries whose ground truth ranks within k}; ranks 1-based, 0 = not retrieved."""
-    r = np.asarray(ranks, dtype=np.int64)
-    found = r > 0
-    return {f"R@{k}": percent(found & (r <= k)) for k in cutoffs}
+    return {f"R@{k}": percent(_found_within(ranks, k)) for k in cutoffs}
 
 
 def paired_share_se(ranks: Sequence[int] | np.ndarray, reference_ranks: Sequence[int] | np.ndarray,
@@ -40,11 +44,10 @@ def paired_share_se(ranks: Sequence[int] | np.ndarray, reference_ranks: Sequence
     the same queries (paired: what share_of(R@k, reference R@k) estimates).  The ratio estimator's:
     sqrt(sum((g - s * d)^2)) / sum(d), with g and d each query's hit within k and s = sum(g) / sum(d); a query
     both find, or both miss, adds (almost) nothing.  0 where the reference finds none."""
-    r, ref = np.asarray(ranks, dtype=np.int64), np.asarray(reference_ranks, dtype=np.int64)
     out = {}
     for k in cutoffs:
-        g = ((r > 0) & (r <= k)).astype(np.float64)
-        d = ((ref > 0) & (ref <= k)).astype(np.float64)
+        g = _found_within(ranks, k).astype(np.float64)
+        d = _found_within(reference_ranks, k).astype(np.float64)
         hits = float(d.sum())
         se = float(np.sqrt(((g - g.sum() / hits * d) ** 2).sum())) / hits if hits else 0.0
         out[f"R@{k}"] = round(100 * se, 2)

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from grdr_plugin.index import HIT_ID_FIELD, HIT_TITLE_FIELD, ID_FIELD
-from grdr_plugin.model.ids import SEPARATOR
+from grdr_plugin.model.ids import proper_prefixes
 from query.request import POOL_COSINE
 
 
@@ -73,7 +73,7 @@ def _hit(raw: dict[str, Any], id_turns: dict[str, int], prefix_turns: dict[str, 
     own = values.get(id_field, [])
     matched = _first_taken(own, id_turns)
     if matched is None and prefix_turns:
-        matched = _first_taken((o[:i] for o in own for i, c in enumerate(o) if c == SEPARATOR), prefix_turns)
+        matched = _first_taken((p for o in own for p in proper_prefixes(o)), prefix_turns)
     source = raw.get("_source") or {}
     # a hit read from doc values (query.request.hit_payload) carries no `_id` and no `_source`
     video_id = raw["_id"] if "_id" in raw else values[HIT_ID_FIELD][0]
