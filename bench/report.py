@@ -3,19 +3,25 @@ from __future__ import annotations
 
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 SYSTEMS = ("grdr", "dense_exact", "hnsw")
-# The product's scale targets, each judged against this run. By corpus size: GRDR's end-to-end speed-up
-# over exact dense, and GRDR's p50 (ms).
-SPEEDUP_TARGET = {100_000: 50, 1_000_000: 300}
-P50_TARGET_MS = {100_000: 20, 1_000_000: 40}
-# At any size: recall within this share of exact dense's R@10 counts as "as good as dense" ...
+
+
+class ScaleTarget(NamedTuple):
+    """What GRDR must show against this run's baselines at one catalog size."""
+    share_of_dense: float  # R@10 at least this share of exact dense's ...
+    hnsw_ratio: float  # ... at a p50 within this multiple of HNSW's
+    dense_speedup: Optional[float] = None  # and this many times faster than exact dense
+    ram_share: Optional[float] = None  # recall structure within this share of HNSW's graph + vectors
+
+
+# The product's scale targets, by catalog size (none at other sizes).
+SCALE_TARGETS = {100_000: ScaleTarget(0.97, 1.1), 1_000_000: ScaleTarget(0.95, 1.2, 100.0, 0.01)}
+# At any size: the query text encoder's p50 (ms) ...
+ENCODER_P50_MS = 2.0
+# ... and, where no scale target is set, the share of exact dense's R@10 the fastest-setting line looks for.
 NEAR_DENSE_SHARE = 0.95
-# ... latency within this multiple of HNSW's at HNSW's R@10 ...
-HNSW_LATENCY_RATIO = 1.5
-# ... and GRDR's recall structure within this share of the RAM of HNSW's graph + vectors.
-RAM_SHARE_OF_HNSW = 0.1
 
 
 def _mb(b: float) -> str:
@@ -114,7 +120,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
                   + " | ".join(f"QPS {c} client{'s' if c != '1' else ''}" for c in clients)
                   + " | index size | recall-structure RAM |",
                   "|---|---|---|---|---|---|---|---|" + "---|" * len(clients) + "---|---|"]
-        for name, row in (("GRDR (beam %d)" % g["beam"], g), ("exact dense (flat knn, all docs)", d),
+        for name, row in ((f"GRDR defaults ({_setting(g)})", g), ("exact dense (flat knn, all docs)", d),
                           (f"HNSW lucene (m {h['m']}, ef_c {h['ef_construction']}, ef_search {h['ef_search']})", h)):
             lines.append(f"| {name} | {row['R@1']} | {row['R@5']} | {row['R@10']} | {row.get('overlap@10', '—')} | "
                          f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
@@ -132,7 +138,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
                   f"Ingest through Celery: {r['ingest']['videos_per_s']} videos/s "
                   f"({r['ingest']['videos']:,} videos, batch {r['ingest']['batch_size']}). "
                   f"HNSW build (bulk + refresh + force-merge): {h['build']['build_seconds']} s.", "",
-                  "Recall vs latency:", "",
+                  "Recall vs latency (GRDR at its default recall level and budget, by beam):", "",
                   "| GRDR beam | R@10 | overlap@10 | p50 ms | HNSW ef_search | R@10 | overlap@10 | p50 ms |",
                   "|---|---|---|---|---|---|---|---|"]
         blank = "|  |  |  |  |"
@@ -142,13 +148,15 @@ def markdown(result: dict[str, Any], command: str) -> str:
             lines.append(left + right)
         settings = [*r["curves"]["grdr"], *r["curves"].get("grdr_pool", [])]
         if r["curves"].get("grdr_pool"):
-            lines += ["", "GRDR recall budgets (the budget bounds the videos scored exactly per query):", "",
+            lines += ["", "GRDR recall budgets at its default recall level (the budget bounds the videos scored "
+                      "exactly per query):", "",
                       "| beam | budget | R@10 | overlap@10 | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
             pool_beams = {a["beam"] for a in r["curves"]["grdr_pool"]}
             for a in sorted((a for a in settings if a["beam"] in pool_beams), key=lambda c: (c["beam"], c["max_pool"])):
                 lines.append(f"| {a['beam']} | {a['max_pool']} | {a['R@10']} | {a['overlap@10']} | {a['p50_ms']} | "
                              f"{a['p99_ms']} |")
-        lines += ["", _fastest_line(settings, d, h), "", *_target_lines(r["videos"], settings, g, d, h)]
+        lines += ["", _fastest_line([g, *settings], d, h, _share(r["videos"])), "",
+                  *_target_lines(r["videos"], [g, *settings], g, d, h)]
         lines += ["", "Storage by Lucene structure (after force-merge to one segment):", "",
                   "| structure | GRDR index | HNSW index |", "|---|---|---|"]
         pg, ph = r["storage"]["grdr"]["parts"], r["storage"]["hnsw"]["parts"]
@@ -160,93 +168,122 @@ def markdown(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def _near_dense(a: dict[str, Any], dense: dict[str, Any]) -> bool:
-    return a["R@10"] >= NEAR_DENSE_SHARE * dense["R@10"]
+def _share(videos: int) -> float:
+    """The share of exact dense's R@10 a setting must reach at this size."""
+    target = SCALE_TARGETS.get(videos)
+    return target.share_of_dense if target else NEAR_DENSE_SHARE
 
 
-def _fastest_near_dense(settings: list[dict[str, Any]], dense: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The fastest GRDR setting whose R@10 reaches NEAR_DENSE_SHARE of exact dense's (None: none does, or dense
+def _of_dense(a: dict[str, Any], dense: dict[str, Any]) -> float:
+    return 100 * a["R@10"] / max(dense["R@10"], 1e-9)
+
+
+def _fastest_near_dense(settings: list[dict[str, Any]], dense: dict[str, Any],
+                        share: float) -> Optional[dict[str, Any]]:
+    """The fastest GRDR setting whose R@10 reaches `share` of exact dense's (None: none does, or dense
     recalls nothing)."""
-    good = [a for a in settings if dense["R@10"] > 0 and _near_dense(a, dense)]
+    good = [a for a in settings if dense["R@10"] > 0 and a["R@10"] >= share * dense["R@10"]]
     return min(good, key=lambda a: a["p50_ms"]) if good else None
 
 
-def _fastest_line(settings: list[dict[str, Any]], dense: dict[str, Any], hnsw: dict[str, Any]) -> str:
-    """The fastest measured GRDR setting whose R@10 reaches NEAR_DENSE_SHARE of exact dense, against both
-    baselines."""
+def _setting(a: dict[str, Any]) -> str:
+    level = f"level {a['recall_level']}, " if "recall_level" in a else ""
+    return f"{level}beam {a['beam']}, budget {a['max_pool']}"
+
+
+def _fastest_line(settings: list[dict[str, Any]], dense: dict[str, Any], hnsw: dict[str, Any],
+                  share: float = NEAR_DENSE_SHARE) -> str:
+    """The fastest measured GRDR setting whose R@10 reaches `share` of exact dense, against both baselines."""
     if dense["R@10"] <= 0:  # a tiny or untrained model: no share of dense to speak of
         return "Exact dense recalls no test query's video in its top 10 here: no setting is compared with it."
-    a = _fastest_near_dense(settings, dense)
+    a = _fastest_near_dense(settings, dense, share)
     if a is None:
         best = max(settings, key=lambda a: a["R@10"])
-        return (f"No GRDR setting measured reaches {_pct(NEAR_DENSE_SHARE)} of exact dense R@10 ({dense['R@10']}); "
-                f"the best is beam {best['beam']}, budget {best['max_pool']}: R@10 {best['R@10']} "
-                f"at p50 {best['p50_ms']} ms.")
-    return (f"Fastest GRDR setting with R@10 ≥ {_pct(NEAR_DENSE_SHARE)} of exact dense: beam {a['beam']}, "
-            f"budget {a['max_pool']}: R@10 {a['R@10']} ({100 * a['R@10'] / dense['R@10']:.1f} %) "
-            f"at p50 {a['p50_ms']} ms, "
+        return (f"No GRDR setting measured reaches {_pct(share)} of exact dense R@10 ({dense['R@10']}); "
+                f"the best is {_setting(best)}: R@10 {best['R@10']} at p50 {best['p50_ms']} ms.")
+    return (f"Fastest GRDR setting with R@10 ≥ {_pct(share)} of exact dense: {_setting(a)}: R@10 {a['R@10']} "
+            f"({_of_dense(a, dense):.1f} %) at p50 {a['p50_ms']} ms, "
             f"{dense['p50_ms'] / a['p50_ms']:.1f}× faster than exact dense, {a['p50_ms'] / hnsw['p50_ms']:.2f}× "
             f"HNSW's latency (ef_search {hnsw['ef_search']}, R@10 {hnsw['R@10']}).")
 
 
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _scale_rows(target: ScaleTarget, settings: list[dict[str, Any]], headline: dict[str, Any],
+                dense: dict[str, Any], hnsw: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """One size's targets: recall and speed at the defaults and at the fastest setting that reaches the
+    recall share, then the speed-up over dense and the RAM where the size sets them."""
+    share, ratio = target.share_of_dense, target.hnsw_ratio
+    goal = f"R@10 ≥ {_pct(share)} of exact dense at p50 ≤ {ratio:g}× HNSW's"
+
+    def measured(a: dict[str, Any]) -> str:
+        return (f"{_of_dense(a, dense):.1f} % of dense at {a['p50_ms'] / hnsw['p50_ms']:.2f}× HNSW's "
+                f"({a['p50_ms']} ms against {hnsw['p50_ms']})")
+
+    def meets(a: dict[str, Any]) -> bool:
+        return dense["R@10"] > 0 and a["R@10"] >= share * dense["R@10"] and a["p50_ms"] <= ratio * hnsw["p50_ms"]
+
+    rows = [(f"{goal}, at the defaults", f"{_setting(headline)}: {measured(headline)}", _mark(meets(headline)))]
+    fast = _fastest_near_dense(settings, dense, share)
+    if fast is None:
+        best = max(settings, key=lambda a: a["R@10"])
+        rows.append((f"{goal}, at any setting measured", f"no setting reaches {_pct(share)} (best {_setting(best)}: "
+                     f"{_of_dense(best, dense):.1f} %)", _mark(False)))
+    else:
+        rows.append((f"{goal}, at any setting measured", f"fastest at {_pct(share)}: {_setting(fast)}: "
+                     f"{measured(fast)}", _mark(meets(fast))))
+    judged = fast or headline
+    if target.dense_speedup:
+        speedup = dense["p50_ms"] / judged["p50_ms"]
+        rows.append((f"≥ {target.dense_speedup:g}× faster than exact dense", f"{speedup:.1f}× at {_setting(judged)}",
+                     _mark(fast is not None and speedup >= target.dense_speedup)))
+    if target.ram_share:
+        ram = headline["recall_ram_bytes"] / max(hnsw["recall_ram_bytes"], 1)
+        rows.append((f"recall-structure RAM ≤ 1/{1 / target.ram_share:.0f} of HNSW's",
+                     f"1/{1 / max(ram, 1e-12):.0f}", _mark(ram <= target.ram_share)))
+    return rows
+
+
 def _target_lines(videos: int, settings: list[dict[str, Any]], headline: dict[str, Any], dense: dict[str, Any],
                   hnsw: dict[str, Any]) -> list[str]:
-    """The product's targets against this scale's run: each measured number, met or not, and where the
-    time goes (per-stage p50 of the settings judged)."""
-    def mark(ok: bool) -> str:
-        return "met" if ok else "**missed**"
-
-    def name(a: dict[str, Any]) -> str:
-        return f"beam {a['beam']}, budget {a['max_pool']}"
-
-    fastest = min(settings, key=lambda a: a["p50_ms"])
-    near_dense = _fastest_near_dense(settings, dense)
-    judged = near_dense or fastest
-    as_good = [a for a in settings if a["R@10"] >= hnsw["R@10"]]
-    hnsw_target = f"latency ≤ {HNSW_LATENCY_RATIO:g}× HNSW's with R@10 ≥ HNSW's"
-    rows = []
-    want = SPEEDUP_TARGET.get(videos)
-    speedup = dense["p50_ms"] / judged["p50_ms"]
-    near = _pct(NEAR_DENSE_SHARE)
-    rows.append((f"≥ {want}× faster than exact dense, R@10 ≥ {near} of dense" if want
-                 else "faster than exact dense (no ratio set at this size)",
-                 f"{speedup:.1f}× at {name(judged)} (R@10 {judged['R@10']}, "
-                 f"{100 * judged['R@10'] / max(dense['R@10'], 1e-9):.1f} % of dense)",
-                 mark(near_dense is not None and speedup >= (want or 1))))
-    rows.append((f"R@10 ≥ {near} of dense at the fast setting",
-                 f"{100 * fastest['R@10'] / max(dense['R@10'], 1e-9):.1f} % at the fastest setting ({name(fastest)}, "
-                 f"p50 {fastest['p50_ms']} ms)", mark(_near_dense(fastest, dense))))
-    if as_good:
-        best = min(as_good, key=lambda a: a["p50_ms"])
-        ratio = best["p50_ms"] / hnsw["p50_ms"]
-        rows.append((hnsw_target, f"{ratio:.2f}× at {name(best)} (R@10 {best['R@10']} vs {hnsw['R@10']})",
-                     mark(ratio <= HNSW_LATENCY_RATIO)))
-    else:
-        top = max(settings, key=lambda a: a["R@10"])
-        rows.append((hnsw_target,
-                     f"no setting reaches HNSW's R@10 {hnsw['R@10']} (best {top['R@10']} at {name(top)}); the fastest "
-                     f"setting is {fastest['p50_ms'] / hnsw['p50_ms']:.2f}× HNSW's latency", mark(False)))
-    ram = headline["recall_ram_bytes"] / max(hnsw["recall_ram_bytes"], 1)
-    rows.append((f"recall-structure RAM ≤ 1/{1 / RAM_SHARE_OF_HNSW:.0f} of HNSW's", f"1/{1 / max(ram, 1e-12):.0f}",
-                 mark(ram <= RAM_SHARE_OF_HNSW)))
-    p50_want = P50_TARGET_MS.get(videos)
-    if p50_want:
-        rows.append((f"GRDR p50 ≤ {p50_want} ms", f"{fastest['p50_ms']} ms fastest setting, {headline['p50_ms']} ms "
-                     f"headline (beam {headline['beam']})", mark(fastest["p50_ms"] <= p50_want)))
-    lines = ["Targets in this run:", "", "| target | measured | |", "|---|---|---|"]
+    """The product's targets against this scale's run: each measured number, met or not; where the time goes
+    (per-stage p50 of the settings judged); and what the HNSW ratio leaves GRDR for the work HNSW does not do."""
+    target = SCALE_TARGETS.get(videos)
+    rows = _scale_rows(target, settings, headline, dense, hnsw) if target else []
+    encode = headline["stages_ms"]["encode"]["p50_ms"]
+    rows.append((f"query encoder p50 ≤ {ENCODER_P50_MS:g} ms", f"{encode} ms (GRDR's encode stage)",
+                 _mark(encode <= ENCODER_P50_MS)))
+    lines = [f"Targets in this run{'' if target else f' (no scale target is set at {videos:,} videos)'}:", "",
+             "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {ok} |" for t, m, ok in rows]
-    stages = [(f"GRDR {name(judged)}", judged), ("exact dense", dense), (f"HNSW ef_search {hnsw['ef_search']}", hnsw)]
+    fast = _fastest_near_dense(settings, dense, _share(videos))
+    stages = [(f"GRDR defaults, {_setting(headline)}", headline)]
+    if fast is not None and fast is not headline:
+        stages.append((f"GRDR {_setting(fast)}", fast))
+    stages += [("exact dense", dense), (f"HNSW ef_search {hnsw['ef_search']}", hnsw)]
     lines += ["", "Where the time goes (p50 ms per stage; `opensearch` is the one search request):", "",
               "| system | encode | decode | opensearch | total |", "|---|---|---|---|---|"]
     for label, row in stages:
         st = row["stages_ms"]
         lines.append(f"| {label} | " + " | ".join(str(st[k]["p50_ms"]) if k in st else "—"
                                                    for k in ("encode", "decode", "opensearch", "total")) + " |")
-    encode = judged["stages_ms"]["encode"]["p50_ms"]
     lines += ["", f"The query text encoder alone takes {encode} ms of GRDR's p50: with decoding and the search "
-              f"free, GRDR could be at most {dense['p50_ms'] / max(encode, 1e-9):.1f}× faster than exact dense here.",
-              ""]
-    return lines
+              f"free, GRDR could be at most {dense['p50_ms'] / max(encode, 1e-9):.1f}× faster than exact dense here."]
+    if target:
+        lines += ["", _allowance_line(target, headline, hnsw)]
+    return lines + [""]
+
+
+def _allowance_line(target: ScaleTarget, grdr: dict[str, Any], hnsw: dict[str, Any]) -> str:
+    """What the HNSW ratio leaves GRDR beyond HNSW's own search, against what GRDR's decode and request take
+    beyond it (both encode the query with the same encoder)."""
+    allowed = (target.hnsw_ratio - 1) * hnsw["p50_ms"]
+    st, hs = grdr["stages_ms"], hnsw["stages_ms"]
+    return (f"{target.hnsw_ratio:g}× HNSW's p50 leaves GRDR {allowed:.2f} ms beyond HNSW's whole search for the work "
+            f"HNSW does not do; at the defaults GRDR's decode alone takes {st['decode']['p50_ms']} ms, and its "
+            f"OpenSearch request {st['opensearch']['p50_ms']} ms against HNSW's {hs['opensearch']['p50_ms']}.")
 
 
 def write_report(result: dict[str, Any], out_dir: Path, command: str) -> Path:

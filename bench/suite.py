@@ -61,7 +61,6 @@ class BenchConfig(BaseModel):
     clients: list[int] = Field(default_factory=lambda: list(defaults.CLIENTS))
     throughput_queries: int = Field(defaults.THROUGHPUT_QUERIES, ge=10)
     beams: list[int] = Field(default_factory=lambda: list(defaults.BEAMS))
-    default_beam: int = DEFAULT_BEAM
     max_pool: Optional[int] = None  # the recall budget; None: the query layer's default for each catalog
     # extra recall budgets, measured at each of pool_beams
     pools: list[int] = Field(default_factory=list)
@@ -81,9 +80,8 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _headline_settings_are_measured(self) -> "BenchConfig":
-        """The report's headline rows are the default beam and ef_search: both must be in the sweep."""
-        if self.default_beam not in self.beams:
-            raise ValueError(f"beams (--beams): must include the default beam {self.default_beam}")
+        """The report's HNSW row is the default ef_search: it must be in the sweep (GRDR's headline row is the
+        model's defaults at each catalog, measured on its own)."""
         if self.default_ef_search not in self.ef_search:
             raise ValueError(f"ef_search (--ef-search): must include the default {self.default_ef_search}")
         return self
@@ -293,8 +291,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
         arrays = (src.features, src.frames) if data == cfg.dataset else grown_arrays(data)
         neighbours = corpus_neighbours(encoder, *arrays)
     log(f"[{n:,}] {ingest['videos_per_s']} videos/s; building the HNSW baseline")
-    searcher = Searcher(cfg.model, alias, settings=settings, client=client, beam_size=cfg.default_beam,
-                        max_pool=cfg.max_pool)
+    searcher = Searcher(cfg.model, alias, settings=settings, client=client, max_pool=cfg.max_pool)
     hnsw = build_hnsw(client, alias, hnsw_name, searcher.runtime.cfg.rerank_dim, cfg.hnsw_m, cfg.hnsw_ef_construction,
                       cfg.default_ef_search)
     target = alias_target(client, alias)
@@ -307,6 +304,7 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
     pools = sorted(set(cfg.pools) - {searcher.recall_budget()})
     fns: dict[str, QueryFn] = {
         "dense": dense_fn,
+        "grdr defaults": grdr_fn(searcher, None),  # the beam and recall level the model serves this catalog with
         **{f"grdr {beam}": grdr_fn(searcher, beam) for beam in cfg.beams},
         **{f"grdr {beam} {pool}": grdr_fn(searcher, beam, pool) for beam in cfg.pool_beams for pool in pools},
         **{f"hnsw {ef}": vector_fn(searcher, hnsw_name, hnsw_body(ef)) for ef in cfg.ef_search}}
@@ -320,12 +318,13 @@ def bench_scale(cfg: BenchConfig, scale: int, settings: Settings, encoder: Model
         "grdr_pool": [{"beam": beam, "max_pool": pool, **measured[f"grdr {beam} {pool}"][0]}
                       for beam in cfg.pool_beams for pool in pools],
         "hnsw": [{"ef_search": ef, **measured[f"hnsw {ef}"][0]} for ef in cfg.ef_search]}
-    grdr = next(c for c in curves["grdr"] if c["beam"] == cfg.default_beam)
+    grdr = {"recall_level": searcher.recall_level(), "beam": searcher.beam_size(), "max_pool": searcher.recall_budget(),
+            **measured["grdr defaults"][0]}
     hnsw_default = next(c for c in curves["hnsw"] if c["ef_search"] == cfg.default_ef_search)
 
     log(f"[{n:,}] throughput with {cfg.clients} clients")
     tq = texts[: cfg.throughput_queries]
-    headline = {"grdr": fns[f"grdr {cfg.default_beam}"], "dense_exact": dense_fn,
+    headline = {"grdr": fns["grdr defaults"], "dense_exact": dense_fn,
                 "hnsw": fns[f"hnsw {cfg.default_ef_search}"]}
     qps = {name: {str(c): throughput(fn, tq, c) for c in cfg.clients} for name, fn in headline.items()}
 

@@ -38,5 +38,11 @@ def test_bench_measures_three_systems_and_cleans_up(tiny_model_dir, settings, cl
     assert not client.indices.exists_alias(name="bench-msrvtt-2000")
     report = write_report(result, tmp_path / "report", "grdr bench ...")
     assert (tmp_path / "report" / "BENCHMARKS.md").is_file() and report
-    assert "| grown | 2,000 | 2,000 |" in report.read_text()
+    text = report.read_text()
+    assert "| grown | 2,000 | 2,000 |" in text
+    # GRDR's headline is what the model serves this catalog with, measured apart from the beam sweep
+    grdr = systems["grdr"]
+    assert grdr["max_pool"] == 1000 and grdr["recall_level"] >= 1 and grdr["beam"] >= 1
+    assert f"| GRDR defaults (level {grdr['recall_level']}, beam {grdr['beam']}, budget 1000) |" in text
+    assert "Targets in this run (no scale target is set at 2,000 videos):" in text
     json.dumps(result)  # the --json line is plain JSON
